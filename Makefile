@@ -1,0 +1,45 @@
+# bridgeledger — the two commands a newcomer needs: `make demo` and `make test`.
+# Both create .venv and install what they need on a fresh machine.
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: install demo test test-unit stack-up stack-down stack-status bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[agent,streams,dashboards,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The whole pipeline on the real local stack; leaves the stack running.
+demo: install
+	$(BIN)/bridgeledger demo
+
+# Unit + integration tests; the test stack (its own state dir and ports) is
+# started once per session by tests/conftest.py. pytest's "no tests" (exit 5)
+# is a failure here.
+test: install
+	@$(BIN)/python -m pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: no tests ran" >&2; exit 1; fi; exit $$rc
+
+test-unit: install
+	$(BIN)/python -m pytest -m "not integration"
+
+stack-up: install
+	$(BIN)/bridgeledger stack up
+stack-down: install
+	$(BIN)/bridgeledger stack down
+stack-status: install
+	$(BIN)/bridgeledger stack status
+
+bench: install
+	$(BIN)/python bench/pipeline.py
+
+clean:
+	-$(BIN)/bridgeledger stack down
+	rm -rf $(VENV) .state .state-test

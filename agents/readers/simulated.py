@@ -1,0 +1,149 @@
+"""A simulated GPU node: deterministic by seed, same interface as NVML.
+
+Each GPU follows a schedule of segments (idle, one job, or two jobs
+time-slicing) with per-job duty cycles; power follows utilisation and the
+energy counter integrates power exactly, so a simulated fleet produces known
+totals. The simulated node is also its own job resolver (it knows which pid
+runs which job) and emits the job start/end events a scheduler hook would.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from agents.jobs import JobRef
+from agents.readers.base import GpuSample, ProcessUtil
+from schemas import JobEvent
+
+__all__ = ["SIM_MODELS", "SimJob", "SimulatedReader"]
+
+# NVML name -> (idle W, busy W, limit W)
+SIM_MODELS: dict[str, tuple[int, int, int]] = {
+    "NVIDIA H100 80GB HBM3": (70, 660, 700),
+    "NVIDIA A100-SXM4-80GB": (55, 380, 400),
+}
+MINUTE_NS = 60_000_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class SimJob:
+    job_id: str
+    account: str
+    pid: int
+    duty: float
+    start_ns: int
+    end_ns: int
+    gpu_uuid: str
+
+
+@dataclass
+class _SimGpu:
+    uuid: str
+    model: str
+    counter_mj: int
+    last_t: int
+    jobs: list[SimJob]
+
+
+class SimulatedReader:
+    def __init__(
+        self,
+        *,
+        node: str,
+        site_id: str,
+        models: Sequence[str],
+        accounts: Sequence[str],
+        seed: int,
+        clock_ns: Callable[[], int],
+        start_ns: int,
+        horizon_ns: int,
+        mean_job_min: float = 25.0,
+    ) -> None:
+        for m in models:
+            if m not in SIM_MODELS:
+                raise ValueError(f"no simulation profile for GPU model {m!r}")
+        if not accounts:
+            raise ValueError("a simulated node needs at least one account to run jobs for")
+        self.node = node
+        self.site_id = site_id
+        self.clock_ns = clock_ns
+        self._rng = random.Random(seed)
+        # A new simulated "boot" per run start, so separate runs never share window ids.
+        self._boot = "sim-" + hashlib.sha256(f"{node}:{seed}:{start_ns}".encode()).hexdigest()[:16]
+        self._pids: dict[int, SimJob] = {}
+        self.gpus: list[_SimGpu] = []
+        next_pid = 10_000
+        for i, model in enumerate(models):
+            uuid = "GPU-" + hashlib.sha256(f"{node}/{i}/{seed}".encode()).hexdigest()[:32]
+            jobs: list[SimJob] = []
+            t = start_ns
+            while t < start_ns + horizon_ns:
+                dur = int(self._rng.uniform(0.3, 1.7) * mean_job_min * MINUTE_NS)
+                kind = self._rng.random()
+                tenants = 0 if kind < 0.12 else (1 if kind < 0.8 else 2)
+                for k in range(tenants):
+                    next_pid += 1
+                    duty = self._rng.uniform(0.6, 1.0) if k == 0 else self._rng.uniform(0.15, 0.6)
+                    job = SimJob(f"{node}-{next_pid}", self._rng.choice(list(accounts)), next_pid,
+                                 round(duty, 3), t, t + dur, uuid)
+                    jobs.append(job)
+                    self._pids[next_pid] = job
+                t += dur
+            counter = self._rng.randrange(10**6, 10**9)
+            self.gpus.append(_SimGpu(uuid, model, counter, start_ns, jobs))
+
+    # -- GpuReader ------------------------------------------------------------------
+    def boot_id(self) -> str:
+        return self._boot
+
+    def sample(self) -> list[GpuSample]:
+        t = self.clock_ns()
+        out = []
+        for g in self.gpus:
+            active = [j for j in g.jobs if j.start_ns <= t < j.end_ns]
+            load = min(1.0, sum(j.duty for j in active))
+            idle_w, busy_w, limit_w = SIM_MODELS[g.model]
+            jitter = 0.94 + 0.06 * self._rng.random() if active else 1.0
+            power_mw = int((idle_w + (busy_w - idle_w) * load * jitter) * 1000)
+            if t > g.last_t:
+                g.counter_mj += power_mw * (t - g.last_t) // 1_000_000_000
+                g.last_t = t
+            denom = max(1.0, sum(j.duty for j in active))
+            out.append(
+                GpuSample(
+                    uuid=g.uuid,
+                    model=g.model,
+                    t_ns=t,
+                    energy_mj=g.counter_mj,
+                    power_mw=power_mw,
+                    util_gpu=round(load * 100),
+                    mem_used_bytes=sum(8 << 30 for _ in active),
+                    power_limit_mw=limit_w * 1000,
+                    running_pids=tuple(j.pid for j in active),
+                    process_util=tuple(ProcessUtil(j.pid, round(100 * j.duty / denom)) for j in active),
+                )
+            )
+        return out
+
+    def close(self) -> None:
+        pass
+
+    # -- what a scheduler would tell -------------------------------------------------
+    def resolve(self, pid: int) -> JobRef | None:
+        job = self._pids.get(pid)
+        return JobRef(job.job_id, job.account) if job else None
+
+    def job_events(self, after_ns: int, until_ns: int) -> list[JobEvent]:
+        """Start/end events with a time in (after_ns, until_ns], in time order."""
+        events = []
+        for g in self.gpus:
+            for j in g.jobs:
+                for kind, when in (("start", j.start_ns), ("end", j.end_ns)):
+                    if after_ns < when <= until_ns or (kind == "start" and when == after_ns == j.start_ns):
+                        events.append(JobEvent(event=kind, site_id=self.site_id, job_id=j.job_id,
+                                               account=j.account, node=self.node, gpus=[g.uuid],
+                                               time_ns=when))
+        return sorted(events, key=lambda e: (e.time_ns, e.event != "end"))

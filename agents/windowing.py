@@ -1,0 +1,242 @@
+"""Cutting GPU samples into contiguous telemetry windows.
+
+Windows are aligned to wall-clock multiples of ``window_ns``; the first one
+starts at the first sample. Energy comes from the cumulative counter: each
+interval between two samples contributes its counter delta, and an interval
+that straddles a boundary is split in proportion to time with integer
+arithmetic, so the windows' energies telescope to exactly the counter's delta
+over the covered span.
+
+Counter trouble never produces negative or huge energy: a counter that goes
+backwards, or jumps more than the power limit allows, starts a new baseline;
+that interval is estimated from the power reading and the window is flagged
+``counter_reset``. A device without the counter is integrated from power and
+flagged ``energy_estimated``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from agents.jobs import JobResolver
+from agents.readers.base import GpuSample
+from schemas import SCHEMA_VERSION, GpuWindow, ProcessShare, TelemetryWindow
+
+__all__ = ["Windower"]
+
+log = logging.getLogger(__name__)
+
+# A counter step above limit × time × this is impossible, hence a reset.
+JUMP_FACTOR = 2.0
+DEFAULT_LIMIT_MW = 1_000_000  # when the device does not report its limit
+
+
+@dataclass
+class _GpuState:
+    model: str
+    last_t: int
+    last_counter: int | None
+    last_power_mw: int | None
+    power_limit_mw: int | None
+    energy_mj: int = 0
+    flags: set[str] = field(default_factory=set)
+    util_sum: int = 0
+    util_n: int = 0
+    mem_used: int = 0
+    reads: int = 0
+    pid_util: dict[int, int] = field(default_factory=dict)
+    pids: set[int] = field(default_factory=set)
+    seen: bool = True
+
+    def reset_window(self) -> None:
+        self.energy_mj = 0
+        self.flags = set()
+        self.util_sum = self.util_n = self.reads = 0
+        self.pid_util = {}
+        self.pids = set()
+        self.seen = False
+
+
+class Windower:
+    def __init__(
+        self,
+        *,
+        agent_id: str,
+        site_id: str,
+        node: str,
+        boot_id: str,
+        window_ns: int,
+        resolver: JobResolver,
+        first_seq: int = 0,
+    ) -> None:
+        if window_ns <= 0:
+            raise ValueError("window_ns must be positive")
+        self.agent_id = agent_id
+        self.site_id = site_id
+        self.node = node
+        self.boot_id = boot_id
+        self.window_ns = window_ns
+        self.resolver = resolver
+        self.seq = first_seq
+        self.win_start: int | None = None
+        self.gpus: dict[str, _GpuState] = {}
+
+    def _next_boundary(self, t: int) -> int:
+        return (t // self.window_ns + 1) * self.window_ns
+
+    def add(self, samples: list[GpuSample]) -> list[TelemetryWindow]:
+        """Feed one reading of all GPUs; return the windows it closed (usually none)."""
+        if not samples:
+            return []
+        t = max(s.t_ns for s in samples)
+        if self.win_start is None:
+            self.win_start = t
+            for s in samples:
+                self.gpus[s.uuid] = self._new_state(s)
+                self._observe(self.gpus[s.uuid], s)
+            return []
+        if t <= self.win_start:
+            log.warning("sample at %d is not after the window start %d; ignored", t, self.win_start)
+            return []
+        deltas = {s.uuid: self._delta(s) for s in samples}
+        closed: list[TelemetryWindow] = []
+        b = self._next_boundary(self.win_start)
+        while b <= t:
+            for s in samples:
+                st = self.gpus.get(s.uuid)
+                if st is None or st.last_t >= b:
+                    continue
+                d = deltas[s.uuid]
+                part = d * (b - st.last_t) // (s.t_ns - st.last_t) if s.t_ns > st.last_t else 0
+                st.energy_mj += part
+                deltas[s.uuid] = d - part
+                # the rest of the interval now starts at the boundary
+                st.last_t = b
+            closed.append(self._close(b))
+            b += self.window_ns
+        for s in samples:
+            st = self.gpus.get(s.uuid)
+            if st is None:
+                log.warning("GPU %s appeared on %s; its energy counts from now", s.uuid, self.node)
+                self.gpus[s.uuid] = st = self._new_state(s)
+                st.flags.add("gpu_appeared")
+            else:
+                st.energy_mj += deltas[s.uuid]
+                st.last_t = s.t_ns
+                st.last_counter = s.energy_mj
+                st.last_power_mw = s.power_mw
+            self._observe(st, s)
+        present = {s.uuid for s in samples}
+        for uuid, st in self.gpus.items():
+            if uuid not in present and "gpu_missing" not in st.flags:
+                log.warning("GPU %s missing from the reading on %s", uuid, self.node)
+                st.flags.add("gpu_missing")
+        return closed
+
+    def flush(self) -> TelemetryWindow | None:
+        """Close the open (partial) window at the last sample, e.g. at shutdown."""
+        if self.win_start is None or not self.gpus:
+            return None
+        end = max(st.last_t for st in self.gpus.values())
+        if end <= self.win_start:
+            return None
+        return self._close(end)
+
+    # -- internals ------------------------------------------------------------------
+    @staticmethod
+    def _new_state(s: GpuSample) -> _GpuState:
+        return _GpuState(s.model, s.t_ns, s.energy_mj, s.power_mw, s.power_limit_mw)
+
+    def _delta(self, s: GpuSample) -> int:
+        """Energy of the interval since this GPU's last sample, in mJ, never negative."""
+        st = self.gpus.get(s.uuid)
+        if st is None:
+            return 0
+        dt = s.t_ns - st.last_t
+        if dt <= 0:
+            return 0
+        power = s.power_mw if s.power_mw is not None else (st.last_power_mw or 0)
+        estimate = power * dt // 1_000_000_000  # mW × s = mJ
+        if s.energy_mj is None or st.last_counter is None:
+            st.flags.add("energy_estimated")
+            return estimate
+        d = s.energy_mj - st.last_counter
+        limit = s.power_limit_mw or st.power_limit_mw or DEFAULT_LIMIT_MW
+        if d < 0 or d > limit * dt * JUMP_FACTOR / 1e9 + 1000:
+            log.warning(
+                "GPU %s energy counter went from %d to %d mJ in %.3f s: counter reset, "
+                "new baseline, interval estimated from power",
+                s.uuid, st.last_counter, s.energy_mj, dt / 1e9,
+            )
+            st.flags.update(("counter_reset", "energy_estimated"))
+            return estimate
+        return d
+
+    @staticmethod
+    def _observe(st: _GpuState, s: GpuSample) -> None:
+        st.seen = True
+        st.power_limit_mw = s.power_limit_mw or st.power_limit_mw
+        if s.util_gpu is not None:
+            st.util_sum += s.util_gpu
+            st.util_n += 1
+        if s.mem_used_bytes is not None:
+            st.mem_used = s.mem_used_bytes
+        st.pids.update(s.running_pids)
+        if s.process_util is not None:
+            st.reads += 1
+            for pu in s.process_util:
+                st.pids.add(pu.pid)
+                st.pid_util[pu.pid] = st.pid_util.get(pu.pid, 0) + pu.sm_util
+
+    def _shares(self, st: _GpuState) -> list[ProcessShare]:
+        raw = {
+            pid: (st.pid_util.get(pid, 0) / (100 * st.reads) if st.reads else 0.0)
+            for pid in sorted(st.pids)
+        }
+        total = sum(raw.values())
+        scale = 1.0 / total if total > 1.0 else 1.0
+        out = []
+        for pid, share in raw.items():
+            ref = self.resolver.resolve(pid)
+            # round down so the shares of one GPU never sum above 1
+            s = int(min(1.0, share * scale) * 1_000_000) / 1_000_000
+            out.append(ProcessShare(pid=pid, job_id=ref.job_id if ref else None,
+                                    account=ref.account if ref else None, sm_share=s))
+        return out
+
+    def _close(self, end: int) -> TelemetryWindow:
+        assert self.win_start is not None
+        start = self.win_start
+        length = end - start
+        gpus = []
+        for uuid, st in self.gpus.items():
+            gpus.append(
+                GpuWindow(
+                    uuid=uuid,
+                    model=st.model,
+                    energy_mj=st.energy_mj,
+                    gpu_seconds=length / 1e9,
+                    util_gpu=round(st.util_sum / st.util_n, 2) if st.util_n else 0.0,
+                    mem_used_bytes=st.mem_used,
+                    power_avg_mw=st.energy_mj * 1_000_000_000 // length,
+                    power_limit_mw=st.power_limit_mw,
+                    flags=sorted(st.flags),
+                    processes=self._shares(st),
+                )
+            )
+            st.reset_window()
+        window = TelemetryWindow(
+            schema_version=SCHEMA_VERSION,
+            agent_id=self.agent_id,
+            site_id=self.site_id,
+            node=self.node,
+            boot_id=self.boot_id,
+            seq=self.seq,
+            window_start_ns=start,
+            window_end_ns=end,
+            gpus=gpus,
+        )
+        self.seq += 1
+        self.win_start = end
+        return window

@@ -1,0 +1,378 @@
+"""``bridgeledger``: one command line for operators, the centre and auditors.
+
+Subcommands import their extra's packages lazily; a missing extra is
+reported with the pip line that installs it. Library code never exits; only
+this module turns errors into exit codes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from agents import AgentError
+from bridgeledger import BridgeledgerError
+from ledger import LedgerError
+from schemas import SchemaError
+from streams import StreamError
+
+EXTRA_OF = {
+    "kafka": "agent", "pynvml": "agent", "faust": "streams", "aiokafka": "streams",
+    "clickhouse_driver": "streams", "grafana_client": "dashboards", "pydantic_settings": "streams",
+}
+
+
+@contextlib.contextmanager
+def needs_extra(extra: str) -> Iterator[None]:
+    """Turn an ImportError of an optional dependency into a one-line instruction."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        top = (exc.name or "").split(".")[0]
+        wanted = EXTRA_OF.get(top, extra)
+        raise click.ClickException(
+            f"this command needs the '{wanted}' extra ({top} is not installed): "
+            f"pip install 'bridgeledger[{wanted}]'"
+        ) from exc
+
+
+def _stack() -> Any:
+    from bridgeledger.stack import Stack, StackPorts
+
+    state = Path(os.environ.get("BRIDGELEDGER_STATE_DIR", ".state"))
+    offset = int(os.environ.get("BRIDGELEDGER_PORT_OFFSET", "0"))
+    return Stack(state, StackPorts.offset(offset))
+
+
+def _local_stack_defaults() -> None:
+    """Point clients at the local stack unless the environment says otherwise."""
+    stack = _stack()
+    if stack.secrets_dir.exists():
+        for k, v in stack.client_env().items():
+            os.environ.setdefault(k, v)
+
+
+def _load_config(path: Path) -> tuple[Any, str, bytes]:
+    from schemas import ConfigError, load_config
+
+    try:
+        cfg, digest = load_config(path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return cfg, digest, path.read_bytes()
+
+
+def _ch_settings() -> Any:
+    with needs_extra("streams"):
+        from pydantic import ValidationError
+
+        from streams.clickhouse import ClickHouseSettings
+    try:
+        return ClickHouseSettings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise click.ClickException(
+            f"ClickHouse settings: BRIDGELEDGER_CH_{str(first['loc'][0]).upper()}: {first['msg']}"
+        ) from exc
+
+
+@click.group()
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def cli(verbose: bool) -> None:
+    """bridgeledger: GPU energy and time accounting for a compute consortium."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("kafka", "aiokafka", "clickhouse_driver"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    _local_stack_defaults()
+
+
+# -- stack -------------------------------------------------------------------------------
+@cli.group()
+def stack() -> None:
+    """The local Kafka + ClickHouse stack (state in $BRIDGELEDGER_STATE_DIR, default .state)."""
+
+
+@stack.command("up")
+@click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for health.")
+def stack_up(timeout: float) -> None:
+    """Install what is missing, start both services and wait until they answer."""
+    for s in _stack().up(timeout_s=timeout):
+        click.echo(s.line())
+
+
+@stack.command("down")
+def stack_down() -> None:
+    """Stop the services this state dir started (by pid)."""
+    stopped = _stack().down()
+    click.echo("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+
+
+@stack.command("status")
+def stack_status() -> None:
+    """Each service with its port, pid and health; exit 1 if any is not healthy."""
+    statuses = _stack().status()
+    for s in statuses:
+        click.echo(s.line())
+    if not all(s.healthy for s in statuses):
+        sys.exit(1)
+
+
+# -- ledger ------------------------------------------------------------------------------
+@cli.group()
+def ledger() -> None:
+    """The ClickHouse ledger: schema and reports."""
+
+
+@ledger.command("migrate")
+def ledger_migrate() -> None:
+    """Apply the versioned migrations (idempotent)."""
+    with needs_extra("streams"):
+        from ledger.migrate import apply_migrations
+        from streams.clickhouse import connect
+    s = _ch_settings()
+    done = apply_migrations(connect(s, database="system"), s.database)
+    click.echo("applied: " + ", ".join(done) if done else "schema up to date")
+
+
+@ledger.command("members")
+@click.option("--currency", default="EUR")
+def ledger_members(currency: str) -> None:
+    """Per-member usage table over the whole ledger."""
+    with needs_extra("streams"):
+        from ledger.reports import format_member_table, member_summary
+        from streams.clickhouse import connect
+    s = _ch_settings()
+    click.echo(format_member_table(member_summary(connect(s), s.database), currency))
+
+
+# -- stream ------------------------------------------------------------------------------
+@cli.group()
+def stream() -> None:
+    """The stream worker (Faust)."""
+
+
+@stream.command("run")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="Consortium config (default $BRIDGELEDGER_CONSORTIUM_CONFIG).")
+def stream_run(config_path: Path | None) -> None:
+    """Consume telemetry and job events; write the ledger."""
+    with needs_extra("streams"):
+        import faust  # noqa: F401
+
+        from streams.app import create_app
+        from streams.clickhouse import connect
+        from streams.processing import WindowProcessor
+        from streams.settings import StreamSettings
+        from streams.sink import ClickHouseSink
+        from streams.topics import declare_topics
+        from streams.worker import LedgerWorker
+    settings = StreamSettings()
+    created = declare_topics(settings.kafka_bootstrap, settings.partitions)
+    if created:
+        click.echo("created topics: " + ", ".join(created))
+    path = config_path or settings.consortium_config
+    cfg, digest, content = _load_config(path)
+    ch = _ch_settings()
+    sink = ClickHouseSink(connect(ch), ch.database)
+    sink.record_config(digest, cfg.version, content)
+    worker = LedgerWorker(WindowProcessor(cfg, digest), sink)
+    worker.load_jobs(sink.load_jobs())
+    click.echo(f"stream worker: config {path} version {cfg.version} sha256 {digest[:12]}…, "
+               f"kafka {settings.kafka_bootstrap}, clickhouse {ch.host}:{ch.port}/{ch.database}")
+    app = create_app(settings, worker)
+    from faust.worker import Worker
+
+    Worker(app, loglevel="info").execute_from_commandline()
+
+
+# -- agents ------------------------------------------------------------------------------
+@cli.group()
+def agent() -> None:
+    """GPU node agents: replay a recorded trace, simulate a fleet."""
+
+
+@agent.command("replay")
+@click.argument("trace_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--window-s", default=10.0, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), help="Write windows as JSON lines here.")
+@click.option("--kafka", "to_kafka", is_flag=True, help="Publish to Kafka instead.")
+@click.option("--site", default="replay-site", show_default=True)
+@click.option("--node", default=None, help="Node name (default: from the trace).")
+@click.option("--accounts", type=click.Path(exists=True, path_type=Path),
+              help="YAML {job_id: account} for jobs whose account the trace lacks.")
+def agent_replay(trace_dir: Path, window_s: float, out: Path | None, to_kafka: bool, site: str,
+                 node: str | None, accounts: Path | None) -> None:
+    """Run the real windowing and job resolution over a recorded NVML trace."""
+    from agents import AgentError
+    from agents.jobs import ChainResolver, ProcInfoResolver, StaticJobAccounts
+    from agents.publisher import MemoryPublisher
+    from agents.readers.replay import ReplayReader
+    from agents.runner import NodeAgent
+
+    if (out is None) == (not to_kafka):
+        raise click.UsageError("give exactly one of --out FILE or --kafka")
+    try:
+        reader = ReplayReader(trace_dir)
+    except AgentError as exc:
+        raise click.ClickException(str(exc)) from exc
+    resolver = ChainResolver(
+        ProcInfoResolver.from_file(trace_dir / "proc_info.json"),
+        accounts=StaticJobAccounts.from_file(accounts) if accounts else None,
+    )
+    node = node or "replay-" + reader.static["devices"][0]["uuid"][4:12]
+    if to_kafka:
+        with needs_extra("agent"):
+            from agents.publisher import KafkaPublisher
+        publisher: Any = KafkaPublisher(os.environ.get("BRIDGELEDGER_KAFKA_BOOTSTRAP", "127.0.0.1:19092"))
+    else:
+        publisher = MemoryPublisher()
+    na = NodeAgent.create(reader, resolver, publisher, agent_id=node, site_id=site, node=node,
+                          window_s=window_s)
+    while not reader.exhausted:
+        na.step()
+    na.finish()
+    publisher.flush()
+    if out is not None:
+        with out.open("wb") as f:
+            for _, _, value in publisher.messages:
+                f.write(value + b"\n")
+    t = na.totals
+    click.echo(f"replayed {trace_dir.name}: {t.windows} windows, {t.energy_mj} mJ, "
+               f"{t.gpu_ms / 1000:.3f} GPU-s" + (f" -> {out}" if out else " -> Kafka"))
+
+
+@agent.command("sim")
+@click.option("--config", "config_path", type=click.Path(path_type=Path),
+              default=Path("deploy/consortium.example.yaml"), show_default=True)
+@click.option("--nodes-per-site", default=2, show_default=True)
+@click.option("--gpus-per-node", default=8, show_default=True)
+@click.option("--duration-s", default=60.0, show_default=True, help="Wall-clock run time.")
+@click.option("--speed", default=60.0, show_default=True, help="Simulated seconds per wall second.")
+@click.option("--window-s", default=10.0, show_default=True)
+@click.option("--sample-s", default=1.0, show_default=True)
+@click.option("--seed", default=7, show_default=True)
+@click.option("--summary", type=click.Path(path_type=Path), help="Write produced totals (JSON).")
+def agent_sim(config_path: Path, nodes_per_site: int, gpus_per_node: int, duration_s: float,
+              speed: float, window_s: float, sample_s: float, seed: int, summary: Path | None) -> None:
+    """A simulated fleet on every site of the config, publishing to Kafka.
+
+    Simulated time ends at the moment the run ends and starts speed × duration
+    earlier, so a one-minute run at speed 60 books the last hour.
+    """
+    with needs_extra("agent"):
+        from agents.publisher import KafkaPublisher
+    from agents.runner import FleetClock, build_sim_fleet, publish_job_events
+
+    cfg, _, _ = _load_config(config_path)
+    publisher = KafkaPublisher(os.environ.get("BRIDGELEDGER_KAFKA_BOOTSTRAP", "127.0.0.1:19092"))
+    sim_span = int(duration_s * speed * 1e9)
+    start = time.time_ns() + int(duration_s * 1e9) - sim_span
+    clock = FleetClock(start)
+    fleet = build_sim_fleet(cfg, publisher, clock, start_ns=start, horizon_ns=sim_span,
+                            nodes_per_site=nodes_per_site, gpus_per_node=gpus_per_node,
+                            window_s=window_s, seed=seed)
+    step = int(sample_s * 1e9)
+    wall0 = time.monotonic()
+    prev = start
+    while clock.now_ns <= start + sim_span:
+        for agent_, reader in fleet:
+            agent_.totals.job_events += publish_job_events(reader, publisher, prev, clock.now_ns)
+            agent_.step()
+        prev = clock.now_ns
+        clock.now_ns += step
+        ahead = (clock.now_ns - start) / 1e9 / speed - (time.monotonic() - wall0)
+        if ahead > 0.05:
+            publisher.flush()
+            time.sleep(ahead)
+    for agent_, _ in fleet:
+        agent_.finish()
+    publisher.flush()
+    publisher.close()
+    totals = {a.windower.agent_id: vars(a.totals) for a, _ in fleet}
+    n_gpus = len(fleet) * gpus_per_node
+    click.echo(f"simulated {len(fleet)} nodes / {n_gpus} GPUs over {sim_span / 3.6e12:.2f} h: "
+               f"{sum(t['windows'] for t in totals.values())} windows published")
+    if summary:
+        summary.write_text(json.dumps(totals, indent=1))
+
+
+# -- offline twin ------------------------------------------------------------------------
+@cli.command("attribute")
+@click.option("--windows", "windows_path", required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--jobs", "jobs_path", type=click.Path(exists=True, path_type=Path))
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path))
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+def attribute(windows_path: Path, jobs_path: Path | None, config_path: Path, out: Path) -> None:
+    """Offline: the stream's validation, attribution and pricing over JSON-lines files."""
+    from schemas import WireError
+    from schemas.jobs import decode_job_event
+    from streams.processing import WindowProcessor
+
+    cfg, digest, _ = _load_config(config_path)
+    proc = WindowProcessor(cfg, digest)
+    jobs: dict[tuple[str, str], Any] = {}
+    if jobs_path:
+        for n, line in enumerate(jobs_path.read_bytes().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                e = decode_job_event(line)
+            except WireError as exc:
+                raise click.ClickException(f"{jobs_path}:{n}: {exc}") from exc
+            if e.event == "start":
+                jobs[(e.site_id, e.job_id)] = e
+            else:
+                jobs.pop((e.site_id, e.job_id), None)
+    entries = rejected = seen = 0
+    ids: set[str] = set()
+    with out.open("w") as f:
+        for line in windows_path.read_bytes().splitlines():
+            if not line.strip():
+                continue
+            seen += 1
+            res = proc.process(line, jobs)
+            if res.rejection is not None:
+                rejected += 1
+                click.echo(f"rejected line {seen}: {res.rejection.reason}: {res.rejection.detail}", err=True)
+                continue
+            assert res.window is not None
+            if res.window.window_id in ids:
+                continue
+            ids.add(res.window.window_id)
+            for e in res.entries:
+                f.write(json.dumps(e.to_record(), separators=(",", ":")) + "\n")
+                entries += 1
+    click.echo(f"{seen} windows read, {rejected} rejected, {entries} ledger entries -> {out}")
+
+
+@cli.command("demo")
+@click.option("--duration-s", default=60.0, show_default=True)
+def demo(duration_s: float) -> None:
+    """The whole pipeline on the local stack, then the per-member table."""
+    from bridgeledger.demo import run_demo
+
+    run_demo(_stack(), duration_s=duration_s, echo=click.echo)
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except (BridgeledgerError, AgentError, StreamError, LedgerError, SchemaError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""The consortium config: members, sites, GPU models, projects, accounts, prices.
+
+One versioned YAML file. Its content hash (SHA-256 of the file bytes, so an
+auditor can check it with ``sha256sum``) goes on every ledger entry, and the
+file itself is stored in the ledger under that hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from schemas.errors import ConfigError
+
+__all__ = [
+    "ConsortiumConfig",
+    "GpuModel",
+    "Member",
+    "Owner",
+    "Pricing",
+    "Project",
+    "Site",
+    "load_config",
+    "parse_config",
+]
+
+Iso2 = Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 code")]
+Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+Share = Annotated[Decimal, Field(gt=0, le=1)]
+# Shares are written with a few decimals by people; exact Decimal sums must hit 1.
+_ONE = Decimal(1)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Member(_Strict):
+    code: Iso2
+    name: str = Field(min_length=1)
+    contribution_share: Share
+
+
+class Site(_Strict):
+    id: Ident
+    country: Iso2
+    energy_price_eur_per_kwh: Decimal = Field(ge=0)
+    pue: Decimal = Field(ge=1, le=3)
+    grid_gco2_per_kwh: Decimal = Field(ge=0)
+    # The keys that may sign this site's windows (issue: trust); empty = unsigned allowed.
+    key_ids: list[str] = Field(default_factory=list)
+
+
+class GpuModel(_Strict):
+    key: Ident
+    # NVML device names (nvmlDeviceGetName) that are this model.
+    names: list[str] = Field(min_length=1)
+    # H100-equivalents per GPU-hour, the consortium's unit of normalised usage.
+    normalisation_factor: Decimal = Field(gt=0)
+    power_limit_w: int = Field(gt=0)
+
+
+class Owner(_Strict):
+    member: Iso2
+    share: Share
+
+
+class Project(_Strict):
+    id: Ident
+    name: str = Field(min_length=1)
+    owners: list[Owner] = Field(min_length=1)
+    # Scheduler accounts / Kubernetes namespaces whose jobs belong to this project.
+    accounts: list[str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _owner_shares(self) -> Project:
+        total = sum((o.share for o in self.owners), Decimal(0))
+        if total != _ONE:
+            raise ValueError(f"owner shares sum to {total}, must be exactly 1")
+        if len({o.member for o in self.owners}) != len(self.owners):
+            raise ValueError("an owner member is listed twice")
+        return self
+
+
+class Pricing(_Strict):
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    # Capacity price per normalised (H100-equivalent) GPU-hour, on top of energy.
+    gpu_hour_rate: Decimal = Field(ge=0)
+
+
+class ConsortiumConfig(_Strict):
+    version: str = Field(min_length=1)
+    members: list[Member] = Field(min_length=1)
+    sites: list[Site] = Field(min_length=1)
+    gpu_models: list[GpuModel] = Field(min_length=1)
+    projects: list[Project] = Field(default_factory=list)
+    pricing: Pricing
+
+    @model_validator(mode="after")
+    def _references(self) -> ConsortiumConfig:
+        codes = [m.code for m in self.members]
+        if len(set(codes)) != len(codes):
+            raise ValueError("members: a member code is listed twice")
+        total = sum((m.contribution_share for m in self.members), Decimal(0))
+        if total != _ONE:
+            raise ValueError(f"members: contribution_share values sum to {total}, must be 1")
+        _unique("sites", [s.id for s in self.sites])
+        _unique("gpu_models", [g.key for g in self.gpu_models])
+        _unique("gpu_models names", [n for g in self.gpu_models for n in g.names])
+        _unique("projects", [p.id for p in self.projects])
+        _unique("projects accounts", [a for p in self.projects for a in p.accounts])
+        for p in self.projects:
+            for o in p.owners:
+                if o.member not in codes:
+                    raise ValueError(f"projects: {p.id} owner {o.member} is not a member")
+        return self
+
+    # Lookups used on the hot path; built once per config object.
+    def site(self, site_id: str) -> Site | None:
+        return self._index()[0].get(site_id)
+
+    def gpu_model(self, nvml_name: str) -> GpuModel | None:
+        return self._index()[1].get(nvml_name)
+
+    def project_for_account(self, account: str) -> Project | None:
+        return self._index()[2].get(account)
+
+    def _index(self) -> tuple[dict[str, Site], dict[str, GpuModel], dict[str, Project]]:
+        cached = self.__dict__.get("_idx")
+        if cached is None:
+            cached = (
+                {s.id: s for s in self.sites},
+                {n: g for g in self.gpu_models for n in g.names},
+                {a: p for p in self.projects for a in p.accounts},
+            )
+            object.__setattr__(self, "_idx", cached)
+        return cached
+
+
+def _unique(what: str, values: list[str]) -> None:
+    seen: set[str] = set()
+    for v in values:
+        if v in seen:
+            raise ValueError(f"{what}: {v!r} is listed twice")
+        seen.add(v)
+
+
+def parse_config(text: bytes, source: str = "<config>") -> tuple[ConsortiumConfig, str]:
+    """Parse config bytes; return the config and its content hash (hex SHA-256)."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    try:
+        cfg = ConsortiumConfig.model_validate(doc)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        msg = re.sub(r"^Value error, ", "", first["msg"])
+        raise ConfigError(
+            f"{source}: field {where}: {msg} (fix the file; {len(exc.errors())} error(s) in all)"
+        ) from exc
+    return cfg, hashlib.sha256(text).hexdigest()
+
+
+def load_config(path: str | Path) -> tuple[ConsortiumConfig, str]:
+    p = Path(path)
+    try:
+        text = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read consortium config: {exc.strerror}") from exc
+    return parse_config(text, str(p))

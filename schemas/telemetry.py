@@ -1,0 +1,131 @@
+"""Telemetry window: one message per node per window, the agents' output.
+
+Wire format is JSON. Field names and meanings are the contract between the
+agents and the centre; new optional fields may be added, existing ones never
+change meaning. Energy is integer millijoules so that every split and sum is
+exact.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from schemas.errors import WireError
+
+SCHEMA_VERSION = 1
+# Shares are floats on the wire; rounding in the agent may overshoot 1 by a hair.
+SHARE_TOLERANCE = 1e-6
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "GpuWindow",
+    "ProcessShare",
+    "TelemetryWindow",
+    "decode_window",
+]
+
+NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class ProcessShare(BaseModel):
+    """One process seen on a GPU during the window."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    pid: int = Field(ge=0)
+    job_id: str | None = Field(default=None, max_length=256)
+    # Scheduler account or Kubernetes namespace, when the node could resolve it.
+    account: str | None = Field(default=None, max_length=256)
+    sm_share: float = Field(ge=0.0, le=1.0)
+    mem_used_bytes: int | None = Field(default=None, ge=0)
+
+
+class GpuWindow(BaseModel):
+    """One GPU (or MIG parent) over one window."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    uuid: NonEmpty
+    model: NonEmpty
+    energy_mj: int = Field(ge=0, description="energy-counter delta over the window")
+    gpu_seconds: float = Field(ge=0.0)
+    util_gpu: float = Field(default=0.0, ge=0.0, le=100.0)
+    mem_used_bytes: int = Field(default=0, ge=0)
+    power_avg_mw: int = Field(default=0, ge=0)
+    power_limit_mw: int | None = Field(default=None, ge=0)
+    # counter_reset, energy_estimated, ... (see agents/windowing.py)
+    flags: list[str] = Field(default_factory=list)
+    processes: list[ProcessShare] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _shares_fit(self) -> GpuWindow:
+        total = sum(p.sm_share for p in self.processes)
+        if total > 1.0 + SHARE_TOLERANCE:
+            raise ValueError(f"process sm_share values sum to {total:.6f} > 1")
+        return self
+
+    @property
+    def gpu_ms(self) -> int:
+        return round(self.gpu_seconds * 1000)
+
+
+class TelemetryWindow(BaseModel):
+    """One node over one window: the unit the agents send and the centre dedups."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    schema_version: Literal[1]
+    agent_id: NonEmpty
+    site_id: NonEmpty
+    node: NonEmpty
+    boot_id: NonEmpty
+    seq: int = Field(ge=0)
+    window_start_ns: int = Field(ge=0)
+    window_end_ns: int = Field(ge=0)
+    gpus: list[GpuWindow]
+    key_id: str | None = None
+    signature: str | None = None
+
+    @model_validator(mode="after")
+    def _window_order(self) -> TelemetryWindow:
+        if self.window_end_ns <= self.window_start_ns:
+            raise ValueError("window_end_ns must be after window_start_ns")
+        return self
+
+    @property
+    def window_id(self) -> str:
+        """Identity of a window: resends and replays carry the same one."""
+        return f"{self.agent_id}/{self.boot_id}/{self.seq}"
+
+    @property
+    def window_s(self) -> float:
+        return (self.window_end_ns - self.window_start_ns) / 1e9
+
+    def to_json_bytes(self) -> bytes:
+        return json.dumps(
+            self.model_dump(mode="json", exclude_none=True), separators=(",", ":"), sort_keys=True
+        ).encode()
+
+
+def decode_window(raw: bytes | str) -> TelemetryWindow:
+    """Parse wire bytes into a window, or raise :class:`WireError` with a reason code."""
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise WireError("malformed_json", str(exc)) from exc
+    if not isinstance(doc, dict):
+        raise WireError("schema_invalid", "a telemetry window must be a JSON object")
+    version = doc.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise WireError(
+            "unsupported_version", f"schema_version {version!r}; this build reads {SCHEMA_VERSION}"
+        )
+    try:
+        return TelemetryWindow.model_validate(doc)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise WireError("schema_invalid", f"{where}: {first['msg']}") from exc

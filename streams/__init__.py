@@ -1,0 +1,23 @@
+"""The centre: validate, deduplicate, attribute and price telemetry into the ledger.
+
+``attribution`` and ``pricing`` are pure and import no Faust; ``processing``
+combines them per message; ``worker`` batches and writes through a sink;
+``app`` is the Faust wiring.
+
+Errors::
+
+    StreamError
+    └── SinkError     the ledger database refused or could not be reached
+"""
+
+from __future__ import annotations
+
+__all__ = ["SinkError", "StreamError"]
+
+
+class StreamError(Exception):
+    """Root of the errors raised by :mod:`streams`."""
+
+
+class SinkError(StreamError):
+    """Writing a batch to the ledger failed; the batch is retried, never dropped."""

@@ -1,0 +1,85 @@
+"""Faust wiring of the stream worker: topics, agents, retry and acks.
+
+Offsets: the window agent takes batches with ``noack_take`` and acks each
+event only after the ledger accepted the whole batch, so the committed
+offset never passes a window that is not in ClickHouse. A failing sink is
+retried with backoff (back-pressure: nothing further is read meanwhile).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import faust
+
+from schemas.topics import DLQ_TOPIC, JOBS_TOPIC, WINDOWS_TOPIC
+from streams import SinkError
+from streams.processing import Rejection
+from streams.settings import StreamSettings
+from streams.worker import LedgerWorker, dlq_record
+
+__all__ = ["create_app"]
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: StreamSettings, worker: LedgerWorker) -> faust.App:
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        value_serializer="raw",
+        key_serializer="raw",
+        store="memory://",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        web_enabled=False,
+        consumer_auto_offset_reset="earliest",
+        broker_commit_interval=1.0,
+    )
+    windows = app.topic(WINDOWS_TOPIC, partitions=settings.partitions, value_serializer="raw")
+    jobs = app.topic(JOBS_TOPIC, partitions=settings.partitions, value_serializer="raw")
+    dlq = app.topic(DLQ_TOPIC, partitions=1, value_serializer="raw")
+
+    async def _retrying(fn: Callable[[Sequence[bytes]], list[Rejection]],
+                        raws: list[bytes]) -> list[Rejection]:
+        loop = asyncio.get_running_loop()
+        delay = 0.5
+        while True:
+            try:
+                return await loop.run_in_executor(None, fn, raws)
+            except SinkError as exc:
+                log.error("%s; retrying in %.1f s (nothing is acked meanwhile)", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, settings.retry_max_s)
+
+    async def _forward(rejections: list[Rejection], topic: str) -> None:
+        for r in rejections:
+            await dlq.send(value=dlq_record(r, topic, time.time_ns()))
+
+    @app.agent(windows)
+    async def account_windows(stream: Any) -> None:
+        async for events in stream.noack_take(settings.batch_size, within=settings.batch_s):
+            rejections = await _retrying(worker.handle_windows, [e.value for e in events])
+            await _forward(rejections, WINDOWS_TOPIC)
+            for e in events:
+                await stream.ack(e)
+
+    @app.agent(jobs)
+    async def record_jobs(stream: Any) -> None:
+        async for events in stream.noack_take(500, within=settings.batch_s):
+            rejections = await _retrying(worker.handle_jobs, [e.value for e in events])
+            await _forward(rejections, JOBS_TOPIC)
+            for e in events:
+                await stream.ack(e)
+
+    @app.timer(interval=30.0)
+    async def report() -> None:
+        s = worker.stats
+        log.info("windows=%d entries=%d batches=%d rejected=%s sink_failures=%d",
+                 s.windows, s.entries, s.batches, dict(s.rejected), s.sink_failures)
+
+    return app

@@ -1,0 +1,163 @@
+"""Attribution: who used a GPU window. Pure functions, no Faust, no I/O.
+
+The stream worker and the offline ``bridgeledger attribute`` / ``ledger
+recompute`` commands call the same functions, so they cannot disagree.
+
+Rules (docs/attribution.md has the worked examples):
+
+1. Tenants of a GPU window are the jobs whose processes ran on it, keyed by
+   (job_id, account). A process the node could not resolve to a job is the
+   tenant "unresolved" of the site: kept apart, never guessed.
+2. Weights are the tenants' summed SM shares. If processes ran but none has
+   a share (NVML had no utilisation samples), the tenants weigh equally.
+3. Occupancy: the whole window's energy and GPU time is split among the
+   tenants by weight, so the idle part of an occupied GPU is paid by the
+   jobs that held it.
+4. A window with no process goes to the job holding an exclusive allocation
+   of that GPU (from job events) if there is one, otherwise to the site's idle
+   account.
+5. A tenant's part is split again among its project's owner members by their
+   configured shares (joint projects).
+6. Every split is of integers (millijoules, GPU-milliseconds) by the largest
+   remainder method with ties broken by position, so parts always sum to the
+   whole and the result is deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from schemas import ConsortiumConfig, GpuWindow, JobEvent
+from schemas.ledger import AccountKind
+
+__all__ = ["JobBook", "Part", "attribute_gpu", "split_exact"]
+
+# Shares are turned into integer weights at this resolution (parts per million).
+SHARE_SCALE = 1_000_000
+
+# (site_id, job_id) -> the job's start event; the stream keeps it from jobs.events.
+JobBook = Mapping[tuple[str, str], JobEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    account_kind: AccountKind
+    account: str
+    project: str
+    member: str
+    job_id: str | None
+    energy_mj: int
+    gpu_ms: int
+
+
+def split_exact(total: int, weights: Sequence[int]) -> list[int]:
+    """Split a non-negative integer by non-negative integer weights, exactly.
+
+    Each part gets floor(total * w / W); the units left over go one each to the
+    parts with the largest remainders, earlier position first on ties. With all
+    weights zero the split is equal.
+    """
+    if total < 0:
+        raise ValueError("total must be non-negative")
+    if not weights:
+        raise ValueError("at least one weight is needed")
+    if any(w < 0 for w in weights):
+        raise ValueError("weights must be non-negative")
+    ws = list(weights) if any(weights) else [1] * len(weights)
+    whole = sum(ws)
+    parts = [total * w // whole for w in ws]
+    left = total - sum(parts)
+    if left:
+        order = sorted(range(len(ws)), key=lambda i: (-(total * ws[i] % whole), i))
+        for i in order[:left]:
+            parts[i] += 1
+    return parts
+
+
+@dataclass(frozen=True, slots=True)
+class _Tenant:
+    account_kind: AccountKind
+    account: str
+    project: str
+    owners: tuple[tuple[str, int], ...]  # (member, weight)
+    job_id: str | None
+
+
+def _tenant_for_job(
+    site_id: str, job_id: str | None, account: str | None, config: ConsortiumConfig, jobs: JobBook
+) -> _Tenant:
+    if job_id is not None and account is None:
+        event = jobs.get((site_id, job_id))
+        account = event.account if event is not None else None
+    project = config.project_for_account(account) if account is not None else None
+    if job_id is None or project is None:
+        # Unknown job or an account no project claims: the site carries it,
+        # visibly, until a correction moves it.
+        return _Tenant("unresolved", account or "", f"unresolved:{site_id}", (("", 1),), job_id)
+    owners = tuple((o.member, int(o.share * SHARE_SCALE)) for o in project.owners)
+    return _Tenant("job", account or "", project.id, owners, job_id)
+
+
+def _idle(site_id: str) -> _Tenant:
+    return _Tenant("idle", f"idle:{site_id}", f"idle:{site_id}", (("", 1),), None)
+
+
+def _exclusive_holder(site_id: str, gpu_uuid: str, jobs: JobBook) -> JobEvent | None:
+    holders = [e for (site, _), e in jobs.items() if site == site_id and e.exclusive and gpu_uuid in e.gpus]
+    # Two exclusive holders of one GPU is a scheduler error; then nobody is guessed.
+    return holders[0] if len(holders) == 1 else None
+
+
+def attribute_gpu(
+    site_id: str, gpu: GpuWindow, config: ConsortiumConfig, jobs: JobBook | None = None
+) -> list[Part]:
+    """Split one GPU window among accounts; the parts sum exactly to the window."""
+    book: JobBook = jobs or {}
+    weights: dict[tuple[str | None, str | None], int] = {}
+    for proc in gpu.processes:
+        key = (proc.job_id, proc.account)
+        weights[key] = weights.get(key, 0) + round(proc.sm_share * SHARE_SCALE)
+
+    tenants: list[_Tenant]
+    tenant_weights: list[int]
+    if weights:
+        tenants = [_tenant_for_job(site_id, j, a, config, book) for (j, a) in weights]
+        tenant_weights = list(weights.values())
+    else:
+        holder = _exclusive_holder(site_id, gpu.uuid, book)
+        if holder is not None:
+            tenants = [_tenant_for_job(site_id, holder.job_id, holder.account, config, book)]
+        else:
+            tenants = [_idle(site_id)]
+        tenant_weights = [1]
+
+    energy = split_exact(gpu.energy_mj, tenant_weights)
+    gpu_ms = split_exact(gpu.gpu_ms, tenant_weights)
+    parts: list[Part] = []
+    for tenant, e_mj, g_ms in zip(tenants, energy, gpu_ms, strict=True):
+        owner_weights = [w for _, w in tenant.owners]
+        e_split = split_exact(e_mj, owner_weights)
+        g_split = split_exact(g_ms, owner_weights)
+        for (member, _), e, g in zip(tenant.owners, e_split, g_split, strict=True):
+            parts.append(
+                Part(tenant.account_kind, tenant.account, tenant.project, member, tenant.job_id, e, g)
+            )
+    return _merge(parts)
+
+
+def _merge(parts: list[Part]) -> list[Part]:
+    """Two tenants can land on the same account (e.g. two unresolved pids): one entry each."""
+    merged: dict[tuple[str, str, str, str, str | None], Part] = {}
+    for p in parts:
+        key = (p.account_kind, p.account, p.project, p.member, p.job_id)
+        prev = merged.get(key)
+        if prev is None:
+            merged[key] = p
+        else:
+            merged[key] = Part(
+                p.account_kind, p.account, p.project, p.member, p.job_id,
+                prev.energy_mj + p.energy_mj, prev.gpu_ms + p.gpu_ms,
+            )
+    return list(merged.values())
+

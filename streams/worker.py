@@ -1,0 +1,124 @@
+"""The stream worker's logic, independent of Faust so it can be unit tested.
+
+``LedgerWorker.handle_windows`` takes a batch of raw messages, writes the
+accepted windows and their entries through the sink in one call, and returns
+the rejections for the dead-letter topic. It raises :class:`SinkError` when
+the sink fails; the caller retries the same batch and acks nothing until it
+succeeds.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from schemas import WireError
+from schemas.jobs import JobEvent, decode_job_event
+from streams import SinkError
+from streams.processing import Rejection, WindowProcessor
+from streams.sink import LedgerSink
+
+__all__ = ["LedgerWorker", "WorkerStats", "dlq_record"]
+
+log = logging.getLogger(__name__)
+
+
+def dlq_record(rejection: Rejection, source_topic: str, now_ns: int) -> bytes:
+    """Dead-letter message: machine-readable reason plus the original bytes."""
+    return json.dumps(
+        {
+            "reason": rejection.reason,
+            "detail": rejection.detail,
+            "source_topic": source_topic,
+            "rejected_at_ns": now_ns,
+            "raw_b64": base64.b64encode(rejection.raw).decode(),
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+@dataclass
+class WorkerStats:
+    windows: int = 0
+    entries: int = 0
+    batches: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    sink_failures: int = 0
+
+
+class LedgerWorker:
+    def __init__(
+        self,
+        processor: WindowProcessor,
+        sink: LedgerSink,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.processor = processor
+        self.sink = sink
+        self.clock_ns = clock_ns
+        self.jobs: dict[tuple[str, str], JobEvent] = {}
+        self.stats = WorkerStats()
+
+    def load_jobs(self, events: Sequence[JobEvent]) -> None:
+        for e in events:
+            self._apply_job(e)
+
+    def _apply_job(self, e: JobEvent) -> None:
+        key = (e.site_id, e.job_id)
+        if e.event == "start":
+            self.jobs[key] = e
+        else:
+            self.jobs.pop(key, None)
+
+    def handle_windows(self, raws: Sequence[bytes]) -> list[Rejection]:
+        accepted = []
+        entries = []
+        rejections = []
+        seen: set[str] = set()
+        for raw in raws:
+            out = self.processor.process(raw, self.jobs)
+            if out.rejection is not None:
+                rejections.append(out.rejection)
+                continue
+            assert out.window is not None
+            if out.window.window_id in seen:  # a resend inside one batch
+                continue
+            seen.add(out.window.window_id)
+            accepted.append((out.window, raw))
+            entries.extend(out.entries)
+        try:
+            self.sink.write(accepted, entries, rejections)
+        except Exception as exc:
+            self.stats.sink_failures += 1
+            raise SinkError(f"ledger write of {len(accepted)} windows failed: {exc}") from exc
+        self.stats.batches += 1
+        self.stats.windows += len(accepted)
+        self.stats.entries += len(entries)
+        for r in rejections:
+            self.stats.rejected[r.reason] += 1
+            log.warning("rejected message: %s (%s)", r.reason, r.detail)
+        return rejections
+
+    def handle_jobs(self, raws: Sequence[bytes]) -> list[Rejection]:
+        events = []
+        rejections = []
+        for raw in raws:
+            try:
+                events.append(decode_job_event(raw))
+            except WireError as exc:
+                rejections.append(Rejection(exc.reason, exc.detail, raw))
+        try:
+            self.sink.write_jobs(events)
+            if rejections:
+                self.sink.write([], [], rejections)
+        except Exception as exc:
+            self.stats.sink_failures += 1
+            raise SinkError(f"job event write failed: {exc}") from exc
+        for e in events:
+            self._apply_job(e)
+        return rejections
