@@ -69,7 +69,7 @@ class ProcResolver:
 
     def __init__(self, proc_root: Path = Path("/proc")) -> None:
         self.root = proc_root
-        self._warned: set[int] = set()
+        self._warned: set[tuple[int, str]] = set()
 
     def resolve(self, pid: int) -> JobRef | None:
         base = self.root / str(pid)
@@ -88,8 +88,9 @@ class ProcResolver:
             return None
 
     def _warn(self, pid: int, msg: str) -> None:
-        if pid not in self._warned:  # once per pid, not once per sample
-            self._warned.add(pid)
+        key = (pid, msg.split(" ", 1)[0])
+        if key not in self._warned:  # once per pid and file, not once per sample
+            self._warned.add(key)
             log.warning("pid %d: %s", pid, msg)
 
 

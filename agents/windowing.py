@@ -55,7 +55,6 @@ class _GpuState:
         self.util_sum = self.util_n = self.reads = 0
         self.pid_util = {}
         self.pids = set()
-        self.seen = False
 
 
 class Windower:
@@ -99,6 +98,12 @@ class Windower:
         if t <= self.win_start:
             log.warning("sample at %d is not after the window start %d; ignored", t, self.win_start)
             return []
+        present = {s.uuid for s in samples}
+        for uuid, st in self.gpus.items():
+            if uuid not in present:
+                if st.seen:
+                    log.warning("GPU %s missing from the reading on %s", uuid, self.node)
+                st.flags.add("gpu_missing")
         deltas = {s.uuid: self._delta(s) for s in samples}
         closed: list[TelemetryWindow] = []
         b = self._next_boundary(self.win_start)
@@ -127,11 +132,8 @@ class Windower:
                 st.last_counter = s.energy_mj
                 st.last_power_mw = s.power_mw
             self._observe(st, s)
-        present = {s.uuid for s in samples}
         for uuid, st in self.gpus.items():
-            if uuid not in present and "gpu_missing" not in st.flags:
-                log.warning("GPU %s missing from the reading on %s", uuid, self.node)
-                st.flags.add("gpu_missing")
+            st.seen = uuid in present
         return closed
 
     def flush(self) -> TelemetryWindow | None:
@@ -175,7 +177,6 @@ class Windower:
 
     @staticmethod
     def _observe(st: _GpuState, s: GpuSample) -> None:
-        st.seen = True
         st.power_limit_mw = s.power_limit_mw or st.power_limit_mw
         if s.util_gpu is not None:
             st.util_sum += s.util_gpu

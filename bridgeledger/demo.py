@@ -80,7 +80,7 @@ def run_demo(stack: Stack, *, duration_s: float, echo: Callable[[str], None]) ->
         while True:
             got = dict(client.execute(
                 f"SELECT agent_id, count() FROM {ch.database}.raw_windows FINAL "
-                f"WHERE agent_id IN %(ids)s GROUP BY agent_id", {"ids": list(expected)}))
+                f"WHERE agent_id IN %(ids)s GROUP BY agent_id", {"ids": tuple(expected)}))
             missing = sum(expected.values()) - sum(got.get(a, 0) for a in expected)
             if missing <= 0:
                 break

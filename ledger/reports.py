@@ -13,11 +13,11 @@ __all__ = ["MemberRow", "format_member_table", "member_summary"]
 MEMBER_SUMMARY_SQL = """
 SELECT
     if(member = '', concat('(', account_kind, ')'), member) AS who,
-    sum(gpu_ms) / 3600000          AS gpu_hours,
+    sum(gpu_ms)                    AS gpu_ms,
     sum(normalised_gpu_hours)      AS norm_gpu_hours,
-    sum(energy_mj) / 3600000000    AS energy_kwh,
+    sum(energy_mj)                 AS energy_mj,
     sum(cost_eur)                  AS cost_eur,
-    sum(carbon_g) / 1000           AS carbon_kg
+    sum(carbon_g)                  AS carbon_g
 FROM {db}.ledger_entries FINAL
 WHERE window_start >= toDateTime(%(start)s) AND window_start < toDateTime(%(end)s)
 GROUP BY who
@@ -40,10 +40,11 @@ def member_summary(client: Any, database: str, start_s: int = 0, end_s: int = 4_
     rows = client.execute(MEMBER_SUMMARY_SQL.format(db=database), {"start": start_s, "end": end_s})
     total = sum((Decimal(r[2]) for r in rows), Decimal(0))
     out = []
-    for who, gh, ngh, kwh, cost, carbon in rows:
+    # Sums come back as integers and Decimals; units are converted here, exactly.
+    for who, gpu_ms, ngh, energy_mj, cost, carbon_g in rows:
         share = float(Decimal(ngh) / total) if total else 0.0
-        out.append(MemberRow(who, float(gh), Decimal(ngh), float(kwh),
-                             Decimal(cost), Decimal(carbon), share))
+        out.append(MemberRow(who, int(gpu_ms) / 3_600_000, Decimal(ngh), int(energy_mj) / 3.6e9,
+                             Decimal(cost), Decimal(carbon_g) / 1000, share))
     return out
 
 

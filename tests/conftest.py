@@ -1,0 +1,106 @@
+"""Shared fixtures. The integration stack (real Kafka + real ClickHouse) is
+started once per test session in its own state dir (.state-test) and ports
+(+10000), so tests never touch a demo's data; it is stopped at the end only
+if this session started it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT.parent / "shared" / "fixtures" / "nvml"
+TRACE = FIXTURES / "h100-two-jobs"
+CONFIG = ROOT / "deploy" / "consortium.example.yaml"
+TEST_PORT_OFFSET = 10000
+
+
+@pytest.fixture(scope="session")
+def trace_dir() -> Path:
+    if not TRACE.exists():
+        pytest.fail(f"the recorded NVML trace is missing: {TRACE}")
+    return TRACE
+
+
+@pytest.fixture(scope="session")
+def config_and_hash() -> tuple[Any, str]:
+    from schemas import load_config
+
+    return load_config(CONFIG)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Any]:
+    from bridgeledger.stack import Stack, StackPorts
+
+    s = Stack(ROOT / ".state-test", StackPorts.offset(TEST_PORT_OFFSET))
+    was_up = all(x.healthy for x in s.status())
+    s.up(timeout_s=240)
+    yield s
+    if not was_up and not os.environ.get("BRIDGELEDGER_KEEP_TEST_STACK"):
+        s.down()
+
+
+@pytest.fixture(scope="session")
+def ch_settings(stack: Any) -> Any:
+    from streams.clickhouse import ClickHouseSettings
+
+    return ClickHouseSettings(host="127.0.0.1", port=stack.ports.clickhouse_tcp, user="writer",
+                              password_file=stack.password_file("writer"))
+
+
+@pytest.fixture(scope="session")
+def ch(ch_settings: Any) -> Any:
+    from ledger.migrate import apply_migrations
+    from streams.clickhouse import connect
+
+    apply_migrations(connect(ch_settings, database="system"), ch_settings.database)
+    return connect(ch_settings)
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "bridgeledger.cli", *args]
+
+
+class WorkerProcess:
+    """The real stream worker (``bridgeledger stream run``) as a child process."""
+
+    def __init__(self, stack: Any, log_path: Path) -> None:
+        self.stack = stack
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, **self.stack.client_env(),
+                "BRIDGELEDGER_CONSORTIUM_CONFIG": str(CONFIG),
+                "BRIDGELEDGER_STATE_DIR": str(self.stack.state),
+                "BRIDGELEDGER_PORT_OFFSET": str(TEST_PORT_OFFSET),
+                "BRIDGELEDGER_BATCH_S": "0.3"}
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(_cli("stream", "run"), env=self.env(), cwd=ROOT,
+                                     stdout=open(self.log_path, "ab"), stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def kill(self, sig: int = 9) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            self.proc.wait(30)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@pytest.fixture(scope="session")
+def worker(stack: Any, ch: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    w = WorkerProcess(stack, tmp_path_factory.mktemp("worker") / "worker.log")
+    w.start()
+    yield w
+    w.kill(15)

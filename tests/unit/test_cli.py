@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from bridgeledger.cli import cli, needs_extra
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "deploy" / "consortium.example.yaml"
+ACCOUNTS = ROOT / "deploy" / "replay-accounts.example.yaml"
+
+
+@pytest.mark.parametrize(("module", "extra"), [("faust", "streams"), ("kafka.admin", "agent"),
+                                               ("grafana_client", "dashboards")])
+def test_missing_extra_names_the_pip_line(module: str, extra: str) -> None:
+    with pytest.raises(click.ClickException) as err, needs_extra("streams"):
+        raise ModuleNotFoundError(f"No module named '{module}'", name=module)
+    assert f"pip install 'bridgeledger[{extra}]'" in err.value.message
+
+
+def test_replay_then_attribute_golden(trace_dir: Path, tmp_path: Path) -> None:
+    """Recorded H100 trace -> agent windows -> attribution -> ledger entries."""
+    runner = CliRunner()
+    windows = tmp_path / "windows.jsonl"
+    r = runner.invoke(cli, ["agent", "replay", str(trace_dir), "--window-s", "10", "--out", str(windows),
+                            "--site", "kr-daejeon", "--accounts", str(ACCOUNTS)])
+    assert r.exit_code == 0, r.output
+    ledger = tmp_path / "ledger.jsonl"
+    r = runner.invoke(cli, ["attribute", "--windows", str(windows), "--config", str(CONFIG),
+                            "--out", str(ledger)])
+    assert r.exit_code == 0, r.output
+    entries = [json.loads(line) for line in ledger.read_text().splitlines()]
+    for key in ("entry_id", "window_start_ns", "window_end_ns", "site_id", "gpu_uuid", "job_id",
+                "project", "member", "energy_mj", "gpu_seconds", "normalised_gpu_hours", "cost",
+                "carbon_g", "config_hash"):
+        assert key in entries[0]
+    static = json.loads((trace_dir / "nvml_static.json").read_text())
+    samples = [json.loads(x) for x in (trace_dir / "nvml_trace.jsonl").read_text().splitlines()]
+    assert sum(e["energy_mj"] for e in entries) == samples[-1]["energy_mj"] - samples[0]["energy_mj"]
+    assert static["devices"][0]["uuid"] == entries[0]["gpu_uuid"]
+
+    phases = {p["phase"]: (p["start_ns"], p["end_ns"])
+              for p in json.loads((trace_dir / "nvml_phases.json").read_text())}
+    a, b = phases["job1001_alone_full"]
+    alone = [e for e in entries if e["window_start_ns"] >= a and e["window_end_ns"] <= b]
+    assert alone and {e["job_id"] for e in alone} == {"1001"}
+    by_window: dict[int, int] = {}
+    for e in alone:
+        by_window[e["window_start_ns"]] = by_window.get(e["window_start_ns"], 0) + e["energy_mj"]
+    windows_doc = [json.loads(x) for x in windows.read_text().splitlines()]
+    for w in windows_doc:
+        if w["window_start_ns"] in by_window:
+            assert by_window[w["window_start_ns"]] == w["gpus"][0]["energy_mj"]
+
+    a, b = phases["job1001_full_plus_job1002_30pct"]
+    shared = [w for w in windows_doc if w["window_start_ns"] >= a and w["window_end_ns"] <= b]
+    assert shared
+    for w in shared:
+        shares = {p["job_id"]: p["sm_share"] for p in w["gpus"][0]["processes"]}
+        got = {}
+        for e in entries:
+            if e["window_start_ns"] == w["window_start_ns"]:
+                got[e["job_id"]] = got.get(e["job_id"], 0) + e["energy_mj"]
+        expected_1001 = w["gpus"][0]["energy_mj"] * shares["1001"] / (shares["1001"] + shares["1002"])
+        assert abs(got["1001"] - expected_1001) <= 1
+        assert got["1001"] + got["1002"] == w["gpus"][0]["energy_mj"]
+
+
+def test_attribute_reports_rejections_and_dedups(tmp_path: Path) -> None:
+    from tests.unit.test_telemetry import window
+
+    lines = [json.dumps(window()), json.dumps(window()), "{broken", json.dumps(window(seq=4))]
+    src = tmp_path / "w.jsonl"
+    src.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "l.jsonl"
+    r = CliRunner().invoke(cli, ["attribute", "--windows", str(src), "--config", str(CONFIG),
+                                 "--out", str(out)])
+    assert r.exit_code == 0
+    assert "4 windows read, 1 rejected" in r.output
+    assert "malformed_json" in r.output
+    assert len(out.read_text().splitlines()) == 2
+
+
+def test_bad_config_stops_with_the_field(tmp_path: Path) -> None:
+    bad = tmp_path / "c.yaml"
+    bad.write_text(CONFIG.read_text().replace('pue: "1.32"', 'pue: "0.5"'))
+    r = CliRunner().invoke(cli, ["attribute", "--windows", str(bad), "--config", str(bad),
+                                 "--out", str(tmp_path / "o")])
+    assert r.exit_code == 1
+    assert f"{bad}: field sites.0.pue" in r.output
+
+
+def test_replay_needs_exactly_one_destination(trace_dir: Path) -> None:
+    r = CliRunner().invoke(cli, ["agent", "replay", str(trace_dir)])
+    assert r.exit_code == 2
+    assert "exactly one of --out FILE or --kafka" in r.output

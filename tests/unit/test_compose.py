@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_compose_services_images_and_mounts() -> None:
+    doc = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = doc["services"]
+    assert {"kafka", "clickhouse", "grafana", "stream-worker", "sim-agent", "migrate"} <= set(services)
+    for name, svc in services.items():
+        if "image" in svc:
+            repo, _, tag = svc["image"].partition(":")
+            assert tag and tag != "latest", f"{name}: image tag must be pinned"
+        else:
+            df = ROOT / svc["build"]["context"] / svc["build"]["dockerfile"]
+            assert df.is_file(), f"{name}: {df} missing"
+        for vol in svc.get("volumes", []):
+            src = vol.split(":", 1)[0]
+            if src.startswith("./"):
+                assert (ROOT / src).exists(), f"{name}: mounted path {src} does not exist"
+    assert "grafana-clickhouse-datasource" in services["grafana"]["environment"]["GF_INSTALL_PLUGINS"]
+
+
+def test_dockerfile_copies_every_package() -> None:
+    text = (ROOT / "deploy" / "docker" / "Dockerfile").read_text()
+    for pkg in ("schemas", "agents", "streams", "ledger", "dashboards", "bridgeledger"):
+        assert f"COPY {pkg} " in text
+
+
+def test_grafana_datasource_uses_the_read_only_auditor() -> None:
+    ds = yaml.safe_load((ROOT / "dashboards/provisioning/datasources/clickhouse.yaml").read_text())
+    (source,) = ds["datasources"]
+    assert source["type"] == "grafana-clickhouse-datasource"
+    assert source["jsonData"]["username"] == "auditor"

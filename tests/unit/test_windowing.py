@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+
+from agents.jobs import ProcInfoResolver
+from agents.readers.base import GpuSample
+from agents.readers.replay import ReplayReader
+from agents.windowing import Windower
+from schemas import TelemetryWindow
+
+S = 1_000_000_000
+
+
+def replay(trace: Path, window_s: float = 10.0) -> tuple[ReplayReader, list[TelemetryWindow]]:
+    reader = ReplayReader(trace)
+    w = Windower(agent_id="a", site_id="s", node="n", boot_id=reader.boot_id(),
+                 window_ns=int(window_s * S), resolver=ProcInfoResolver.from_file(trace / "proc_info.json"))
+    out: list[TelemetryWindow] = []
+    while not reader.exhausted:
+        out += w.add(reader.sample())
+    last = w.flush()
+    if last:
+        out.append(last)
+    return reader, out
+
+
+def phases(trace: Path) -> dict[str, tuple[int, int]]:
+    return {p["phase"]: (p["start_ns"], p["end_ns"]) for p in json.loads((trace / "nvml_phases.json").read_text())}
+
+
+@pytest.mark.parametrize("window_s", [10.0, 5.0, 1.0, 7.3])
+def test_windows_sum_to_counter_delta_exactly(trace_dir: Path, window_s: float) -> None:
+    reader, windows = replay(trace_dir, window_s)
+    counters = [s.energy_mj for s in reader.samples]
+    assert sum(g.energy_mj for w in windows for g in w.gpus) == counters[-1] - counters[0]
+    # contiguous, aligned, increasing seq
+    for a, b in zip(windows, windows[1:]):
+        assert a.window_end_ns == b.window_start_ns
+        assert b.seq == a.seq + 1
+        assert a.window_end_ns % int(window_s * S) == 0
+    assert windows[0].window_start_ns == reader.samples[0].t_ns
+    assert windows[-1].window_end_ns == reader.samples[-1].t_ns
+
+
+def test_job_1001_alone_has_the_whole_process_share(trace_dir: Path) -> None:
+    _, windows = replay(trace_dir)
+    start, end = phases(trace_dir)["job1001_alone_full"]
+    inside = [w for w in windows if w.window_start_ns >= start and w.window_end_ns <= end]
+    assert inside, "the exclusive phase should contain at least one full window"
+    for w in inside:
+        (g,) = w.gpus
+        assert {p.job_id for p in g.processes} == {"1001"}
+        assert g.processes[0].sm_share > 0.9
+
+
+def test_shared_phase_shows_both_jobs(trace_dir: Path) -> None:
+    _, windows = replay(trace_dir)
+    start, end = phases(trace_dir)["job1001_full_plus_job1002_30pct"]
+    inside = [w for w in windows if w.window_start_ns >= start and w.window_end_ns <= end]
+    assert inside
+    for w in inside:
+        shares = {p.job_id: p.sm_share for p in w.gpus[0].processes}
+        assert set(shares) == {"1001", "1002"}
+        assert shares["1001"] > shares["1002"] > 0
+        assert sum(shares.values()) <= 1.0
+
+
+def test_idle_windows_have_no_process(trace_dir: Path) -> None:
+    _, windows = replay(trace_dir)
+    start, end = phases(trace_dir)["idle_after"]
+    inside = [w for w in windows if w.window_start_ns >= start and w.window_end_ns <= end]
+    assert inside and all(not w.gpus[0].processes for w in inside)
+
+
+def test_any_trace_in_the_format_works(trace_dir: Path, tmp_path: Path) -> None:
+    """A second trace: the shipped one cut to its middle, with its own counter values."""
+    t = tmp_path / "cut"
+    shutil.copytree(trace_dir, t)
+    rows = (t / "nvml_trace.jsonl").read_text().splitlines()[150:420]
+    (t / "nvml_trace.jsonl").write_text("\n".join(rows) + "\n")
+    reader, windows = replay(t, 3.0)
+    assert sum(g.energy_mj for w in windows for g in w.gpus) == (
+        reader.samples[-1].energy_mj - reader.samples[0].energy_mj)
+
+
+def sample(t_s: float, energy: int | None, power_mw: int = 100_000, uuid: str = "GPU-1") -> GpuSample:
+    return GpuSample(uuid=uuid, model="NVIDIA H100 80GB HBM3", t_ns=int(t_s * S), energy_mj=energy,
+                     power_mw=power_mw, util_gpu=50, mem_used_bytes=0, power_limit_mw=700_000,
+                     running_pids=())
+
+
+class NoJobs:
+    def resolve(self, pid: int):
+        return None
+
+
+def windower() -> Windower:
+    return Windower(agent_id="a", site_id="s", node="n", boot_id="b", window_ns=10 * S, resolver=NoJobs())
+
+
+def test_counter_reset_is_flagged_and_never_negative(caplog) -> None:
+    w = windower()
+    out = []
+    caplog.set_level(logging.WARNING)
+    for i, e in enumerate([1000_000, 1100_000, 1200_000, 5_000, 105_000, 205_000]):
+        out += w.add([sample(101 + 2 * i, e)])
+    out.append(w.flush())
+    energies = [g.energy_mj for x in out for g in x.gpus]
+    assert all(e >= 0 for e in energies)
+    # 4 clean intervals of 100 J plus one estimated from 100 W over 2 s
+    assert sum(energies) == 4 * 100_000 + 200_000
+    assert any("counter_reset" in g.flags for x in out for g in x.gpus)
+    assert "counter reset" in caplog.text
+
+
+def test_impossible_jump_is_a_reset() -> None:
+    w = windower()
+    w.add([sample(100, 0)])
+    (closed,) = w.add([sample(110, 10**12)])  # a petajoule in 10 s
+    assert closed.gpus[0].energy_mj == 1_000_000  # 100 W × 10 s estimated
+    assert "counter_reset" in closed.gpus[0].flags
+
+
+def test_missing_counter_integrates_power_and_flags_estimate() -> None:
+    w = windower()
+    w.add([sample(100, None, 200_000)])
+    (closed,) = w.add([sample(110, None, 200_000)])
+    assert closed.gpus[0].energy_mj == 2_000_000
+    assert closed.gpus[0].flags == ["energy_estimated"]
+
+
+def test_missing_gpu_is_flagged_and_logged(caplog) -> None:
+    w = windower()
+    caplog.set_level(logging.WARNING)
+    w.add([sample(100, 0), sample(100, 0, uuid="GPU-2")])
+    (closed,) = w.add([sample(110, 1000)])
+    flags = {g.uuid: g.flags for g in closed.gpus}
+    assert "gpu_missing" in flags["GPU-2"]
+    assert "GPU-2 missing" in caplog.text
+
+
+def test_gap_spanning_boundaries_interpolates_exactly() -> None:
+    w = windower()
+    w.add([sample(105, 0)])
+    closed = w.add([sample(135, 3_000_001)])  # crosses 110, 120, 130
+    assert [c.gpus[0].energy_mj for c in closed] == [500_000, 1_000_000, 1_000_000]
+    last = w.flush()
+    assert sum(c.gpus[0].energy_mj for c in closed) + last.gpus[0].energy_mj == 3_000_001
