@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 _SLURM_CGROUP = re.compile(r"/job_(\d+)(?:/|$)")
 # Kubernetes: .../kubepods/burstable/pod<uid>/<container> (cgroupfs driver) or
 # .../kubepods-burstable-pod<uid with _>.slice/... (systemd driver)
-_K8S_CGROUP = re.compile(r"kubepods[^\n]*?pod([0-9a-fA-F]{8}[-_][0-9a-fA-F]{4}[-_][0-9a-fA-F]{4}[-_][0-9a-fA-F]{4}[-_][0-9a-fA-F]{12})")
+_UID = r"[0-9a-fA-F]{8}[-_][0-9a-fA-F]{4}[-_][0-9a-fA-F]{4}[-_][0-9a-fA-F]{4}[-_][0-9a-fA-F]{12}"
+_K8S_CGROUP = re.compile(rf"kubepods[^\n]*?pod({_UID})")
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,16 +9,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from agents.jobs import JobResolver
+from agents.jobs import ChainResolver, JobResolver, ProcInfoResolver, StaticJobAccounts
 from agents.publisher import Publisher
 from agents.readers.base import GpuReader
+from agents.readers.replay import ReplayReader
 from agents.readers.simulated import SimulatedReader
 from agents.windowing import Windower
 from schemas import ConsortiumConfig, TelemetryWindow
 from schemas.topics import JOBS_TOPIC, WINDOWS_TOPIC
 
-__all__ = ["FleetClock", "NodeAgent", "NodeTotals", "build_sim_fleet", "publish_job_events"]
+__all__ = ["FleetClock", "NodeAgent", "NodeTotals", "build_sim_fleet", "publish_job_events", "replay_trace"]
 
 log = logging.getLogger(__name__)
 
@@ -126,3 +128,21 @@ def publish_job_events(reader: SimulatedReader, publisher: Publisher, after_ns: 
     for e in events:
         publisher.publish(JOBS_TOPIC, f"{e.site_id}/{e.job_id}".encode(), e.to_json_bytes())
     return len(events)
+
+
+def replay_trace(trace_dir: Path, publisher: Publisher, *, site_id: str, node: str | None = None,
+                 accounts: Path | None = None, window_s: float = 10.0) -> NodeAgent:
+    """Run a recorded trace through the real windowing and job resolution, to the end."""
+    reader = ReplayReader(trace_dir)
+    resolver = ChainResolver(
+        ProcInfoResolver.from_file(trace_dir / "proc_info.json"),
+        accounts=StaticJobAccounts.from_file(accounts) if accounts else None,
+    )
+    node = node or "replay-" + str(reader.static["devices"][0]["uuid"])[4:12]
+    agent = NodeAgent.create(reader, resolver, publisher, agent_id=node, site_id=site_id, node=node,
+                             window_s=window_s)
+    while not reader.exhausted:
+        agent.step()
+    agent.finish()
+    publisher.flush()
+    return agent

@@ -61,6 +61,10 @@ def _local_stack_defaults() -> None:
             os.environ.setdefault(k, v)
 
 
+def _kafka_bootstrap() -> str:
+    return os.environ.get("BRIDGELEDGER_KAFKA_BOOTSTRAP", "127.0.0.1:19092")
+
+
 def _load_config(path: Path) -> tuple[Any, str, bytes]:
     from schemas import ConfigError, load_config
 
@@ -215,35 +219,20 @@ def agent() -> None:
 def agent_replay(trace_dir: Path, window_s: float, out: Path | None, to_kafka: bool, site: str,
                  node: str | None, accounts: Path | None) -> None:
     """Run the real windowing and job resolution over a recorded NVML trace."""
-    from agents import AgentError
-    from agents.jobs import ChainResolver, ProcInfoResolver, StaticJobAccounts
-    from agents.publisher import MemoryPublisher
-    from agents.readers.replay import ReplayReader
-    from agents.runner import NodeAgent
+    from agents.publisher import KafkaPublisher, MemoryPublisher
+    from agents.runner import replay_trace
 
     if (out is None) == (not to_kafka):
         raise click.UsageError("give exactly one of --out FILE or --kafka")
-    try:
-        reader = ReplayReader(trace_dir)
-    except AgentError as exc:
-        raise click.ClickException(str(exc)) from exc
-    resolver = ChainResolver(
-        ProcInfoResolver.from_file(trace_dir / "proc_info.json"),
-        accounts=StaticJobAccounts.from_file(accounts) if accounts else None,
-    )
-    node = node or "replay-" + reader.static["devices"][0]["uuid"][4:12]
     if to_kafka:
         with needs_extra("agent"):
-            from agents.publisher import KafkaPublisher
-        publisher: Any = KafkaPublisher(os.environ.get("BRIDGELEDGER_KAFKA_BOOTSTRAP", "127.0.0.1:19092"))
+            publisher: Any = KafkaPublisher(_kafka_bootstrap())
     else:
         publisher = MemoryPublisher()
-    na = NodeAgent.create(reader, resolver, publisher, agent_id=node, site_id=site, node=node,
-                          window_s=window_s)
-    while not reader.exhausted:
-        na.step()
-    na.finish()
-    publisher.flush()
+    try:
+        na = replay_trace(trace_dir, publisher, site_id=site, node=node, accounts=accounts, window_s=window_s)
+    except AgentError as exc:
+        raise click.ClickException(str(exc)) from exc
     if out is not None:
         with out.open("wb") as f:
             for _, _, value in publisher.messages:
@@ -271,12 +260,12 @@ def agent_sim(config_path: Path, nodes_per_site: int, gpus_per_node: int, durati
     Simulated time ends at the moment the run ends and starts speed × duration
     earlier, so a one-minute run at speed 60 books the last hour.
     """
-    with needs_extra("agent"):
-        from agents.publisher import KafkaPublisher
+    from agents.publisher import KafkaPublisher
     from agents.runner import FleetClock, build_sim_fleet, publish_job_events
 
     cfg, _, _ = _load_config(config_path)
-    publisher = KafkaPublisher(os.environ.get("BRIDGELEDGER_KAFKA_BOOTSTRAP", "127.0.0.1:19092"))
+    with needs_extra("agent"):
+        publisher = KafkaPublisher(_kafka_bootstrap())
     sim_span = int(duration_s * speed * 1e9)
     start = time.time_ns() + int(duration_s * 1e9) - sim_span
     clock = FleetClock(start)

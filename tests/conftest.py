@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -92,7 +91,13 @@ class WorkerProcess:
     def kill(self, sig: int = 9) -> None:
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, sig)
-            self.proc.wait(30)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                # Faust can hang stopping a consumer it is still starting; the
+                # worker is safe to SIGKILL (offsets are acked after writes only).
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait(20)
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

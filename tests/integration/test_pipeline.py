@@ -9,10 +9,8 @@ import uuid
 
 import pytest
 
-from agents.jobs import ChainResolver, ProcInfoResolver, StaticJobAccounts
 from agents.publisher import KafkaPublisher
-from agents.readers.replay import ReplayReader
-from agents.runner import FleetClock, NodeAgent, build_sim_fleet, publish_job_events
+from agents.runner import FleetClock, NodeAgent, build_sim_fleet, publish_job_events, replay_trace
 from schemas import decode_window
 from schemas.topics import DLQ_TOPIC, WINDOWS_TOPIC
 from tests.conftest import ROOT
@@ -100,16 +98,8 @@ def test_sim_fleet_energy_lands_in_the_ledger_to_the_millijoule(stack, worker, c
 
 
 def replay(trace_dir, publisher, node: str) -> NodeAgent:
-    reader = ReplayReader(trace_dir)
-    resolver = ChainResolver(ProcInfoResolver.from_file(trace_dir / "proc_info.json"),
-                             accounts=StaticJobAccounts.from_file(ROOT / "deploy" / "replay-accounts.example.yaml"))
-    agent = NodeAgent.create(reader, resolver, publisher, agent_id=node, site_id="kr-daejeon",
-                             node=node, window_s=10)
-    while not reader.exhausted:
-        agent.step()
-    agent.finish()
-    publisher.flush()
-    return agent
+    return replay_trace(trace_dir, publisher, site_id="kr-daejeon", node=node,
+                        accounts=ROOT / "deploy" / "replay-accounts.example.yaml")
 
 
 def test_real_h100_trace_replayed_twice_counts_once(stack, worker, ch, trace_dir) -> None:

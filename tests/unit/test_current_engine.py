@@ -8,10 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.jobs import ChainResolver, ProcInfoResolver, StaticJobAccounts
 from agents.publisher import MemoryPublisher
-from agents.readers.replay import ReplayReader
-from agents.runner import NodeAgent
+from agents.runner import replay_trace
 from ledger.migrate import apply_migrations
 from ledger.reports import member_summary
 from streams.processing import WindowProcessor
@@ -27,16 +25,9 @@ def engine(tmp_path_factory) -> ChdbClient:
 
 
 def replay_windows(trace: Path) -> list[bytes]:
-    reader = ReplayReader(trace)
-    resolver = ChainResolver(ProcInfoResolver.from_file(trace / "proc_info.json"),
-                             accounts=StaticJobAccounts.from_file(ROOT / "deploy" / "replay-accounts.example.yaml"))
     pub = MemoryPublisher()
-    agent = NodeAgent.create(reader, resolver, pub, agent_id="r1", site_id="kr-daejeon", node="r1",
-                             window_s=10)
-    while not reader.exhausted:
-        agent.step()
-    agent.finish()
-    pub.flush()
+    replay_trace(trace, pub, site_id="kr-daejeon", node="r1",
+                 accounts=ROOT / "deploy" / "replay-accounts.example.yaml")
     return [v for _, _, v in pub.messages]
 
 

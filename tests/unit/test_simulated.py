@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 from agents.publisher import MemoryPublisher
 from agents.runner import FleetClock, build_sim_fleet, publish_job_events
 from schemas import decode_window
@@ -48,7 +50,7 @@ def test_fleet_windows_add_up_to_the_counters(config_and_hash) -> None:
         for g in w.gpus:
             per_gpu[g.uuid] = per_gpu.get(g.uuid, 0) + g.energy_mj
     for uuid, series in counters.items():
-        assert all(b >= a for a, b in zip(series, series[1:]))
+        assert all(b >= a for a, b in itertools.pairwise(series))
         assert per_gpu[uuid] == series[-1] - series[0]
     assert sum(a.totals.windows for a, _ in fleet) == len(windows)
     jobs = [v for t, _, v in pub.messages if t == JOBS_TOPIC]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import shutil
@@ -39,7 +40,7 @@ def test_windows_sum_to_counter_delta_exactly(trace_dir: Path, window_s: float) 
     counters = [s.energy_mj for s in reader.samples]
     assert sum(g.energy_mj for w in windows for g in w.gpus) == counters[-1] - counters[0]
     # contiguous, aligned, increasing seq
-    for a, b in zip(windows, windows[1:]):
+    for a, b in itertools.pairwise(windows):
         assert a.window_end_ns == b.window_start_ns
         assert b.seq == a.seq + 1
         assert a.window_end_ns % int(window_s * S) == 0
