@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-unit stack-up stack-down stack-status bench clean
+.PHONY: install demo test test-unit lint stack-up stack-down stack-status bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,9 +23,12 @@ demo: install
 # Unit + integration tests; the test stack (its own state dir and ports) is
 # started once per session by tests/conftest.py. pytest's "no tests" (exit 5)
 # is a failure here.
-test: install
+test: install lint
 	@$(BIN)/python -m pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests ran" >&2; exit 1; fi; exit $$rc
+
+lint: install
+	$(BIN)/ruff check .
 
 test-unit: install
 	$(BIN)/python -m pytest -m "not integration"
