@@ -46,6 +46,7 @@ class _GpuState:
     mem_used: int = 0
     reads: int = 0
     pid_util: dict[int, int] = field(default_factory=dict)
+    pid_mig: dict[int, str] = field(default_factory=dict)
     pids: set[int] = field(default_factory=set)
     seen: bool = True
 
@@ -54,6 +55,7 @@ class _GpuState:
         self.flags = set()
         self.util_sum = self.util_n = self.reads = 0
         self.pid_util = {}
+        self.pid_mig = {}
         self.pids = set()
 
 
@@ -80,6 +82,7 @@ class Windower:
         self.seq = first_seq
         self.win_start: int | None = None
         self.gpus: dict[str, _GpuState] = {}
+        self._snapshot: dict[str, object] | None = None
 
     def _next_boundary(self, t: int) -> int:
         return (t // self.window_ns + 1) * self.window_ns
@@ -104,7 +107,10 @@ class Windower:
                 if st.seen:
                     log.warning("GPU %s missing from the reading on %s", uuid, self.node)
                 st.flags.add("gpu_missing")
-        deltas = {s.uuid: self._delta(s) for s in samples}
+        deltas: dict[str, int] = {}
+        measured: dict[str, bool] = {}  # False: estimated, so the counter at a boundary is unknown
+        for s in samples:
+            deltas[s.uuid], measured[s.uuid] = self._delta(s)
         closed: list[TelemetryWindow] = []
         b = self._next_boundary(self.win_start)
         while b <= t:
@@ -116,8 +122,11 @@ class Windower:
                 part = d * (b - st.last_t) // (s.t_ns - st.last_t) if s.t_ns > st.last_t else 0
                 st.energy_mj += part
                 deltas[s.uuid] = d - part
-                # the rest of the interval now starts at the boundary
+                # the rest of the interval now starts at the boundary, where the
+                # counter read (interpolated) its old value plus the part
                 st.last_t = b
+                if st.last_counter is not None:
+                    st.last_counter = st.last_counter + part if measured[s.uuid] else None
             closed.append(self._close(b))
             b += self.window_ns
         for s in samples:
@@ -136,6 +145,42 @@ class Windower:
             st.seen = uuid in present
         return closed
 
+    def checkpoint(self) -> dict[str, object] | None:
+        """State as of the last closed window, to resume from after a restart: the
+        next window's start, the next seq and each GPU's counter at its last
+        reading before that boundary. Saved with every closed window (agents/spool.py)."""
+        return self._snapshot
+
+    def _take_snapshot(self) -> None:
+        self._snapshot = {
+            "boot_id": self.boot_id,
+            "seq": self.seq,
+            "win_start": self.win_start,
+            "gpus": {
+                u: {"model": st.model, "last_t": st.last_t, "last_counter": st.last_counter,
+                    "last_power_mw": st.last_power_mw, "power_limit_mw": st.power_limit_mw}
+                for u, st in self.gpus.items()
+            },
+        }
+
+    def restore(self, state: dict[str, object]) -> bool:
+        """Resume after a restart on the same boot: the energy used while the agent
+        was down lands in the next windows (flagged ``agent_restart``), so the windows
+        still add up to the counter. A different boot starts fresh."""
+        if state.get("boot_id") != self.boot_id:
+            return False
+        gpus = state.get("gpus")
+        if not isinstance(gpus, dict) or state.get("win_start") is None:
+            return False
+        self.seq = int(state["seq"])  # type: ignore[call-overload]
+        self.win_start = int(state["win_start"])  # type: ignore[call-overload]
+        self.gpus = {
+            u: _GpuState(g["model"], g["last_t"], g["last_counter"], g["last_power_mw"],
+                         g["power_limit_mw"], flags={"agent_restart"})
+            for u, g in gpus.items()
+        }
+        return True
+
     def flush(self) -> TelemetryWindow | None:
         """Close the open (partial) window at the last sample, e.g. at shutdown."""
         if self.win_start is None or not self.gpus:
@@ -150,19 +195,20 @@ class Windower:
     def _new_state(s: GpuSample) -> _GpuState:
         return _GpuState(s.model, s.t_ns, s.energy_mj, s.power_mw, s.power_limit_mw)
 
-    def _delta(self, s: GpuSample) -> int:
-        """Energy of the interval since this GPU's last sample, in mJ, never negative."""
+    def _delta(self, s: GpuSample) -> tuple[int, bool]:
+        """Energy of the interval since this GPU's last sample, in mJ, never negative,
+        and whether it was measured by the counter (True) or estimated (False)."""
         st = self.gpus.get(s.uuid)
         if st is None:
-            return 0
+            return 0, True
         dt = s.t_ns - st.last_t
         if dt <= 0:
-            return 0
+            return 0, True
         power = s.power_mw if s.power_mw is not None else (st.last_power_mw or 0)
         estimate = power * dt // 1_000_000_000  # mW × s = mJ
         if s.energy_mj is None or st.last_counter is None:
             st.flags.add("energy_estimated")
-            return estimate
+            return estimate, False
         d = s.energy_mj - st.last_counter
         limit = s.power_limit_mw or st.power_limit_mw or DEFAULT_LIMIT_MW
         if d < 0 or d > limit * dt * JUMP_FACTOR / 1e9 + 1000:
@@ -172,8 +218,8 @@ class Windower:
                 s.uuid, st.last_counter, s.energy_mj, dt / 1e9,
             )
             st.flags.update(("counter_reset", "energy_estimated"))
-            return estimate
-        return d
+            return estimate, False
+        return d, True
 
     @staticmethod
     def _observe(st: _GpuState, s: GpuSample) -> None:
@@ -184,11 +230,14 @@ class Windower:
         if s.mem_used_bytes is not None:
             st.mem_used = s.mem_used_bytes
         st.pids.update(s.running_pids)
+        st.flags.update(s.flags)
         if s.process_util is not None:
             st.reads += 1
             for pu in s.process_util:
                 st.pids.add(pu.pid)
                 st.pid_util[pu.pid] = st.pid_util.get(pu.pid, 0) + pu.sm_util
+                if pu.mig_uuid:
+                    st.pid_mig[pu.pid] = pu.mig_uuid
 
     def _shares(self, st: _GpuState) -> list[ProcessShare]:
         raw = {
@@ -203,7 +252,8 @@ class Windower:
             # round down so the shares of one GPU never sum above 1
             s = int(min(1.0, share * scale) * 1_000_000) / 1_000_000
             out.append(ProcessShare(pid=pid, job_id=ref.job_id if ref else None,
-                                    account=ref.account if ref else None, sm_share=s))
+                                    account=ref.account if ref else None, sm_share=s,
+                                    mig_uuid=st.pid_mig.get(pid)))
         return out
 
     def _close(self, end: int) -> TelemetryWindow:
@@ -240,4 +290,5 @@ class Windower:
         )
         self.seq += 1
         self.win_start = end
+        self._take_snapshot()
         return window

@@ -41,6 +41,7 @@ class ProcessShare(BaseModel):
     account: str | None = Field(default=None, max_length=256)
     sm_share: float = Field(ge=0.0, le=1.0)
     mem_used_bytes: int | None = Field(default=None, ge=0)
+    mig_uuid: str | None = Field(default=None, max_length=256)
 
 
 class GpuWindow(BaseModel):
@@ -56,7 +57,8 @@ class GpuWindow(BaseModel):
     mem_used_bytes: int = Field(default=0, ge=0)
     power_avg_mw: int = Field(default=0, ge=0)
     power_limit_mw: int | None = Field(default=None, ge=0)
-    # counter_reset, energy_estimated, ... (see agents/windowing.py)
+    # counter_reset, energy_estimated, agent_restart, gpu_missing, gpu_appeared,
+    # mig (a partitioned GPU: unused slices are idle, not the tenants') — agents/windowing.py
     flags: list[str] = Field(default_factory=list)
     processes: list[ProcessShare] = Field(default_factory=list)
 

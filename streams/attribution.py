@@ -13,6 +13,8 @@ Rules (docs/attribution.md has the worked examples):
 3. Occupancy: the whole window's energy and GPU time is split among the
    tenants by weight, so the idle part of an occupied GPU is paid by the
    jobs that held it.
+   Except on a MIG-partitioned GPU (flag ``mig``): there each process's share
+   is its instance's slice of the GPU, and the slices nobody used are idle.
 4. A window with no process goes to the job holding an exclusive allocation
    of that GPU (from job events) if there is one, otherwise to the site's idle
    account.
@@ -124,6 +126,10 @@ def attribute_gpu(
     if weights:
         tenants = [_tenant_for_job(site_id, j, a, config, book) for (j, a) in weights]
         tenant_weights = list(weights.values())
+        unused = SHARE_SCALE - sum(tenant_weights)
+        if "mig" in gpu.flags and unused > 0:
+            tenants.append(_idle(site_id))
+            tenant_weights.append(unused)
     else:
         holder = _exclusive_holder(site_id, gpu.uuid, book)
         if holder is not None:

@@ -19,6 +19,7 @@ class ProcessUtil:
 
     pid: int
     sm_util: int  # percent of the sample period the SMs ran this process
+    mig_uuid: str | None = None  # the MIG instance the process runs on, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,8 @@ class GpuSample:
     # None: utilisation was not read at this sample (it is read at most 1 Hz);
     # (): read, and NVML had no new sample ("Not Found"): no process ran.
     process_util: tuple[ProcessUtil, ...] | None = None
+    # "mig": the GPU is partitioned; shares are per-instance slices (see agents/readers/nvml.py)
+    flags: tuple[str, ...] = ()
 
 
 class GpuReader(Protocol):

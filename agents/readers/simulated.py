@@ -1,14 +1,19 @@
 """A simulated GPU node: deterministic by seed, same interface as NVML.
 
 Each GPU follows a schedule of segments (idle, one job, or two jobs
-time-slicing) with per-job duty cycles; power follows utilisation and the
-energy counter integrates power exactly, so a simulated fleet produces known
-totals. The simulated node is also its own job resolver (it knows which pid
-runs which job) and emits the job start/end events a scheduler hook would.
+time-slicing) with per-job duty cycles; power follows utilisation with a
+per-second jitter derived from a hash, and the energy counter is the exact
+integral of that power from the simulation's epoch. Counter and power are
+therefore functions of time alone: a restarted agent (same seed and epoch)
+reads the same counter it would have read without the restart.
+
+The simulated node is also its own job resolver (it knows which pid runs
+which job) and emits the job start/end events a scheduler hook would.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import random
 from collections.abc import Callable, Sequence
@@ -26,6 +31,7 @@ SIM_MODELS: dict[str, tuple[int, int, int]] = {
     "NVIDIA A100-SXM4-80GB": (55, 380, 400),
 }
 MINUTE_NS = 60_000_000_000
+S = 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,9 +49,14 @@ class SimJob:
 class _SimGpu:
     uuid: str
     model: str
-    counter_mj: int
-    last_t: int
+    base_mj: int
     jobs: list[SimJob]
+    # segments in time order: (start_ns, end_ns, jobs running in it)
+    segments: list[tuple[int, int, list[SimJob]]]
+    starts: list[int]
+    done_sec: int
+    cum_mj: int = 0
+    counter_mj: int = 0
 
 
 class SimulatedReader:
@@ -76,41 +87,68 @@ class SimulatedReader:
         self._pids: dict[int, SimJob] = {}
         self.gpus: list[_SimGpu] = []
         next_pid = 10_000
+        self.start_s = start_ns // S
         for i, model in enumerate(models):
             uuid = "GPU-" + hashlib.sha256(f"{node}/{i}/{seed}".encode()).hexdigest()[:32]
             jobs: list[SimJob] = []
+            segments: list[tuple[int, int, list[SimJob]]] = []
             t = start_ns
             while t < start_ns + horizon_ns:
                 dur = int(self._rng.uniform(0.3, 1.7) * mean_job_min * MINUTE_NS)
                 kind = self._rng.random()
                 tenants = 0 if kind < 0.12 else (1 if kind < 0.8 else 2)
+                seg: list[SimJob] = []
                 for k in range(tenants):
                     next_pid += 1
                     duty = self._rng.uniform(0.6, 1.0) if k == 0 else self._rng.uniform(0.15, 0.6)
                     job = SimJob(f"{node}-{next_pid}", self._rng.choice(list(accounts)), next_pid,
                                  round(duty, 3), t, t + dur, uuid)
-                    jobs.append(job)
+                    seg.append(job)
                     self._pids[next_pid] = job
+                jobs.extend(seg)
+                segments.append((t, t + dur, seg))
                 t += dur
-            counter = self._rng.randrange(10**6, 10**9)
-            self.gpus.append(_SimGpu(uuid, model, counter, start_ns, jobs))
+            base = self._rng.randrange(10**6, 10**9)
+            self.gpus.append(_SimGpu(uuid, model, base, jobs, segments, [x[0] for x in segments],
+                                     self.start_s))
 
     # -- GpuReader ------------------------------------------------------------------
     def boot_id(self) -> str:
         return self._boot
 
+    def _active(self, g: _SimGpu, t_ns: int) -> list[SimJob]:
+        i = bisect.bisect_right(g.starts, t_ns) - 1
+        if i < 0:
+            return []
+        start, end, seg = g.segments[i]
+        return seg if start <= t_ns < end else []
+
+    def _power_mw(self, g: _SimGpu, sec: int) -> int:
+        active = self._active(g, sec * S)
+        load = min(1.0, sum(j.duty for j in active))
+        idle_w, busy_w, _ = SIM_MODELS[g.model]
+        if not active:
+            return idle_w * 1000
+        h = hashlib.blake2b(f"{g.uuid}:{sec}".encode(), digest_size=4).digest()
+        jitter = 0.94 + 0.06 * int.from_bytes(h, "big") / 2**32
+        return int((idle_w + (busy_w - idle_w) * load * jitter) * 1000)
+
+    def _counter(self, g: _SimGpu, t_ns: int) -> int:
+        sec = max(t_ns // S, self.start_s)
+        while g.done_sec < sec:  # whole seconds: power in mW over 1 s is mJ
+            g.cum_mj += self._power_mw(g, g.done_sec)
+            g.done_sec += 1
+        frac = max(0, t_ns - sec * S)
+        return g.base_mj + g.cum_mj + self._power_mw(g, sec) * frac // S
+
     def sample(self) -> list[GpuSample]:
         t = self.clock_ns()
         out = []
         for g in self.gpus:
-            active = [j for j in g.jobs if j.start_ns <= t < j.end_ns]
+            active = self._active(g, t)
+            g.counter_mj = self._counter(g, t)
             load = min(1.0, sum(j.duty for j in active))
-            idle_w, busy_w, limit_w = SIM_MODELS[g.model]
-            jitter = 0.94 + 0.06 * self._rng.random() if active else 1.0
-            power_mw = int((idle_w + (busy_w - idle_w) * load * jitter) * 1000)
-            if t > g.last_t:
-                g.counter_mj += power_mw * (t - g.last_t) // 1_000_000_000
-                g.last_t = t
+            _, _, limit_w = SIM_MODELS[g.model]
             denom = max(1.0, sum(j.duty for j in active))
             out.append(
                 GpuSample(
@@ -118,7 +156,7 @@ class SimulatedReader:
                     model=g.model,
                     t_ns=t,
                     energy_mj=g.counter_mj,
-                    power_mw=power_mw,
+                    power_mw=self._power_mw(g, t // S),
                     util_gpu=round(load * 100),
                     mem_used_bytes=sum(8 << 30 for _ in active),
                     power_limit_mw=limit_w * 1000,

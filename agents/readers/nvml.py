@@ -1,0 +1,207 @@
+"""The real GPUs through NVML (nvidia-ml-py). The only module that imports pynvml.
+
+What is read, per GPU and sample: the total-energy counter (mJ; the
+measurement), power, utilisation, memory, running compute processes, and at
+most once per ``proc_util_interval_s`` the per-process SM utilisation since
+the last read (NVML "Not Found" there means "no process ran": an empty
+reading, not an error).
+
+MIG: on a partitioned GPU the energy counter exists only for the parent, and
+per-process utilisation is not available inside instances. Each process on
+an instance is given that instance's slice of the parent (its SMs over the
+parent's SMs), shared equally by the processes on the instance; the window is
+flagged ``mig`` so the centre books unused slices to the site's idle account.
+
+NVML errors are counted per call (``metrics.nvml_errors``) and logged once
+per device and call; a device that fails its basic readings is left out of
+that sample, which the windower flags ``gpu_missing``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agents import ReaderError
+from agents.metrics import AgentMetrics
+from agents.readers.base import GpuSample, ProcessUtil
+
+__all__ = ["NvmlReader", "probe_nvml"]
+
+log = logging.getLogger(__name__)
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class NvmlReader:
+    def __init__(
+        self,
+        nvml: Any | None = None,
+        *,
+        proc_util_interval_s: float = 1.0,
+        clock_ns: Callable[[], int] = time.time_ns,
+        monotonic: Callable[[], float] = time.monotonic,
+        metrics: AgentMetrics | None = None,
+        boot_id_path: Path = BOOT_ID,
+    ) -> None:
+        if nvml is None:
+            try:
+                import pynvml as nvml  # nvidia-ml-py
+            except ImportError as exc:
+                raise ReaderError("nvidia-ml-py is not installed: pip install 'bridgeledger[agent]'") from exc
+        self.nv = nvml
+        self.clock_ns = clock_ns
+        self.monotonic = monotonic
+        self.metrics = metrics or AgentMetrics()
+        self.interval = proc_util_interval_s
+        self._next_util = 0.0
+        self._logged: set[tuple[str, str]] = set()
+        try:
+            self.nv.nvmlInit()
+            count = self.nv.nvmlDeviceGetCount()
+        except self.nv.NVMLError as exc:
+            raise ReaderError(f"NVML is not usable on this node: {exc}") from exc
+        if count == 0:
+            raise ReaderError("NVML reports no GPU on this node")
+        self.devices: list[dict[str, Any]] = []
+        for i in range(count):
+            h = self.nv.nvmlDeviceGetHandleByIndex(i)
+            self.devices.append({
+                "handle": h,
+                "uuid": _text(self.nv.nvmlDeviceGetUUID(h)),
+                "name": _text(self.nv.nvmlDeviceGetName(h)),
+                "limit": self._call("power_limit", "", self.nv.nvmlDeviceGetEnforcedPowerLimit, h),
+                "last_ts": 0,
+            })
+        try:
+            self._boot = boot_id_path.read_text().strip()
+        except OSError:
+            self._boot = "unknown-boot"
+            log.warning("cannot read %s; counter resets across reboots are still caught by value", boot_id_path)
+
+    def boot_id(self) -> str:
+        return self._boot
+
+    def close(self) -> None:
+        try:
+            self.nv.nvmlShutdown()
+        except self.nv.NVMLError:
+            pass
+
+    def _call(self, name: str, uuid: str, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except self.nv.NVMLError as exc:
+            self.metrics.nvml_errors[name] += 1
+            if (uuid, name) not in self._logged:
+                self._logged.add((uuid, name))
+                log.warning("NVML %s failed on %s: %s (counted; logged once)", name, uuid or "node", exc)
+            return None
+
+    def _proc_util(self, dev: dict[str, Any]) -> tuple[ProcessUtil, ...]:
+        try:
+            rows = self.nv.nvmlDeviceGetProcessUtilization(dev["handle"], dev["last_ts"])
+        except self.nv.NVMLError_NotFound:
+            return ()  # no process ran since the last read
+        except self.nv.NVMLError as exc:
+            self._call("process_utilization", dev["uuid"], _raise, exc)
+            return ()
+        if rows:
+            dev["last_ts"] = max(dev["last_ts"], max(r.timeStamp for r in rows))
+        return tuple(ProcessUtil(int(r.pid), int(r.smUtil)) for r in rows)
+
+    def _mig(self, dev: dict[str, Any]) -> tuple[list[int], tuple[ProcessUtil, ...]] | None:
+        h, uuid = dev["handle"], dev["uuid"]
+        mode = self._call("mig_mode", uuid, self.nv.nvmlDeviceGetMigMode, h)
+        if not mode or mode[0] != getattr(self.nv, "NVML_DEVICE_MIG_ENABLE", 1):
+            return None
+        total_sm = self._call("attributes", uuid, self.nv.nvmlDeviceGetAttributes, h)
+        parent_sms = getattr(total_sm, "multiprocessorCount", 0) or 0
+        pids: list[int] = []
+        shares: list[ProcessUtil] = []
+        for i in range(self.nv.nvmlDeviceGetMaxMigDeviceCount(h)):
+            try:
+                mh = self.nv.nvmlDeviceGetMigDeviceHandleByIndex(h, i)
+            except self.nv.NVMLError:
+                continue  # no instance in this slot
+            mig_uuid = _text(self.nv.nvmlDeviceGetUUID(mh))
+            procs = self._call("mig_processes", mig_uuid, self.nv.nvmlDeviceGetComputeRunningProcesses, mh) or []
+            attrs = self._call("mig_attributes", mig_uuid, self.nv.nvmlDeviceGetAttributes, mh)
+            sms = getattr(attrs, "multiprocessorCount", 0) or 0
+            slice_pct = 100 * sms / parent_sms if parent_sms else 0
+            for p in procs:
+                pids.append(int(p.pid))
+                shares.append(ProcessUtil(int(p.pid), int(slice_pct / len(procs)), mig_uuid))
+        return pids, tuple(shares)
+
+    def sample(self) -> list[GpuSample]:
+        t = self.clock_ns()
+        read_util = self.monotonic() >= self._next_util
+        if read_util:
+            self._next_util = self.monotonic() + self.interval
+        out = []
+        for dev in self.devices:
+            h, uuid = dev["handle"], dev["uuid"]
+            energy = self._call("total_energy", uuid, self.nv.nvmlDeviceGetTotalEnergyConsumption, h)
+            power = self._call("power", uuid, self.nv.nvmlDeviceGetPowerUsage, h)
+            if energy is None and power is None:
+                continue  # the device answers nothing we can account with: flagged missing
+            util = self._call("utilization", uuid, self.nv.nvmlDeviceGetUtilizationRates, h)
+            mem = self._call("memory", uuid, self.nv.nvmlDeviceGetMemoryInfo, h)
+            mig = self._mig(dev)
+            if mig is not None:
+                pids, putil = mig
+                flags: tuple[str, ...] = ("mig",)
+                util_reading: tuple[ProcessUtil, ...] | None = putil
+            else:
+                procs = self._call("processes", uuid, self.nv.nvmlDeviceGetComputeRunningProcesses, h) or []
+                pids = [int(p.pid) for p in procs]
+                flags = ()
+                util_reading = self._proc_util(dev) if read_util else None
+            out.append(GpuSample(
+                uuid=uuid, model=dev["name"], t_ns=t,
+                energy_mj=int(energy) if energy is not None else None,
+                power_mw=int(power) if power is not None else None,
+                util_gpu=int(util.gpu) if util is not None else None,
+                mem_used_bytes=int(mem.used) if mem is not None else None,
+                power_limit_mw=dev["limit"],
+                running_pids=tuple(pids), process_util=util_reading, flags=flags,
+            ))
+        return out
+
+
+def _raise(exc: Exception) -> None:
+    raise exc
+
+
+def probe_nvml(nvml: Any | None = None) -> list[tuple[str, bool, str]]:
+    """For ``agent doctor``: which NVML calls this node supports, per call."""
+    reader = NvmlReader(nvml)
+    try:
+        results = []
+        dev = reader.devices[0]
+        h = dev["handle"]
+        for name, fn, args in (
+            ("total_energy", reader.nv.nvmlDeviceGetTotalEnergyConsumption, (h,)),
+            ("power", reader.nv.nvmlDeviceGetPowerUsage, (h,)),
+            ("utilization", reader.nv.nvmlDeviceGetUtilizationRates, (h,)),
+            ("processes", reader.nv.nvmlDeviceGetComputeRunningProcesses, (h,)),
+            ("process_utilization", reader.nv.nvmlDeviceGetProcessUtilization, (h, 0)),
+        ):
+            try:
+                fn(*args)
+                results.append((name, True, "ok"))
+            except reader.nv.NVMLError_NotFound:
+                results.append((name, True, "ok (no samples yet)"))
+            except reader.nv.NVMLError as exc:
+                results.append((name, False, str(exc)))
+        results.insert(0, ("devices", True, ", ".join(f"{d['name']} {d['uuid']}" for d in reader.devices)))
+        return results
+    finally:
+        reader.close()

@@ -1,0 +1,172 @@
+"""The production agent loop: sample → window → sign → spool → send.
+
+Sampling never waits for the network: windows are committed to the spool
+first, then drained in order whenever Kafka answers. A failed send keeps the
+windows and backs off; a dead broker for hours just grows the spool.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from agents import AgentError, PublishError
+from agents.jobs import JobResolver
+from agents.metrics import AgentMetrics
+from agents.publisher import Publisher
+from agents.readers.base import GpuReader
+from agents.spool import Spool
+from agents.windowing import Windower
+from schemas import TelemetryWindow
+from schemas.signing import sign_document
+from schemas.topics import WINDOWS_TOPIC
+
+__all__ = ["AgentService", "encode_window"]
+
+log = logging.getLogger(__name__)
+
+
+def encode_window(w: TelemetryWindow, key_id: str | None = None, key: bytes | None = None) -> bytes:
+    doc: dict[str, Any] = w.model_dump(mode="json", exclude_none=True)
+    if key_id is not None and key is not None:
+        doc = sign_document(doc, key_id, key)
+    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+
+
+class AgentService:
+    def __init__(
+        self,
+        *,
+        reader: GpuReader,
+        resolver: JobResolver,
+        spool: Spool,
+        publisher_factory: Callable[[], Publisher],
+        agent_id: str,
+        site_id: str,
+        node: str,
+        window_s: float,
+        sample_s: float,
+        key_id: str | None = None,
+        key: bytes | None = None,
+        send_batch: int = 500,
+        send_timeout_s: float = 10.0,
+        clock_ns: Callable[[], int] = time.time_ns,
+        monotonic: Callable[[], float] = time.monotonic,
+        metrics: AgentMetrics | None = None,
+    ) -> None:
+        self.reader = reader
+        self.spool = spool
+        self.publisher_factory = publisher_factory
+        self.sample_s = sample_s
+        self.key_id, self.key = key_id, key
+        self.send_batch = send_batch
+        self.send_timeout_s = send_timeout_s
+        self.clock_ns = clock_ns
+        self.monotonic = monotonic
+        self.metrics = metrics or AgentMetrics()
+        self.windower = Windower(agent_id=agent_id, site_id=site_id, node=node, boot_id=reader.boot_id(),
+                                 window_ns=int(window_s * 1e9), resolver=resolver)
+        checkpoint = spool.checkpoint()
+        if checkpoint and self.windower.restore(checkpoint):
+            log.info("resumed after a restart: boot %s, next seq %d, %d window(s) still spooled",
+                     self.windower.boot_id, self.windower.seq, spool.count())
+        elif checkpoint:
+            log.info("new boot %s (spool was at boot %s): windows start at seq 0",
+                     self.windower.boot_id, checkpoint.get("boot_id"))
+        self._publisher: Publisher | None = None
+        self._retry_at = 0.0
+        self._backoff = 1.0
+        self.metrics.spooled = spool.count()
+        self.metrics.windows_dropped = spool.dropped
+
+    # -- one step ------------------------------------------------------------------
+    def tick(self) -> list[TelemetryWindow]:
+        samples = self.reader.sample()
+        self.metrics.samples += 1
+        windows = self.windower.add(samples)
+        self._spool(windows)
+        self.drain()
+        return windows
+
+    def _spool(self, windows: list[TelemetryWindow]) -> None:
+        if not windows:
+            return
+        checkpoint = self.windower.checkpoint()
+        assert checkpoint is not None
+        messages = [(w.node.encode(), encode_window(w, self.key_id, self.key)) for w in windows]
+        dropped = self.spool.append(WINDOWS_TOPIC, messages, checkpoint)
+        self.metrics.windows_closed += len(windows)
+        self.metrics.windows_dropped += dropped
+        self.metrics.spooled = self.spool.count()
+
+    def drain(self, force: bool = False) -> int:
+        """Send spooled windows in order until the spool is empty or Kafka fails."""
+        if not force and self.monotonic() < self._retry_at:
+            return 0
+        sent = 0
+        while True:
+            batch = self.spool.pending(self.send_batch)
+            if not batch:
+                break
+            try:
+                publisher = self._get_publisher()
+                for m in batch:
+                    publisher.publish(m.topic, m.key, m.value)
+                publisher.flush(self.send_timeout_s)
+            except PublishError as exc:
+                self.metrics.send_failures += 1
+                self._retry_at = self.monotonic() + self._backoff
+                log.warning("Kafka send failed (%s); %d window(s) kept in the spool, retry in %.0f s",
+                            exc, self.spool.count(), self._backoff)
+                self._backoff = min(self._backoff * 2, 60.0)
+                self._drop_publisher()
+                break
+            self.spool.ack([m.rowid for m in batch])
+            sent += len(batch)
+            self._backoff = 1.0
+        self.metrics.windows_sent += sent
+        self.metrics.spooled = self.spool.count()
+        return sent
+
+    def _get_publisher(self) -> Publisher:
+        if self._publisher is None:
+            try:
+                self._publisher = self.publisher_factory()
+            except AgentError:
+                raise
+            except Exception as exc:  # a client library's own connection errors
+                raise PublishError(str(exc)) from exc
+        return self._publisher
+
+    def _drop_publisher(self) -> None:
+        if self._publisher is not None:
+            try:
+                self._publisher.close()
+            except Exception as exc:  # closing a broken client must not stop sampling
+                log.debug("closing the Kafka client failed: %s", exc)
+            self._publisher = None
+
+    # -- the loop ------------------------------------------------------------------
+    def run(self, stop: threading.Event, max_ticks: int | None = None) -> None:
+        """Sample on the sample_s grid of the wall clock until ``stop`` is set."""
+        step = int(self.sample_s * 1e9)
+        ticks = 0
+        while not stop.is_set() and (max_ticks is None or ticks < max_ticks):
+            self.tick()
+            ticks += 1
+            now = self.clock_ns()
+            stop.wait(max(0.0, ((now // step + 1) * step - now) / 1e9))
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """Close the partial window, spool it and try a last send: nothing is lost."""
+        last = self.windower.flush()
+        if last is not None:
+            self._spool([last])
+        self.drain(force=True)
+        self._drop_publisher()
+        log.info("agent stopped: %d window(s) left in the spool for the next start", self.spool.count())
