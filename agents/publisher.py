@@ -36,6 +36,7 @@ class MemoryPublisher:
     def flush(self, timeout_s: float = 30.0) -> None:
         if self.fail_next_flush is not None:
             exc, self.fail_next_flush = self.fail_next_flush, None
+            self._pending.clear()  # not delivered
             raise PublishError(f"flush failed: {exc}")
         self.messages.extend(self._pending)
         self._pending.clear()
@@ -60,6 +61,8 @@ class KafkaPublisher:
                 enable_idempotence=True,
                 linger_ms=20,
                 max_in_flight_requests_per_connection=5,
+                # a dead broker must not block the caller for long: the spool waits instead
+                max_block_ms=extra.pop("max_block_ms", 5000),
                 **extra,
             )
         except KafkaError as exc:

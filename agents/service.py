@@ -84,12 +84,13 @@ class AgentService:
         self.metrics.windows_dropped = spool.dropped
 
     # -- one step ------------------------------------------------------------------
-    def tick(self) -> list[TelemetryWindow]:
+    def tick(self, drain: bool = True) -> list[TelemetryWindow]:
         samples = self.reader.sample()
         self.metrics.samples += 1
         windows = self.windower.add(samples)
         self._spool(windows)
-        self.drain()
+        if drain:
+            self.drain()
         return windows
 
     def _spool(self, windows: list[TelemetryWindow]) -> None:
@@ -152,15 +153,30 @@ class AgentService:
 
     # -- the loop ------------------------------------------------------------------
     def run(self, stop: threading.Event, max_ticks: int | None = None) -> None:
-        """Sample on the sample_s grid of the wall clock until ``stop`` is set."""
+        """Sample on the sample_s grid of the wall clock until ``stop`` is set.
+
+        Sending runs in its own thread, so a slow or dead broker never delays a
+        reading."""
+        sender_stop = threading.Event()
+        sender = threading.Thread(target=self._send_loop, args=(sender_stop,), name="sender", daemon=True)
+        sender.start()
         step = int(self.sample_s * 1e9)
         ticks = 0
-        while not stop.is_set() and (max_ticks is None or ticks < max_ticks):
-            self.tick()
-            ticks += 1
-            now = self.clock_ns()
-            stop.wait(max(0.0, ((now // step + 1) * step - now) / 1e9))
-        self.shutdown()
+        try:
+            while not stop.is_set() and (max_ticks is None or ticks < max_ticks):
+                self.tick(drain=False)
+                ticks += 1
+                now = self.clock_ns()
+                stop.wait(max(0.0, ((now // step + 1) * step - now) / 1e9))
+        finally:
+            sender_stop.set()
+            sender.join(timeout=self.send_timeout_s + 5)
+            self.shutdown()
+
+    def _send_loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.drain()
+            stop.wait(0.2)
 
     def shutdown(self) -> None:
         """Close the partial window, spool it and try a last send: nothing is lost."""

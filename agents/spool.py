@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,8 @@ class Spool:
         self.path = path
         self.max_windows = max_windows
         self.full_policy = full_policy
+        # one connection shared by the sampler and the sender thread, serialised
+        self._lock = threading.RLock()
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
@@ -73,6 +76,15 @@ class Spool:
         """Store (key, value) messages and the checkpoint atomically; return how many
         were dropped for room."""
         dropped = 0
+        with self._lock:
+            dropped = self._append(topic, messages, checkpoint)
+        if dropped:
+            log.error("spool full (%d windows): %d window(s) dropped by policy %s; %d dropped in all",
+                      self.max_windows, dropped, self.full_policy, self.dropped)
+        return dropped
+
+    def _append(self, topic: str, messages: Sequence[tuple[bytes, bytes]], checkpoint: dict[str, object]) -> int:
+        dropped = 0
         try:
             self.db.execute("BEGIN IMMEDIATE")
             for key, value in messages:
@@ -90,35 +102,39 @@ class Spool:
         except sqlite3.Error as exc:
             self.db.execute("ROLLBACK")
             raise SpoolError(f"cannot write spool {self.path}: {exc}") from exc
-        if dropped:
-            log.error("spool full (%d windows): %d window(s) dropped by policy %s; %d dropped in all",
-                      self.max_windows, dropped, self.full_policy, self.dropped)
         return dropped
 
     def ack(self, rowids: Sequence[int]) -> None:
         """Kafka acknowledged these: remove them."""
         if rowids:
-            self.db.executemany("DELETE FROM windows WHERE id = ?", [(r,) for r in rowids])
+            with self._lock:
+                self.db.executemany("DELETE FROM windows WHERE id = ?", [(r,) for r in rowids])
 
     # -- reading -------------------------------------------------------------------
     def pending(self, limit: int = 500) -> list[SpooledWindow]:
-        rows = self.db.execute("SELECT id, topic, key, value FROM windows ORDER BY id LIMIT ?", (limit,))
+        with self._lock:
+            rows = self.db.execute("SELECT id, topic, key, value FROM windows ORDER BY id LIMIT ?",
+                                   (limit,)).fetchall()
         return [SpooledWindow(r[0], r[1], bytes(r[2]), bytes(r[3])) for r in rows]
 
     def count(self) -> int:
-        return self._count()
+        with self._lock:
+            return self._count()
 
     @property
     def dropped(self) -> int:
-        row = self.db.execute("SELECT value FROM state WHERE name = 'dropped'").fetchone()
+        with self._lock:
+            row = self.db.execute("SELECT value FROM state WHERE name = 'dropped'").fetchone()
         return int(row[0]) if row else 0
 
     def checkpoint(self) -> dict[str, object] | None:
-        row = self.db.execute("SELECT value FROM state WHERE name = 'checkpoint'").fetchone()
+        with self._lock:
+            row = self.db.execute("SELECT value FROM state WHERE name = 'checkpoint'").fetchone()
         return json.loads(row[0]) if row else None
 
     def integrity(self) -> str:
-        return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])
+        with self._lock:
+            return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])
 
     def close(self) -> None:
         self.db.close()

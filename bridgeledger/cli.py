@@ -207,6 +207,48 @@ def agent() -> None:
     """GPU node agents: replay a recorded trace, simulate a fleet."""
 
 
+def _agent_settings(config: Path) -> Any:
+    from agents.settings import load_agent_settings
+
+    return load_agent_settings(config)
+
+
+@agent.command("run")
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path))
+def agent_run(config_path: Path) -> None:
+    """The node agent: sample GPUs, cut windows, spool, send to Kafka."""
+    import signal
+    import threading
+
+    from bridgeledger.agent_main import build_service
+
+    settings = _agent_settings(config_path)
+    with needs_extra("agent"):
+        service, cleanup = build_service(settings)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    click.echo(f"agent {settings.agent_id} on {settings.node} ({settings.reader}): windows of "
+               f"{settings.window_s:g} s to {settings.kafka_bootstrap}, spool {settings.spool_path}")
+    try:
+        service.run(stop)
+    finally:
+        cleanup()
+
+
+@agent.command("doctor")
+@click.option("--config", "config_path", required=True, type=click.Path(path_type=Path))
+def agent_doctor(config_path: Path) -> None:
+    """Check NVML, Kafka, clock, spool and key; exit 1 if any check fails."""
+    from agents.doctor import run_checks
+
+    checks = run_checks(_agent_settings(config_path))
+    for c in checks:
+        click.echo(c.line())
+    if any(c.status == "fail" for c in checks):
+        sys.exit(1)
+
+
 @agent.command("replay")
 @click.argument("trace_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--window-s", default=10.0, show_default=True)

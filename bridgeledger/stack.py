@@ -124,20 +124,21 @@ class Stack:
                          + "; ".join(s.line() for s in self.status()))
 
     def down(self) -> list[str]:
-        stopped = []
-        for name in ("kafka", "clickhouse"):
-            pid = self._owned_pid(name)
-            if pid is None:
-                continue
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and _alive(pid):
-                time.sleep(0.2)
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-            self._pid_file(name).unlink(missing_ok=True)
-            stopped.append(f"{name} (pid {pid})")
-        return stopped
+        return [s for s in (self.stop("kafka"), self.stop("clickhouse")) if s]
+
+    def stop(self, name: str) -> str | None:
+        """Stop one service this state dir started; ``up`` starts it again."""
+        pid = self._owned_pid(name)
+        if pid is None:
+            return None
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.2)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+        self._pid_file(name).unlink(missing_ok=True)
+        return f"{name} (pid {pid})"
 
     def status(self) -> list[ServiceStatus]:
         kpid, cpid = self._owned_pid("kafka"), self._owned_pid("clickhouse")

@@ -128,3 +128,11 @@ def test_owner_shares_are_exact_decimals(config_and_hash) -> None:
     cfg, _ = config_and_hash
     joint = next(p for p in cfg.projects if p.id == "fr-de-fusion")
     assert sum(o.share for o in joint.owners) == Decimal(1)
+
+
+def test_mig_unused_slices_are_idle_not_the_tenants(config_and_hash) -> None:
+    cfg, _ = config_and_hash
+    g = GpuWindow(uuid="GPU-1", model=H100, energy_mj=1000, gpu_seconds=10.0, flags=["mig"],
+                  processes=[ProcessShare(pid=1, job_id="1", account="kr-llm", sm_share=0.25, mig_uuid="MIG-a")])
+    parts = {p.account_kind: p.energy_mj for p in attribute_gpu(SITE, g, cfg)}
+    assert parts == {"job": 250, "idle": 750}

@@ -1,0 +1,163 @@
+"""NvmlReader against an in-memory NVML with the binding's API (no GPU here).
+The real-GPU check is tests/gpu/ (marked gpu, skipped without NVML)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from agents import ReaderError
+from agents.readers.nvml import NvmlReader, probe_nvml
+
+
+class NVMLError(Exception):
+    pass
+
+
+class NVMLError_NotFound(NVMLError):  # noqa: N801 (the binding's name)
+    pass
+
+
+class NVMLError_NotSupported(NVMLError):  # noqa: N801
+    pass
+
+
+class FakeNvml:
+    NVMLError = NVMLError
+    NVMLError_NotFound = NVMLError_NotFound
+    NVML_DEVICE_MIG_ENABLE = 1
+
+    def __init__(self, gpus: int = 2) -> None:
+        self.energy = {i: 1_000_000 + i for i in range(gpus)}
+        self.gpus = gpus
+        self.util_rows: dict[int, list] = {}
+        self.broken: set[tuple[int, str]] = set()
+        self.mig: dict[int, list[tuple[str, int, list[int]]]] = {}
+
+    def _chk(self, h, call):
+        if (h, call) in self.broken:
+            raise NVMLError_NotSupported("Not Supported")
+
+    def nvmlInit(self): pass
+    def nvmlShutdown(self): pass
+    def nvmlDeviceGetCount(self): return self.gpus
+    def nvmlDeviceGetHandleByIndex(self, i): return i
+    def nvmlDeviceGetUUID(self, h): return f"GPU-{h}" if isinstance(h, int) else h
+    def nvmlDeviceGetName(self, h): return b"NVIDIA H100 80GB HBM3"
+    def nvmlDeviceGetEnforcedPowerLimit(self, h): return 700_000
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, h):
+        self._chk(h, "energy")
+        return self.energy[h]
+
+    def nvmlDeviceGetPowerUsage(self, h):
+        self._chk(h, "power")
+        return 300_000
+
+    def nvmlDeviceGetUtilizationRates(self, h): return SimpleNamespace(gpu=40, memory=10)
+    def nvmlDeviceGetMemoryInfo(self, h): return SimpleNamespace(used=1 << 30)
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h):
+        if isinstance(h, str):
+            return [SimpleNamespace(pid=p) for name, _, pids in self.mig.get(int(h.split("/")[0][4:]), [])
+                    if name == h for p in pids]
+        return [SimpleNamespace(pid=r.pid) for r in self.util_rows.get(h, [])]
+
+    def nvmlDeviceGetProcessUtilization(self, h, ts):
+        rows = [r for r in self.util_rows.get(h, []) if r.timeStamp > ts]
+        if not rows:
+            raise NVMLError_NotFound("Not Found")
+        return rows
+
+    def nvmlDeviceGetMigMode(self, h):
+        if isinstance(h, int) and h in self.mig:
+            return (1, 1)
+        raise NVMLError_NotSupported("Not Supported")
+
+    def nvmlDeviceGetAttributes(self, h):
+        if isinstance(h, int):
+            return SimpleNamespace(multiprocessorCount=132)
+        parent = int(h.split("/")[0][4:])
+        return SimpleNamespace(multiprocessorCount=next(s for n, s, _ in self.mig[parent] if n == h))
+
+    def nvmlDeviceGetMaxMigDeviceCount(self, h): return 7
+
+    def nvmlDeviceGetMigDeviceHandleByIndex(self, h, i):
+        inst = self.mig.get(h, [])
+        if i >= len(inst):
+            raise NVMLError_NotFound("Not Found")
+        return inst[i][0]
+
+
+@pytest.fixture()
+def boot(tmp_path: Path) -> Path:
+    f = tmp_path / "boot_id"
+    f.write_text("boot-1\n")
+    return f
+
+
+def make(nv: FakeNvml, boot: Path) -> NvmlReader:
+    return NvmlReader(nv, boot_id_path=boot, monotonic=iter(range(0, 10_000, 2)).__next__,
+                      clock_ns=iter(range(10**18, 10**18 + 10**13, 10**9)).__next__)
+
+
+def test_reads_counter_processes_and_utilisation(boot) -> None:
+    nv = FakeNvml()
+    nv.util_rows[0] = [SimpleNamespace(pid=7, timeStamp=5, smUtil=60)]
+    r = make(nv, boot)
+    assert r.boot_id() == "boot-1"
+    s0, s1 = r.sample()
+    assert (s0.uuid, s0.energy_mj, s0.power_mw, s0.running_pids) == ("GPU-0", 1_000_000, 300_000, (7,))
+    assert s0.process_util[0].sm_util == 60
+    assert s1.process_util == ()  # "Not Found": nothing ran, not an error
+    assert s0.power_limit_mw == 700_000
+    again = r.sample()[0]
+    assert again.process_util == ()  # no sample newer than the last timestamp
+
+
+def test_unsupported_counter_is_none_and_counted(boot, caplog) -> None:
+    nv = FakeNvml(gpus=1)
+    nv.broken.add((0, "energy"))
+    r = make(nv, boot)
+    caplog.set_level(logging.WARNING)
+    assert r.sample()[0].energy_mj is None
+    r.sample()
+    assert r.metrics.nvml_errors["total_energy"] == 2
+    assert caplog.text.count("NVML total_energy failed on GPU-0") == 1
+
+
+def test_gpu_that_answers_nothing_is_left_out(boot) -> None:
+    nv = FakeNvml(gpus=2)
+    nv.broken |= {(1, "energy"), (1, "power")}
+    assert [s.uuid for s in make(nv, boot).sample()] == ["GPU-0"]
+
+
+def test_mig_processes_get_their_instance_slice(boot) -> None:
+    nv = FakeNvml(gpus=1)
+    nv.mig[0] = [("GPU-0/mig-a", 66, [11, 12]), ("GPU-0/mig-b", 33, [])]
+    (s,) = make(nv, boot).sample()
+    assert s.flags == ("mig",)
+    assert sorted(s.running_pids) == [11, 12]
+    assert {(p.pid, p.sm_util, p.mig_uuid) for p in s.process_util} == {
+        (11, 25, "GPU-0/mig-a"), (12, 25, "GPU-0/mig-a")}
+
+
+def test_no_nvml_is_a_clear_reader_error(boot) -> None:
+    class Broken(FakeNvml):
+        def nvmlInit(self):
+            raise NVMLError("Driver Not Loaded")
+
+    with pytest.raises(ReaderError, match="NVML is not usable on this node: Driver Not Loaded"):
+        make(Broken(), boot)
+
+
+def test_probe_lists_supported_calls() -> None:
+    nv = FakeNvml(gpus=1)
+    nv.broken.add((0, "energy"))
+    res = {name: (ok, msg) for name, ok, msg in probe_nvml(nv)}
+    assert res["total_energy"] == (False, "Not Supported")
+    assert res["process_utilization"] == (True, "ok (no samples yet)")
+    assert "GPU-0" in res["devices"][1]
