@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from agents.settings import AgentSettings, load_agent_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_agent_example_config_is_valid() -> None:
+    s = load_agent_settings(ROOT / "deploy" / "agent.example.yaml")
+    assert s.reader == "nvml" and s.key_id and s.kafka_security.protocol == "SASL_SSL"
+
+
+def test_daemonset_mounts_host_proc_read_only_and_its_config_is_valid(monkeypatch) -> None:
+    docs = list(yaml.safe_load_all((ROOT / "deploy" / "k8s" / "agent-daemonset.yaml").read_text()))
+    kinds = {d["kind"]: d for d in docs}
+    ds = kinds["DaemonSet"]["spec"]["template"]["spec"]
+    (container,) = ds["containers"]
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert mounts["host-proc"]["readOnly"] is True and mounts["host-proc"]["mountPath"] == "/host/proc"
+    assert ds["hostPID"] is True
+    assert container["args"][:2] == ["agent", "run"]
+    cfg = yaml.safe_load(kinds["ConfigMap"]["data"]["agent.yaml"])
+    assert cfg["proc_root"] == "/host/proc"
+    monkeypatch.setenv("BRIDGELEDGER_AGENT_AGENT_ID", "node-1")
+    AgentSettings(**cfg)  # the env fills agent_id as the DaemonSet does
+
+
+def test_systemd_unit_runs_doctor_then_agent_hardened() -> None:
+    unit = (ROOT / "deploy" / "systemd" / "bridgeledger-agent.service").read_text()
+    assert "ExecStartPre=/opt/bridgeledger/bin/bridgeledger agent doctor" in unit
+    assert "ExecStart=/opt/bridgeledger/bin/bridgeledger agent run --config /etc/bridgeledger/agent.yaml" in unit
+    for line in ("NoNewPrivileges=yes", "ProtectSystem=strict", "StateDirectory=bridgeledger"):
+        assert line in unit
