@@ -7,7 +7,6 @@ a bad value stops the agent with one line naming the file and the field.
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 from typing import Literal
 
@@ -16,6 +15,7 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agents import AgentError
+from schemas.signing import read_secret_key
 
 __all__ = ["AgentConfigError", "AgentSettings", "KafkaSecurity", "load_agent_settings", "read_key_file"]
 
@@ -91,18 +91,9 @@ class AgentSettings(BaseSettings):
 def read_key_file(path: Path) -> bytes:
     """The site key; refused if group or others may read it (a key others can read is no key)."""
     try:
-        st = path.stat()
-        data = path.read_bytes().strip()
-    except OSError as exc:
-        raise AgentConfigError(f"{path}: cannot read signing key: {exc.strerror}") from exc
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise AgentConfigError(
-            f"{path}: signing key is readable by group or others (mode {stat.S_IMODE(st.st_mode):o}); "
-            f"run: chmod 600 {path}"
-        )
-    if len(data) < 32:
-        raise AgentConfigError(f"{path}: signing key is shorter than 32 bytes")
-    return data
+        return read_secret_key(path)
+    except ValueError as exc:
+        raise AgentConfigError(f"signing key {exc}") from exc
 
 
 def load_agent_settings(path: Path) -> AgentSettings:

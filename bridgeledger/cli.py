@@ -178,7 +178,7 @@ def stream_run(config_path: Path | None) -> None:
         from streams.app import create_app
         from streams.clickhouse import connect
         from streams.processing import WindowProcessor
-        from streams.settings import StreamSettings
+        from streams.settings import StreamSettings, load_keyring
         from streams.sink import ClickHouseSink
         from streams.topics import declare_topics
         from streams.worker import LedgerWorker
@@ -191,7 +191,8 @@ def stream_run(config_path: Path | None) -> None:
     ch = _ch_settings()
     sink = ClickHouseSink(connect(ch), ch.database)
     sink.record_config(digest, cfg.version, content)
-    worker = LedgerWorker(WindowProcessor(cfg, digest), sink)
+    keys = load_keyring(settings.site_keys_dir)
+    worker = LedgerWorker(WindowProcessor(cfg, digest, keys), sink)
     worker.load_jobs(sink.load_jobs())
     click.echo(f"stream worker: config {path} version {cfg.version} sha256 {digest[:12]}…, "
                f"kafka {settings.kafka_bootstrap}, clickhouse {ch.host}:{ch.port}/{ch.database}")

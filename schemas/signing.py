@@ -12,10 +12,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import stat
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-__all__ = ["canonical_bytes", "sign_document", "verify_document"]
+__all__ = ["canonical_bytes", "read_secret_key", "sign_document", "verify_document"]
+
+MIN_KEY_BYTES = 32
 
 
 def canonical_bytes(doc: Mapping[str, Any]) -> bytes:
@@ -35,3 +39,18 @@ def verify_document(doc: Mapping[str, Any], key: bytes) -> bool:
         return False
     expected = hmac.new(key, canonical_bytes(doc), hashlib.sha256).hexdigest()
     return hmac.compare_digest(sig, expected)
+
+
+def read_secret_key(path: Path) -> bytes:
+    """A key file: at least 32 bytes, readable by its owner only. Raises ValueError."""
+    try:
+        st = path.stat()
+        data = path.read_bytes().strip()
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot read key: {exc.strerror}") from exc
+    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ValueError(f"{path}: key is readable by group or others (mode {stat.S_IMODE(st.st_mode):o}); "
+                         f"run: chmod 600 {path}")
+    if len(data) < MIN_KEY_BYTES:
+        raise ValueError(f"{path}: key is shorter than {MIN_KEY_BYTES} bytes")
+    return data

@@ -9,7 +9,7 @@ exact.
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -25,6 +25,7 @@ __all__ = [
     "ProcessShare",
     "TelemetryWindow",
     "decode_window",
+    "parse_window",
 ]
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
@@ -114,6 +115,11 @@ class TelemetryWindow(BaseModel):
 
 def decode_window(raw: bytes | str) -> TelemetryWindow:
     """Parse wire bytes into a window, or raise :class:`WireError` with a reason code."""
+    return parse_window(raw)[1]
+
+
+def parse_window(raw: bytes | str) -> tuple[dict[str, Any], TelemetryWindow]:
+    """Like :func:`decode_window`, also returning the JSON object (for signature checks)."""
     try:
         doc = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -126,7 +132,7 @@ def decode_window(raw: bytes | str) -> TelemetryWindow:
             "unsupported_version", f"schema_version {version!r}; this build reads {SCHEMA_VERSION}"
         )
     try:
-        return TelemetryWindow.model_validate(doc)
+        return doc, TelemetryWindow.model_validate(doc)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -25,6 +25,12 @@ from streams.worker import LedgerWorker, dlq_record
 __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
+
+
+def _stamp_ns(event: Any) -> int | None:
+    """The Kafka timestamp of a message (seconds as float in Faust), in ns."""
+    ts = getattr(event.message, "timestamp", None)
+    return int(ts * 1e9) if ts else None
 
 
 def create_app(settings: StreamSettings, worker: LedgerWorker) -> faust.App:
@@ -44,13 +50,12 @@ def create_app(settings: StreamSettings, worker: LedgerWorker) -> faust.App:
     jobs = app.topic(JOBS_TOPIC, partitions=settings.partitions, value_serializer="raw")
     dlq = app.topic(DLQ_TOPIC, partitions=1, value_serializer="raw")
 
-    async def _retrying(fn: Callable[[Sequence[bytes]], list[Rejection]],
-                        raws: list[bytes]) -> list[Rejection]:
+    async def _retrying(fn: Callable[..., list[Rejection]], *args: Any) -> list[Rejection]:
         loop = asyncio.get_running_loop()
         delay = 0.5
         while True:
             try:
-                return await loop.run_in_executor(None, fn, raws)
+                return await loop.run_in_executor(None, fn, *args)
             except SinkError as exc:
                 log.error("%s; retrying in %.1f s (nothing is acked meanwhile)", exc, delay)
                 await asyncio.sleep(delay)
@@ -63,7 +68,8 @@ def create_app(settings: StreamSettings, worker: LedgerWorker) -> faust.App:
     @app.agent(windows)
     async def account_windows(stream: Any) -> None:
         async for events in stream.noack_take(settings.batch_size, within=settings.batch_s):
-            rejections = await _retrying(worker.handle_windows, [e.value for e in events])
+            stamps = [_stamp_ns(e) for e in events]
+            rejections = await _retrying(worker.handle_windows, [e.value for e in events], stamps)
             await _forward(rejections, WINDOWS_TOPIC)
             for e in events:
                 await stream.ack(e)

@@ -8,9 +8,13 @@ offline recomputation run the very same code.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
-from schemas import ConsortiumConfig, LedgerEntry, TelemetryWindow, WireError, decode_window
+from schemas import ConsortiumConfig, LedgerEntry, TelemetryWindow, WireError
+from schemas.signing import verify_document
+from schemas.telemetry import parse_window
 from streams.attribution import JobBook, attribute_gpu
 from streams.pricing import price_part
 
@@ -21,6 +25,9 @@ __all__ = ["Outcome", "Rejection", "WindowProcessor", "entry_id"]
 # counter and the window clock are read a few milliseconds apart.
 ENERGY_TOLERANCE = 1.25
 MAX_WINDOW_S = 3600.0
+# A window may not end later than this after the time Kafka stamped it: an
+# agent clock that runs ahead would book usage in the future.
+MAX_FUTURE_SKEW_NS = 120 * 1_000_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,22 +52,49 @@ def entry_id(window_id: str, gpu_uuid: str, account_kind: str, account: str, job
 
 
 class WindowProcessor:
-    def __init__(self, config: ConsortiumConfig, config_hash: str) -> None:
+    """Validation, attribution and pricing of one message.
+
+    ``keys`` maps key ids to site keys; a site with ``key_ids`` in the config
+    must sign its windows with one of *its* keys, so no site can report for
+    another. ``now_ns`` (the broker's timestamp of the message) enables the
+    clock-skew check; offline recomputation passes none.
+    """
+
+    def __init__(self, config: ConsortiumConfig, config_hash: str,
+                 keys: Mapping[str, bytes] | None = None) -> None:
         self.config = config
         self.config_hash = config_hash
+        self.keys = dict(keys or {})
 
-    def process(self, raw: bytes, jobs: JobBook | None = None) -> Outcome:
+    def process(self, raw: bytes, jobs: JobBook | None = None, now_ns: int | None = None) -> Outcome:
         try:
-            window = decode_window(raw)
-            self._validate(window)
+            doc, window = parse_window(raw)
+            self._validate(doc, window, now_ns)
         except WireError as exc:
             return Outcome(None, rejection=Rejection(exc.reason, exc.detail, raw))
         return Outcome(window, self.attribute(window, jobs))
 
-    def _validate(self, w: TelemetryWindow) -> None:
+    def _check_signature(self, doc: dict[str, Any], w: TelemetryWindow, site_keys: list[str]) -> None:
+        if not site_keys:
+            return  # this site is not required to sign (development, migration)
+        if w.signature is None or w.key_id is None:
+            raise WireError("unsigned", f"site {w.site_id} must sign its windows")
+        if w.key_id not in site_keys:
+            raise WireError("unknown_key", f"key {w.key_id!r} is not a key of site {w.site_id}")
+        key = self.keys.get(w.key_id)
+        if key is None:
+            raise WireError("unknown_key", f"key {w.key_id!r} is not in the centre's keyring")
+        if not verify_document(doc, key):
+            raise WireError("bad_signature", f"signature of {w.window_id} does not verify with {w.key_id}")
+
+    def _validate(self, doc: dict[str, Any], w: TelemetryWindow, now_ns: int | None) -> None:
         site = self.config.site(w.site_id)
         if site is None:
             raise WireError("unknown_site", f"site_id {w.site_id!r} is not in config {self.config.version}")
+        self._check_signature(doc, w, site.key_ids)
+        if now_ns is not None and w.window_end_ns > now_ns + MAX_FUTURE_SKEW_NS:
+            ahead = (w.window_end_ns - now_ns) / 1e9
+            raise WireError("clock_skew", f"window ends {ahead:.0f} s after the broker received it")
         window_s = w.window_s
         if window_s > MAX_WINDOW_S:
             raise WireError("implausible_window", f"window of {window_s:.0f} s > {MAX_WINDOW_S:.0f} s")

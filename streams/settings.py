@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["StreamSettings"]
+__all__ = ["StreamSettings", "load_keyring"]
 
 
 class StreamSettings(BaseSettings):
@@ -20,3 +20,23 @@ class StreamSettings(BaseSettings):
     batch_size: int = Field(default=2000, ge=1)
     batch_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=30.0, gt=0)
+    # Site keys: one file per key id, <key_id>.key, mode 600 (see docs/security.md).
+    site_keys_dir: Path | None = None
+
+
+def load_keyring(directory: Path | None) -> dict[str, bytes]:
+    """Key id -> key, from ``<key_id>.key`` files; a bad file stops the worker at start."""
+    from schemas.signing import read_secret_key
+    from streams import StreamError
+
+    if directory is None:
+        return {}
+    if not directory.is_dir():
+        raise StreamError(f"BRIDGELEDGER_SITE_KEYS_DIR: {directory} is not a directory")
+    keys = {}
+    for f in sorted(directory.glob("*.key")):
+        try:
+            keys[f.stem] = read_secret_key(f)
+        except ValueError as exc:
+            raise StreamError(f"site key {exc}") from exc
+    return keys

@@ -75,13 +75,14 @@ class LedgerWorker:
         else:
             self.jobs.pop(key, None)
 
-    def handle_windows(self, raws: Sequence[bytes]) -> list[Rejection]:
+    def handle_windows(self, raws: Sequence[bytes], stamps_ns: Sequence[int | None] | None = None) -> list[Rejection]:
+        """``stamps_ns``: the broker timestamps of the messages, for the clock-skew check."""
         accepted = []
         entries = []
         rejections = []
         seen: set[str] = set()
-        for raw in raws:
-            out = self.processor.process(raw, self.jobs)
+        for i, raw in enumerate(raws):
+            out = self.processor.process(raw, self.jobs, stamps_ns[i] if stamps_ns else None)
             if out.rejection is not None:
                 rejections.append(out.rejection)
                 continue
