@@ -1,14 +1,11 @@
-"""The agent's own counters, optionally served as Prometheus text."""
+"""The agent's own counters, rendered as Prometheus text (served by the CLI)."""
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
-__all__ = ["AgentMetrics", "serve_metrics"]
+__all__ = ["AgentMetrics"]
 
 
 @dataclass
@@ -38,24 +35,3 @@ class AgentMetrics:
         for call, n in sorted(self.nvml_errors.items()):
             lines.append(f'bridgeledger_agent_nvml_errors_total{{call="{call}"}} {n}')
         return "\n".join(lines) + "\n"
-
-
-def serve_metrics(metrics: AgentMetrics, port: int, host: str = "127.0.0.1") -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
-            if self.path != "/metrics":
-                self.send_error(404)
-                return
-            body = metrics.render().encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain; version=0.0.4")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
-    return server

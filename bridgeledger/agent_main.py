@@ -7,11 +7,12 @@ from collections.abc import Callable
 from typing import Any
 
 from agents.jobs import ChainResolver, JobResolver, ProcInfoResolver, ProcResolver, StaticJobAccounts
-from agents.metrics import AgentMetrics, serve_metrics
+from agents.metrics import AgentMetrics
 from agents.readers.base import GpuReader
 from agents.service import AgentService
 from agents.settings import AgentSettings, read_key_file
 from agents.spool import Spool
+from bridgeledger.metrics_http import serve_text
 
 __all__ = ["build_service"]
 
@@ -59,7 +60,7 @@ def build_service(settings: AgentSettings) -> tuple[AgentService, Callable[[], N
         window_s=settings.window_s, sample_s=settings.sample_s, key_id=settings.key_id, key=key,
         send_batch=settings.send_batch, send_timeout_s=settings.send_timeout_s, metrics=metrics,
     )
-    server = serve_metrics(metrics, settings.metrics_port) if settings.metrics_port else None
+    server = serve_text(metrics.render, settings.metrics_port) if settings.metrics_port else None
 
     def cleanup() -> None:
         if server is not None:

@@ -197,6 +197,10 @@ def stream_run(config_path: Path | None) -> None:
     click.echo(f"stream worker: config {path} version {cfg.version} sha256 {digest[:12]}…, "
                f"kafka {settings.kafka_bootstrap}, clickhouse {ch.host}:{ch.port}/{ch.database}")
     app = create_app(settings, worker)
+    if settings.metrics_port:
+        from bridgeledger.metrics_http import serve_text
+
+        serve_text(worker.stats.render, settings.metrics_port)
     from faust.worker import Worker
 
     Worker(app, loglevel="info").execute_from_commandline()
@@ -340,6 +344,102 @@ def agent_sim(config_path: Path, nodes_per_site: int, gpus_per_node: int, durati
         summary.write_text(json.dumps(totals, indent=1))
 
 
+# -- job events ----------------------------------------------------------------------
+@cli.group()
+def jobs() -> None:
+    """Job start/end events from schedulers, to jobs.events (or a file)."""
+
+
+def _emit_events(events: list[Any], to_kafka: bool, out: Path | None) -> None:
+    from schemas.topics import JOBS_TOPIC
+
+    if to_kafka == (out is not None):
+        raise click.UsageError("give exactly one of --out FILE or --kafka")
+    if out is not None:
+        with out.open("ab") as f:
+            for e in events:
+                f.write(e.to_json_bytes() + b"\n")
+    else:
+        from agents.publisher import KafkaPublisher
+
+        with needs_extra("agent"):
+            pub = KafkaPublisher(_kafka_bootstrap(), client_id="bridgeledger-jobs")
+        for e in events:
+            pub.publish(JOBS_TOPIC, f"{e.site_id}/{e.job_id}".encode(), e.to_json_bytes())
+        pub.flush()
+        pub.close()
+    click.echo(f"{len(events)} job event(s) -> {out or 'Kafka'}")
+
+
+_kafka_opt = click.option("--kafka", "to_kafka", is_flag=True, help="Publish to jobs.events.")
+_out_opt = click.option("--out", type=click.Path(path_type=Path), help="Append JSON lines here instead.")
+_site_opt = click.option("--site", required=True, help="The site id of the consortium config.")
+
+
+@jobs.command("emit")
+@click.option("--event", type=click.Choice(["start", "end"]), required=True)
+@_site_opt
+@click.option("--gpus", default="", help="Comma-separated GPU UUIDs allocated to the job.")
+@_kafka_opt
+@_out_opt
+def jobs_emit(event: str, site: str, gpus: str, to_kafka: bool, out: Path | None) -> None:
+    """From a Slurm prolog (start) or epilog (end): reads SLURM_JOB_ID and SLURM_JOB_ACCOUNT."""
+    from agents.jobsources import slurm_hook_event
+
+    e = slurm_hook_event(event, site, os.environ, [g for g in gpus.split(",") if g], time.time_ns())
+    _emit_events([e], to_kafka, out)
+
+
+@jobs.command("sacct")
+@_site_opt
+@click.option("--file", "file_", type=click.Path(exists=True, path_type=Path),
+              help="Parse this sacct output instead of running sacct.")
+@click.option("--since", default="now-1days", show_default=True, help="sacct -S value.")
+@_kafka_opt
+@_out_opt
+def jobs_sacct(site: str, file_: Path | None, since: str, to_kafka: bool, out: Path | None) -> None:
+    """Poll sacct once (run it from a timer; repeated events are deduplicated centrally)."""
+    import subprocess
+
+    from agents.jobsources import parse_sacct
+
+    if file_ is not None:
+        text = file_.read_text()
+    else:
+        fields = "JobID,Account,State,Start,End,NodeList"
+        res = subprocess.run(["sacct", "-P", "-n", "-X", "-a", "-S", since, "-o", fields],
+                             capture_output=True, text=True, check=False)
+        if res.returncode != 0:
+            raise click.ClickException(f"sacct failed: {res.stderr.strip()}")
+        text = res.stdout
+    _emit_events(parse_sacct(text, site), to_kafka, out)
+
+
+@jobs.command("k8s")
+@_site_opt
+@click.option("--file", "file_", type=click.File("r"), default="-", show_default=True,
+              help="Pod watch events, one JSON per line (kubectl get --raw '/api/v1/pods?watch=1').")
+@_kafka_opt
+@_out_opt
+def jobs_k8s(site: str, file_: Any, to_kafka: bool, out: Path | None) -> None:
+    """Job events of GPU pods from a Kubernetes pod watch stream."""
+    from agents.jobsources import parse_pod_watch
+
+    _emit_events(list(parse_pod_watch(file_, site)), to_kafka, out)
+
+
+@jobs.command("schedule")
+@click.argument("schedule", type=click.Path(exists=True, path_type=Path))
+@_site_opt
+@_kafka_opt
+@_out_opt
+def jobs_schedule(schedule: Path, site: str, to_kafka: bool, out: Path | None) -> None:
+    """Job events from a static schedule file (reservations, manual allocations)."""
+    from agents.jobsources import events_from_schedule
+
+    _emit_events(events_from_schedule(schedule.read_text(), site), to_kafka, out)
+
+
 # -- offline twin ------------------------------------------------------------------------
 @cli.command("attribute")
 @click.option("--windows", "windows_path", required=True, type=click.Path(exists=True, path_type=Path))
@@ -350,23 +450,21 @@ def attribute(windows_path: Path, jobs_path: Path | None, config_path: Path, out
     """Offline: the stream's validation, attribution and pricing over JSON-lines files."""
     from schemas import WireError
     from schemas.jobs import decode_job_event
+    from streams.attribution import book_jobs
     from streams.processing import WindowProcessor
 
     cfg, digest, _ = _load_config(config_path)
     proc = WindowProcessor(cfg, digest)
-    jobs: dict[tuple[str, str], Any] = {}
+    events = []
     if jobs_path:
         for n, line in enumerate(jobs_path.read_bytes().splitlines(), 1):
             if not line.strip():
                 continue
             try:
-                e = decode_job_event(line)
+                events.append(decode_job_event(line))
             except WireError as exc:
                 raise click.ClickException(f"{jobs_path}:{n}: {exc}") from exc
-            if e.event == "start":
-                jobs[(e.site_id, e.job_id)] = e
-            else:
-                jobs.pop((e.site_id, e.job_id), None)
+    jobs = book_jobs(events)
     entries = rejected = seen = 0
     ids: set[str] = set()
     with out.open("w") as f:

@@ -25,6 +25,9 @@ from streams.worker import LedgerWorker, dlq_record
 __all__ = ["create_app"]
 
 log = logging.getLogger(__name__)
+# Jobs that ended longer ago than this are forgotten (bounded state); a window
+# older than that can still be attributed by `ledger recompute` from job_events.
+JOB_RETENTION_NS = 7 * 86_400 * 1_000_000_000
 
 
 def _stamp_ns(event: Any) -> int | None:
@@ -84,6 +87,7 @@ def create_app(settings: StreamSettings, worker: LedgerWorker) -> faust.App:
 
     @app.timer(interval=30.0)
     async def report() -> None:
+        worker.prune_jobs(time.time_ns() - JOB_RETENTION_NS)
         s = worker.stats
         log.info("windows=%d entries=%d batches=%d rejected=%s sink_failures=%d",
                  s.windows, s.entries, s.batches, dict(s.rejected), s.sink_failures)

@@ -27,19 +27,48 @@ Rules (docs/attribution.md has the worked examples):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from schemas import ConsortiumConfig, GpuWindow, JobEvent
 from schemas.ledger import AccountKind
 
-__all__ = ["JobBook", "Part", "attribute_gpu", "split_exact"]
+__all__ = ["JobBook", "JobSpan", "Part", "attribute_gpu", "book_jobs", "split_exact"]
 
 # Shares are turned into integer weights at this resolution (parts per million).
 SHARE_SCALE = 1_000_000
 
-# (site_id, job_id) -> the job's start event; the stream keeps it from jobs.events.
-JobBook = Mapping[tuple[str, str], JobEvent]
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpan:
+    """A job as job events describe it: its start event and, once known, its end."""
+
+    start: JobEvent
+    end_ns: int | None = None
+
+    def overlaps(self, t0_ns: int, t1_ns: int) -> bool:
+        return self.start.time_ns < t1_ns and (self.end_ns is None or self.end_ns > t0_ns)
+
+
+# (site_id, job_id) -> the job's span; the stream keeps it from jobs.events.
+JobBook = Mapping[tuple[str, str], JobSpan]
+
+
+def book_jobs(events: Iterable[JobEvent], book: dict[tuple[str, str], JobSpan] | None = None,
+              ) -> dict[tuple[str, str], JobSpan]:
+    """Fold job events into a book, in any order: a late start keeps a known end."""
+    out = book if book is not None else {}
+    for e in events:
+        key = (e.site_id, e.job_id)
+        prev = out.get(key)
+        if e.event == "start":
+            out[key] = JobSpan(e, prev.end_ns if prev else None)
+        elif prev is not None:
+            out[key] = replace(prev, end_ns=e.time_ns)
+        else:  # an end whose start was never seen still names the account
+            out[key] = JobSpan(e.model_copy(update={"event": "start", "time_ns": 0}), e.time_ns)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +119,8 @@ def _tenant_for_job(
     site_id: str, job_id: str | None, account: str | None, config: ConsortiumConfig, jobs: JobBook
 ) -> _Tenant:
     if job_id is not None and account is None:
-        event = jobs.get((site_id, job_id))
-        account = event.account if event is not None else None
+        span = jobs.get((site_id, job_id))
+        account = span.start.account if span is not None else None
     project = config.project_for_account(account) if account is not None else None
     if job_id is None or project is None:
         # Unknown job or an account no project claims: the site carries it,
@@ -105,16 +134,25 @@ def _idle(site_id: str) -> _Tenant:
     return _Tenant("idle", f"idle:{site_id}", f"idle:{site_id}", (("", 1),), None)
 
 
-def _exclusive_holder(site_id: str, gpu_uuid: str, jobs: JobBook) -> JobEvent | None:
-    holders = [e for (site, _), e in jobs.items() if site == site_id and e.exclusive and gpu_uuid in e.gpus]
+def _exclusive_holder(site_id: str, gpu_uuid: str, jobs: JobBook,
+                      window: tuple[int, int] | None) -> JobEvent | None:
+    holders = [
+        span.start for (site, _), span in jobs.items()
+        if site == site_id and span.start.exclusive and gpu_uuid in span.start.gpus
+        and (window is None or span.overlaps(*window))
+    ]
     # Two exclusive holders of one GPU is a scheduler error; then nobody is guessed.
     return holders[0] if len(holders) == 1 else None
 
 
 def attribute_gpu(
-    site_id: str, gpu: GpuWindow, config: ConsortiumConfig, jobs: JobBook | None = None
+    site_id: str, gpu: GpuWindow, config: ConsortiumConfig, jobs: JobBook | None = None,
+    window: tuple[int, int] | None = None,
 ) -> list[Part]:
-    """Split one GPU window among accounts; the parts sum exactly to the window."""
+    """Split one GPU window among accounts; the parts sum exactly to the window.
+
+    ``window`` (start, end ns) limits exclusive allocations to jobs that held
+    the GPU during it."""
     book: JobBook = jobs or {}
     weights: dict[tuple[str | None, str | None], int] = {}
     for proc in gpu.processes:
@@ -131,7 +169,7 @@ def attribute_gpu(
             tenants.append(_idle(site_id))
             tenant_weights.append(unused)
     else:
-        holder = _exclusive_holder(site_id, gpu.uuid, book)
+        holder = _exclusive_holder(site_id, gpu.uuid, book, window)
         if holder is not None:
             tenants = [_tenant_for_job(site_id, holder.job_id, holder.account, config, book)]
         else:

@@ -126,7 +126,7 @@ class WindowProcessor:
         for g in w.gpus:
             model = self.config.gpu_model(g.model)
             assert model is not None  # validated
-            for part in attribute_gpu(w.site_id, g, self.config, jobs):
+            for part in attribute_gpu(w.site_id, g, self.config, jobs, (w.window_start_ns, w.window_end_ns)):
                 price = price_part(part.energy_mj, part.gpu_ms, model, site, self.config.pricing)
                 entries.append(
                     LedgerEntry(

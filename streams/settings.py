@@ -22,6 +22,7 @@ class StreamSettings(BaseSettings):
     retry_max_s: float = Field(default=30.0, gt=0)
     # Site keys: one file per key id, <key_id>.key, mode 600 (see docs/security.md).
     site_keys_dir: Path | None = None
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
 
 def load_keyring(directory: Path | None) -> dict[str, bytes]:

@@ -116,10 +116,10 @@ class ClickHouseSink:
     def load_jobs(self) -> list[JobEvent]:
         rows = self.client.execute(
             f"SELECT site_id, job_id, event, account, node, gpus, exclusive, time_ns "
-            f"FROM {self.db}.job_events FINAL WHERE event = 'start'"
+            f"FROM {self.db}.job_events FINAL ORDER BY time_ns"
         )
         return [
-            JobEvent(event="start", site_id=r[0], job_id=r[1], account=r[3], node=r[4] or None,
+            JobEvent(event=r[2], site_id=r[0], job_id=r[1], account=r[3], node=r[4] or None,
                      gpus=list(r[5]), exclusive=bool(r[6]), time_ns=r[7])
             for r in rows
         ]

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from schemas import WireError
 from schemas.jobs import JobEvent, decode_job_event
 from streams import SinkError
+from streams.attribution import JobSpan, book_jobs
 from streams.processing import Rejection, WindowProcessor
 from streams.sink import LedgerSink
 
@@ -49,6 +50,26 @@ class WorkerStats:
     batches: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     sink_failures: int = 0
+    sink_seconds: float = 0.0
+    last_batch_s: float = 0.0
+
+    def render(self) -> str:
+        """Prometheus text exposition of the worker's counters."""
+        out = []
+        for name, kind, value, help_ in (
+            ("windows_total", "counter", self.windows, "windows written to the ledger"),
+            ("entries_total", "counter", self.entries, "ledger entries written"),
+            ("batches_total", "counter", self.batches, "batches accepted by ClickHouse"),
+            ("sink_failures_total", "counter", self.sink_failures, "failed batch writes (retried)"),
+            ("sink_seconds_total", "counter", round(self.sink_seconds, 6), "time spent writing batches"),
+            ("last_batch_seconds", "gauge", round(self.last_batch_s, 6), "latency of the last batch write"),
+        ):
+            out += [f"# HELP bridgeledger_stream_{name} {help_}", f"# TYPE bridgeledger_stream_{name} {kind}",
+                    f"bridgeledger_stream_{name} {value}"]
+        out += ["# HELP bridgeledger_stream_rejected_total messages sent to the dead-letter topic, by reason",
+                "# TYPE bridgeledger_stream_rejected_total counter"]
+        out += [f'bridgeledger_stream_rejected_total{{reason="{r}"}} {n}' for r, n in sorted(self.rejected.items())]
+        return "\n".join(out) + "\n"
 
 
 class LedgerWorker:
@@ -61,19 +82,18 @@ class LedgerWorker:
         self.processor = processor
         self.sink = sink
         self.clock_ns = clock_ns
-        self.jobs: dict[tuple[str, str], JobEvent] = {}
+        self.jobs: dict[tuple[str, str], JobSpan] = {}
         self.stats = WorkerStats()
 
     def load_jobs(self, events: Sequence[JobEvent]) -> None:
-        for e in events:
-            self._apply_job(e)
+        book_jobs(events, self.jobs)
 
-    def _apply_job(self, e: JobEvent) -> None:
-        key = (e.site_id, e.job_id)
-        if e.event == "start":
-            self.jobs[key] = e
-        else:
-            self.jobs.pop(key, None)
+    def prune_jobs(self, before_ns: int) -> int:
+        """Forget jobs that ended before ``before_ns`` (bounded state); return how many."""
+        old = [k for k, s in self.jobs.items() if s.end_ns is not None and s.end_ns < before_ns]
+        for k in old:
+            del self.jobs[k]
+        return len(old)
 
     def handle_windows(self, raws: Sequence[bytes], stamps_ns: Sequence[int | None] | None = None) -> list[Rejection]:
         """``stamps_ns``: the broker timestamps of the messages, for the clock-skew check."""
@@ -92,11 +112,14 @@ class LedgerWorker:
             seen.add(out.window.window_id)
             accepted.append((out.window, raw))
             entries.extend(out.entries)
+        t0 = time.monotonic()
         try:
             self.sink.write(accepted, entries, rejections)
         except Exception as exc:
             self.stats.sink_failures += 1
             raise SinkError(f"ledger write of {len(accepted)} windows failed: {exc}") from exc
+        self.stats.last_batch_s = time.monotonic() - t0
+        self.stats.sink_seconds += self.stats.last_batch_s
         self.stats.batches += 1
         self.stats.windows += len(accepted)
         self.stats.entries += len(entries)
@@ -120,6 +143,5 @@ class LedgerWorker:
         except Exception as exc:
             self.stats.sink_failures += 1
             raise SinkError(f"job event write failed: {exc}") from exc
-        for e in events:
-            self._apply_job(e)
+        book_jobs(events, self.jobs)
         return rejections

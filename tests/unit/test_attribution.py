@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import GpuWindow, JobEvent, ProcessShare
-from streams.attribution import attribute_gpu, split_exact
+from streams.attribution import attribute_gpu, book_jobs, split_exact
 
 SITE = "kr-daejeon"
 H100 = "NVIDIA H100 80GB HBM3"
@@ -81,8 +81,14 @@ def test_idle_gpu_exclusively_allocated_goes_to_the_job(config_and_hash) -> None
     cfg, _ = config_and_hash
     alloc = JobEvent(event="start", site_id=SITE, job_id="42", account="ca-climate",
                      gpus=["GPU-1"], exclusive=True, time_ns=1)
-    (part,) = attribute_gpu(SITE, gpu(800, []), cfg, {(SITE, "42"): alloc})
+    book = book_jobs([alloc])
+    (part,) = attribute_gpu(SITE, gpu(800, []), cfg, book, (10, 20))
     assert (part.project, part.job_id, part.energy_mj) == ("ca-climate", "42", 800)
+    # after the allocation ended, the idle GPU is the site's again
+    book_jobs([alloc.model_copy(update={"event": "end", "time_ns": 15})], book)
+    assert attribute_gpu(SITE, gpu(800, []), cfg, book, (10, 20))[0].project == "ca-climate"
+    (after,) = attribute_gpu(SITE, gpu(800, []), cfg, book, (20, 30))
+    assert after.account_kind == "idle"
 
 
 def test_unknown_job_and_unknown_account_are_unresolved_not_guessed(config_and_hash) -> None:
@@ -96,7 +102,7 @@ def test_unknown_job_and_unknown_account_are_unresolved_not_guessed(config_and_h
 def test_account_from_job_events_when_window_lacks_it(config_and_hash) -> None:
     cfg, _ = config_and_hash
     start = JobEvent(event="start", site_id=SITE, job_id="55", account="fr-speech", time_ns=1)
-    (part,) = attribute_gpu(SITE, gpu(10, [("55", None, 0.9)]), cfg, {(SITE, "55"): start})
+    (part,) = attribute_gpu(SITE, gpu(10, [("55", None, 0.9)]), cfg, book_jobs([start]))
     assert (part.project, part.member) == ("fr-speech", "FR")
 
 

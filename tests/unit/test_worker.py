@@ -66,9 +66,10 @@ def test_job_events_feed_attribution(make) -> None:
     assert w.handle_jobs([start.to_json_bytes(), b"{}"])[0].reason == "schema_invalid"
     w.handle_windows([raw()])
     assert {e.project for e in sink.entries} == {"gb-protein"}
-    end = start.model_copy(update={"event": "end"})
+    end = start.model_copy(update={"event": "end", "time_ns": 50})
     w.handle_jobs([end.to_json_bytes()])
-    assert w.jobs == {}
+    assert w.jobs[("kr-daejeon", "7")].end_ns == 50
+    assert w.prune_jobs(before_ns=100) == 1 and w.jobs == {}
 
 
 def test_dlq_record_carries_reason_and_original_bytes(make) -> None:
@@ -78,3 +79,29 @@ def test_dlq_record_carries_reason_and_original_bytes(make) -> None:
     assert doc["reason"] == "malformed_json"
     assert base64.b64decode(doc["raw_b64"]) == b"\x00\x01 not json"
     assert doc["source_topic"] == "telemetry.gpu.windows"
+
+
+def test_metrics_text_counts_rejections_by_reason(make) -> None:
+    w = make(MemorySink())
+    w.handle_windows([raw(seq=1), b"garbage", b"{}"])
+    text = w.stats.render()
+    assert "bridgeledger_stream_windows_total 1" in text
+    assert 'bridgeledger_stream_rejected_total{reason="malformed_json"} 1' in text
+    assert 'bridgeledger_stream_rejected_total{reason="unsupported_version"} 1' in text
+
+
+def test_metrics_endpoint_serves_prometheus_text() -> None:
+    import urllib.request
+
+    from agents.metrics import AgentMetrics
+    from bridgeledger.metrics_http import serve_text
+
+    m = AgentMetrics(samples=3)
+    m.nvml_errors["total_energy"] += 2
+    server = serve_text(m.render, 0)
+    try:
+        body = urllib.request.urlopen(f"http://127.0.0.1:{server.server_address[1]}/metrics").read().decode()
+    finally:
+        server.shutdown()
+    assert "bridgeledger_agent_samples_total 3" in body
+    assert 'bridgeledger_agent_nvml_errors_total{call="total_energy"} 2' in body
