@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,90 @@ def ledger_members(currency: str) -> None:
     click.echo(format_member_table(member_summary(connect(s), s.database), currency))
 
 
+def _when(value: str | None, default: datetime) -> datetime:
+    if not value:
+        return default
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD or ISO time)") from exc
+    return dt.astimezone(UTC).replace(tzinfo=None) if dt.tzinfo else dt
+
+
+_from_opt = click.option("--from", "start", default=None, help="Start (YYYY-MM-DD or ISO time, UTC).")
+_to_opt = click.option("--to", "end", default=None, help="End, exclusive.")
+EPOCH, FAR = datetime(1970, 1, 1), datetime(2100, 1, 1)
+
+
+def _ledger_client() -> tuple[Any, str]:
+    with needs_extra("streams"):
+        from streams.clickhouse import connect
+    s = _ch_settings()
+    return connect(s), s.database
+
+
+@ledger.command("verify")
+@_from_opt
+@_to_opt
+def ledger_verify(start: str | None, end: str | None) -> None:
+    """Walk the hash chain and its entries; name the first broken link; exit 1 if any."""
+    from ledger.verify import verify_ledger
+
+    client, db = _ledger_client()
+    report = verify_ledger(client, db, _when(start, EPOCH), _when(end, FAR))
+    click.echo(f"{report.batches} batches, {report.entries} entries checked")
+    if report.interrupted:
+        click.echo(f"note: {len(report.interrupted)} interrupted write(s) outside the ledger, removed when "
+                   f"their worker next starts: {', '.join(b[:12] for b in report.interrupted[:5])}")
+    if report.ok:
+        click.echo("chain verified: every link and every entry matches what was committed")
+        return
+    click.echo(f"FIRST BROKEN: {report.problems[0].line()}")
+    for p in report.problems[1:50]:
+        click.echo(f"also: {p.line()}")
+    click.echo(f"{len(report.problems)} problem(s)")
+    sys.exit(1)
+
+
+@ledger.command("reconcile")
+@_from_opt
+@_to_opt
+def ledger_reconcile(start: str | None, end: str | None) -> None:
+    """Conservation: raw window energy and GPU time vs ledger entries, per GPU window."""
+    from ledger.audit import reconcile
+
+    client, db = _ledger_client()
+    rep = reconcile(client, db, _when(start, EPOCH), _when(end, FAR))
+    click.echo(f"{rep.windows} windows, {rep.gpu_windows} GPU windows reconciled")
+    for window_id, gpu, d_mj, d_ms in rep.residuals[:100]:
+        click.echo(f"RESIDUAL {window_id} {gpu}: {d_mj:+d} mJ, {d_ms:+d} GPU-ms not in the ledger")
+    click.echo(f"residual: {sum(r[2] for r in rep.residuals):+d} mJ, {sum(r[3] for r in rep.residuals):+d} GPU-ms "
+               f"in {len(rep.residuals)} GPU window(s)")
+    for agent, boot, a, b in rep.gaps[:100]:
+        click.echo(f"gap: agent {agent} boot {boot} seq {a}..{b} missing ({b - a + 1} window(s))")
+    for site, reason, n in rep.dlq:
+        click.echo(f"dead letters: site {site}: {n} × {reason}")
+    if not rep.ok:
+        sys.exit(1)
+
+
+@ledger.command("recompute")
+@_from_opt
+@_to_opt
+def ledger_recompute(start: str | None, end: str | None) -> None:
+    """Re-derive entries from the raw windows with their recorded config; diff with the ledger."""
+    from ledger.audit import recompute
+
+    client, db = _ledger_client()
+    rep = recompute(client, db, _when(start, EPOCH), _when(end, FAR))
+    click.echo(f"{rep.windows} windows recomputed into {rep.entries} entries")
+    for d in rep.differences[:100]:
+        click.echo(f"DIFF {d}")
+    click.echo("identical to the stored ledger" if rep.ok else f"{len(rep.differences)} difference(s)")
+    if not rep.ok:
+        sys.exit(1)
+
+
 # -- stream ------------------------------------------------------------------------------
 @cli.group()
 def stream() -> None:
@@ -189,8 +274,11 @@ def stream_run(config_path: Path | None) -> None:
     path = config_path or settings.consortium_config
     cfg, digest, content = _load_config(path)
     ch = _ch_settings()
-    sink = ClickHouseSink(connect(ch), ch.database)
+    sink = ClickHouseSink(connect(ch), ch.database, chain_id=settings.chain_id)
     sink.record_config(digest, cfg.version, content)
+    removed = sink.recover()
+    if removed:
+        click.echo(f"removed {removed} interrupted batch write(s)")
     keys = load_keyring(settings.site_keys_dir)
     worker = LedgerWorker(WindowProcessor(cfg, digest, keys), sink)
     worker.load_jobs(sink.load_jobs())

@@ -78,7 +78,7 @@ def run_demo(stack: Stack, *, duration_s: float, echo: Callable[[str], None]) ->
         deadline = time.monotonic() + 120
         while True:
             got = dict(client.execute(
-                f"SELECT agent_id, count() FROM {ch.database}.raw_windows FINAL "
+                f"SELECT agent_id, count() FROM {ch.database}.windows "
                 f"WHERE agent_id IN %(ids)s GROUP BY agent_id", {"ids": tuple(expected)}))
             missing = sum(expected.values()) - sum(got.get(a, 0) for a in expected)
             if missing <= 0:
@@ -102,6 +102,6 @@ def run_demo(stack: Stack, *, duration_s: float, echo: Callable[[str], None]) ->
     echo(f"""
 Query further as the read-only auditor:
   clickhouse-client --port {stack.ports.clickhouse_tcp} --user auditor --password "$(cat {pw})" \\
-    --database bridgeledger -q "SELECT project, sum(energy_mj)/3.6e9 AS kWh FROM ledger_entries FINAL GROUP BY project"
+    --database bridgeledger -q "SELECT project, sum(energy_mj)/3.6e9 AS kWh FROM ledger GROUP BY project"
 Per-member table again:   .venv/bin/bridgeledger ledger members
 Stack status / stop:      .venv/bin/bridgeledger stack status   |   make stack-down""")

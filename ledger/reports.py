@@ -18,7 +18,7 @@ SELECT
     sum(energy_mj)                 AS energy_mj,
     sum(cost_eur)                  AS cost_eur,
     sum(carbon_g)                  AS carbon_g
-FROM {db}.ledger_entries FINAL
+FROM {db}.ledger
 WHERE window_start >= toDateTime(%(start)s) AND window_start < toDateTime(%(end)s)
 GROUP BY who
 ORDER BY norm_gpu_hours DESC

@@ -39,10 +39,20 @@ class LedgerEntry(BaseModel):
     cost_eur: Decimal
     carbon_g: Decimal
     config_hash: str
+    # A correction names the entry it adjusts; ordinary entries have none.
+    corrects: str | None = None
 
     @property
     def gpu_seconds(self) -> Decimal:
         return Decimal(self.gpu_ms) / 1000
+
+    def chain_line(self) -> bytes:
+        """The entry's line in the hash chain (schemas/chain.py)."""
+        from schemas.chain import entry_line
+
+        return entry_line(self.entry_id, self.window_id, self.site_id, self.gpu_uuid, self.job_id,
+                          self.account_kind, self.account, self.project, self.member, self.energy_mj,
+                          self.gpu_ms, self.normalised_gpu_hours, self.cost_eur, self.carbon_g, self.config_hash)
 
     def to_record(self) -> dict[str, object]:
         """The offline (JSON lines) form, with the documented field names."""

@@ -15,6 +15,8 @@ class StreamSettings(BaseSettings):
 
     kafka_bootstrap: str = "127.0.0.1:19092"
     app_id: str = Field(default="bridgeledger-stream", pattern=r"^[A-Za-z0-9._-]+$")
+    # One hash chain per worker writing the ledger (see streams/sink.py).
+    chain_id: str = Field(default="main", pattern=r"^[A-Za-z0-9._-]+$")
     consortium_config: Path = Path("deploy/consortium.example.yaml")
     partitions: int = Field(default=4, ge=1)
     batch_size: int = Field(default=2000, ge=1)

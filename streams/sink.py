@@ -1,33 +1,49 @@
-"""Writes accepted windows, ledger entries and rejections to ClickHouse.
+"""Writes accepted windows and their ledger entries to ClickHouse, chained.
 
-Batches come whole from the worker; the worker acks the Kafka offsets of a
-batch only after :meth:`ClickHouseSink.write` returned, so a crash at any
-point means the batch is read and written again. That is harmless: every
-table deduplicates on a deterministic identity (see ledger/migrations).
+Commit protocol (see ledger/migrations/0001_ledger.sql): per batch, entries and
+raw windows are inserted tagged with a fresh ``batch_id``, then one
+``ledger_batches`` row links the batch into the hash chain (format in
+schemas/chain.py). Only then does the worker ack the Kafka offsets. A crash
+or a failed insert at any point leaves at most rows of an uncommitted
+``batch_id`` (ignored by the ``ledger``/``windows`` views and deleted later);
+the retried batch skips windows already committed, so nothing is lost and
+nothing is counted twice.
+
+One chain per sink: two workers writing one database use distinct
+``chain_id`` values (``BRIDGELEDGER_CHAIN_ID``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from schemas import LedgerEntry, TelemetryWindow
+from schemas.chain import GENESIS, batch_hash, entries_hash, entry_digest
 from schemas.jobs import JobEvent
 from streams.processing import Rejection
 
 __all__ = ["ClickHouseSink", "LedgerSink", "MemorySink"]
 
+log = logging.getLogger(__name__)
+
 WINDOW_COLUMNS = (
-    "window_id, agent_id, site_id, node, boot_id, seq, window_start, window_start_ns, "
+    "batch_id, window_id, agent_id, site_id, node, boot_id, seq, window_start, window_start_ns, "
     "window_end_ns, gpu_count, energy_mj, gpu_ms, payload, received_at"
 )
 ENTRY_COLUMNS = (
-    "entry_id, window_id, agent_id, boot_id, seq, site_id, node, gpu_uuid, gpu_model, "
+    "batch_id, entry_id, window_id, agent_id, boot_id, seq, site_id, node, gpu_uuid, gpu_model, "
     "window_start, window_start_ns, window_end_ns, job_id, account_kind, account, project, "
-    "member, energy_mj, gpu_ms, normalised_gpu_hours, cost_eur, carbon_g, config_hash, written_at"
+    "member, energy_mj, gpu_ms, normalised_gpu_hours, cost_eur, carbon_g, config_hash, corrects, written_at"
+)
+BATCH_COLUMNS = (
+    "chain_id, seq, batch_id, prev_hash, entries_hash, batch_hash, entry_count, window_count, energy_mj, "
+    "gpu_ms, min_window_start, max_window_start, entry_ids, entry_digests, committed_at"
 )
 JOB_COLUMNS = "site_id, job_id, event, account, node, gpus, exclusive, time_ns, received_at"
 DLQ_COLUMNS = "received_at, reason, detail, site_id, agent_id, raw_sha256, raw"
@@ -48,12 +64,60 @@ class LedgerSink(Protocol):
     def write_jobs(self, events: Sequence[JobEvent]) -> None: ...
 
 
+def entry_row(batch_id: str, e: LedgerEntry, now: datetime) -> tuple[Any, ...]:
+    return (batch_id, e.entry_id, e.window_id, e.agent_id, e.boot_id, e.seq, e.site_id, e.node, e.gpu_uuid,
+            e.gpu_model, _ts(e.window_start_ns), e.window_start_ns, e.window_end_ns, e.job_id or "",
+            e.account_kind, e.account, e.project, e.member, e.energy_mj, e.gpu_ms, e.normalised_gpu_hours,
+            e.cost_eur, e.carbon_g, e.config_hash, e.corrects or "", now)
+
+
 class ClickHouseSink:
-    def __init__(self, client: Any, database: str, now: Callable[[], datetime] | None = None) -> None:
+    def __init__(self, client: Any, database: str, chain_id: str = "main",
+                 now: Callable[[], datetime] | None = None) -> None:
         self.client = client
         self.db = database
+        self.chain_id = chain_id
         self._now = now or (lambda: datetime.now(UTC).replace(tzinfo=None))
+        self._failed: list[str] = []
 
+    # -- the chain ------------------------------------------------------------------
+    def head(self) -> tuple[int, str]:
+        """(next seq, hash of the last batch) of this chain."""
+        rows = self.client.execute(
+            f"SELECT seq, batch_hash FROM {self.db}.ledger_batches WHERE chain_id = %(c)s "
+            f"ORDER BY seq DESC LIMIT 1", {"c": self.chain_id})
+        return (int(rows[0][0]) + 1, rows[0][1]) if rows else (0, GENESIS)
+
+    def recover(self) -> int:
+        """Delete the rows of this chain's interrupted writes (intent, no commit).
+
+        Call it at start, before writing: nothing of this chain is in flight then."""
+        orphans = sorted(r[0] for r in self.client.execute(
+            f"SELECT batch_id FROM {self.db}.ledger_intents WHERE chain_id = %(c)s AND batch_id NOT IN "
+            f"(SELECT batch_id FROM {self.db}.ledger_batches)", {"c": self.chain_id}))
+        self._delete_batches(orphans)
+        return len(orphans)
+
+    def _delete_batches(self, batch_ids: Sequence[str]) -> None:
+        if not batch_ids:
+            return
+        for table in ("ledger_entries", "raw_windows", "ledger_intents"):
+            self.client.execute(f"ALTER TABLE {self.db}.{table} DELETE WHERE batch_id IN %(b)s",
+                                {"b": tuple(batch_ids)})
+        log.info("removed %d interrupted batch write(s)", len(batch_ids))
+
+    def committed(self, windows: Sequence[TelemetryWindow]) -> set[str]:
+        """Which of these windows are already in a committed batch (resends, replays)."""
+        if not windows:
+            return set()
+        rows = self.client.execute(
+            f"SELECT window_id FROM {self.db}.windows WHERE site_id IN %(s)s AND agent_id IN %(a)s "
+            f"AND window_id IN %(w)s",
+            {"s": tuple({w.site_id for w in windows}), "a": tuple({w.agent_id for w in windows}),
+             "w": tuple(w.window_id for w in windows)})
+        return {r[0] for r in rows}
+
+    # -- writing --------------------------------------------------------------------
     def write(
         self,
         windows: Sequence[tuple[TelemetryWindow, bytes]],
@@ -61,38 +125,57 @@ class ClickHouseSink:
         rejections: Sequence[Rejection] = (),
     ) -> None:
         now = self._now()
-        if windows:
-            self.client.execute(
-                f"INSERT INTO {self.db}.raw_windows ({WINDOW_COLUMNS}) VALUES",
-                [
-                    (w.window_id, w.agent_id, w.site_id, w.node, w.boot_id, w.seq,
-                     _ts(w.window_start_ns), w.window_start_ns, w.window_end_ns, len(w.gpus),
-                     sum(g.energy_mj for g in w.gpus), sum(g.gpu_ms for g in w.gpus),
-                     raw.decode("utf-8", "replace"), now)
-                    for w, raw in windows
-                ],
-            )
-        if entries:
-            self.client.execute(
-                f"INSERT INTO {self.db}.ledger_entries ({ENTRY_COLUMNS}) VALUES",
-                [
-                    (e.entry_id, e.window_id, e.agent_id, e.boot_id, e.seq, e.site_id, e.node,
-                     e.gpu_uuid, e.gpu_model, _ts(e.window_start_ns), e.window_start_ns,
-                     e.window_end_ns, e.job_id or "", e.account_kind, e.account, e.project,
-                     e.member, e.energy_mj, e.gpu_ms, e.normalised_gpu_hours, e.cost_eur,
-                     e.carbon_g, e.config_hash, now)
-                    for e in entries
-                ],
-            )
         if rejections:
             self.client.execute(
                 f"INSERT INTO {self.db}.dlq_records ({DLQ_COLUMNS}) VALUES",
-                [
-                    (now, r.reason, r.detail[:2000], _field(r.raw, "site_id"), _field(r.raw, "agent_id"),
-                     hashlib.sha256(r.raw).hexdigest(), r.raw.decode("utf-8", "replace")[:1_000_000])
-                    for r in rejections
-                ],
+                [(now, r.reason, r.detail[:2000], _field(r.raw, "site_id"), _field(r.raw, "agent_id"),
+                  hashlib.sha256(r.raw).hexdigest(), r.raw.decode("utf-8", "replace")[:1_000_000])
+                 for r in rejections],
             )
+        done = self.committed([w for w, _ in windows])
+        windows = [(w, raw) for w, raw in windows if w.window_id not in done]
+        if not windows:
+            return
+        keep = {w.window_id for w, _ in windows}
+        batch_entries = sorted((e for e in entries if e.window_id in keep), key=lambda e: e.entry_id)
+        self.commit_batch(batch_entries, windows, now)
+
+    def commit_batch(self, entries: Sequence[LedgerEntry],
+                     windows: Sequence[tuple[TelemetryWindow, bytes]], now: datetime) -> str:
+        """Insert entries (sorted by entry_id) and windows, then the chain record."""
+        batch_id = uuid.uuid4().hex
+        seq, prev = self.head()
+        digests = [entry_digest(e.chain_line()) for e in entries]
+        energy = sum(e.energy_mj for e in entries)
+        gpu_ms = sum(e.gpu_ms for e in entries)
+        e_hash = entries_hash(digests)
+        b_hash = batch_hash(self.chain_id, seq, batch_id, prev, e_hash, len(entries), energy, gpu_ms)
+        starts = [e.window_start_ns for e in entries] or [w.window_start_ns for w, _ in windows]
+        try:
+            self.client.execute(f"INSERT INTO {self.db}.ledger_intents (chain_id, batch_id, started_at) VALUES",
+                                [(self.chain_id, batch_id, now)])
+            if entries:
+                self.client.execute(f"INSERT INTO {self.db}.ledger_entries ({ENTRY_COLUMNS}) VALUES",
+                                    [entry_row(batch_id, e, now) for e in entries])
+            if windows:
+                self.client.execute(
+                    f"INSERT INTO {self.db}.raw_windows ({WINDOW_COLUMNS}) VALUES",
+                    [(batch_id, w.window_id, w.agent_id, w.site_id, w.node, w.boot_id, w.seq,
+                      _ts(w.window_start_ns), w.window_start_ns, w.window_end_ns, len(w.gpus),
+                      sum(g.energy_mj for g in w.gpus), sum(g.gpu_ms for g in w.gpus),
+                      raw.decode("utf-8", "replace"), now)
+                     for w, raw in windows])
+            self.client.execute(
+                f"INSERT INTO {self.db}.ledger_batches ({BATCH_COLUMNS}) VALUES",
+                [(self.chain_id, seq, batch_id, prev, e_hash, b_hash, len(entries), len(windows), energy, gpu_ms,
+                  _ts(min(starts)), _ts(max(starts)), [e.entry_id for e in entries], digests, now)])
+        except Exception:
+            self._failed.append(batch_id)
+            raise
+        if self._failed:  # our own interrupted attempts: nobody else writes these ids
+            failed, self._failed = self._failed, []
+            self._delete_batches(failed)
+        return batch_id
 
     def write_jobs(self, events: Sequence[JobEvent]) -> None:
         if not events:

@@ -42,8 +42,25 @@ class ChdbClient:
             return []
         if isinstance(params, dict):
             query = re.sub(r"%\((\w+)\)s", lambda m: literal(params[m.group(1)]), query)
+        if query.lstrip().upper().startswith("ALTER") and "SETTINGS" not in query.upper():
+            query += " SETTINGS mutations_sync = 2"  # make mutations visible at once in tests
         res = self.session.query(query, "JSONCompact")
         text = res.bytes().decode() if hasattr(res, "bytes") else str(res)
         if not text.strip():
             return []
-        return [tuple(r) for r in json.loads(text, parse_float=Decimal)["data"]]
+        doc = json.loads(text, parse_float=Decimal)
+        types = [m["type"] for m in doc["meta"]]
+        return [tuple(_typed(v, t) for v, t in zip(r, types, strict=True)) for r in doc["data"]]
+
+
+def _typed(v: Any, t: str) -> Any:
+    """Values as clickhouse-driver returns them (JSON quotes 64-bit ints, dates are text)."""
+    if v is None:
+        return None
+    if t.startswith("DateTime"):
+        return datetime.strptime(v[:19], "%Y-%m-%d %H:%M:%S")
+    if re.match(r"U?Int\d+$", t):
+        return int(v)
+    if t.startswith("Decimal"):
+        return Decimal(str(v))
+    return v

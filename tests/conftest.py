@@ -36,6 +36,14 @@ def config_and_hash() -> tuple[Any, str]:
 
 
 @pytest.fixture(scope="session")
+def chdb_engine(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A current ClickHouse engine in-process; one per test process (chdb allows one path)."""
+    from tests.chdb_client import ChdbClient
+
+    return ChdbClient(str(tmp_path_factory.mktemp("chdb")))
+
+
+@pytest.fixture(scope="session")
 def stack() -> Iterator[Any]:
     from bridgeledger.stack import Stack, StackPorts
 

@@ -59,7 +59,7 @@ def sim_fleet(config, publisher, minutes: int, seed: int) -> None:
 
 def ledger_by_window(ch, window_ids) -> dict[str, tuple[int, int]]:
     rows = ch.execute(
-        "SELECT window_id, sum(energy_mj), sum(gpu_ms) FROM ledger_entries FINAL "
+        "SELECT window_id, sum(energy_mj), sum(gpu_ms) FROM ledger "
         "WHERE window_id IN %(ids)s GROUP BY window_id", {"ids": tuple(window_ids)})
     return {r[0]: (int(r[1]), int(r[2])) for r in rows}
 
@@ -76,7 +76,7 @@ def assert_exact(ch, windows) -> None:
         assert got[w.window_id] == (sum(g.energy_mj for g in w.gpus), sum(g.gpu_ms for g in w.gpus)), w.window_id
     ids = tuple(w.window_id for w in windows)
     total, distinct = ch.execute(
-        "SELECT count(), uniqExact(entry_id) FROM ledger_entries FINAL WHERE window_id IN %(ids)s",
+        "SELECT count(), uniqExact(entry_id) FROM ledger WHERE window_id IN %(ids)s",
         {"ids": ids})[0]
     assert total == distinct
 
@@ -88,11 +88,11 @@ def test_sim_fleet_energy_lands_in_the_ledger_to_the_millijoule(stack, worker, c
     windows = pub.windows()
     assert len(windows) >= 3 * 30
     assert_exact(ch, windows)
-    hashes = ch.execute("SELECT DISTINCT config_hash FROM ledger_entries FINAL WHERE window_id IN %(ids)s",
+    hashes = ch.execute("SELECT DISTINCT config_hash FROM ledger WHERE window_id IN %(ids)s",
                         {"ids": tuple(w.window_id for w in windows)})
     assert hashes == [(digest,)]
     members = {r[0] for r in ch.execute(
-        "SELECT DISTINCT member FROM ledger_entries FINAL WHERE window_id IN %(ids)s",
+        "SELECT DISTINCT member FROM ledger WHERE window_id IN %(ids)s",
         {"ids": tuple(w.window_id for w in windows)})}
     assert len(members - {""}) >= 5
 
@@ -108,12 +108,12 @@ def test_real_h100_trace_replayed_twice_counts_once(stack, worker, ch, trace_dir
     agent = replay(trace_dir, pub, node)
     windows = pub.windows()
     assert_exact(ch, windows)
-    before = ch.execute("SELECT sum(energy_mj), count() FROM ledger_entries FINAL WHERE agent_id = %(a)s",
+    before = ch.execute("SELECT sum(energy_mj), count() FROM ledger WHERE agent_id = %(a)s",
                         {"a": node})[0]
     assert before[0] == agent.totals.energy_mj
     replay(trace_dir, pub, node)  # the same windows again: a resend after an outage
     time.sleep(3)
-    after = ch.execute("SELECT sum(energy_mj), count() FROM ledger_entries FINAL WHERE agent_id = %(a)s",
+    after = ch.execute("SELECT sum(energy_mj), count() FROM ledger WHERE agent_id = %(a)s",
                        {"a": node})[0]
     assert after == before
 
@@ -159,3 +159,20 @@ def test_worker_killed_mid_stream_loses_and_doubles_nothing(stack, worker, ch, c
         worker.kill(9)
     worker.start()
     assert_exact(ch, windows)
+
+
+def test_audit_tools_are_clean_on_the_pipeline_output(stack, worker, ch) -> None:
+    """Runs last in this module: everything the tests above put through the worker."""
+    import subprocess
+    import sys
+
+    env = worker.env()
+    for cmd, words in ((["ledger", "verify"], "chain verified"),
+                       (["ledger", "reconcile"], "residual: +0 mJ, +0 GPU-ms"),
+                       (["ledger", "recompute"], "identical to the stored ledger")):
+        res = subprocess.run([sys.executable, "-m", "bridgeledger.cli", *cmd], env=env, cwd=ROOT,
+                             capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+        assert words in res.stdout
+    batches = ch.execute("SELECT count() FROM ledger_batches")[0][0]
+    assert batches > 0

@@ -1,0 +1,139 @@
+"""``ledger reconcile`` and ``ledger recompute``: conservation and reproducibility.
+
+Reconcile: for every committed window in the period, each GPU's energy and
+GPU time in the raw window (as the agent sent it) against the sum of its
+ledger entries; any residual is listed. Also the gaps in each agent's
+sequence numbers and the dead-letter counts per site.
+
+Recompute: the raw windows again through the stream's own functions
+(streams.processing), with the consortium config recorded on their entries
+and the job events the ledger holds, compared entry by entry with what is
+stored. (A window whose job event reached the stream only after the window
+was booked to *unresolved* recomputes to the job: such entries show as
+changed, which is what a correction is for.)
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from schemas import TelemetryWindow
+from schemas.consortium import parse_config
+from schemas.jobs import JobEvent
+from streams.attribution import book_jobs
+from streams.processing import WindowProcessor
+
+__all__ = ["ReconcileReport", "RecomputeReport", "reconcile", "recompute"]
+
+
+@dataclass
+class ReconcileReport:
+    windows: int = 0
+    gpu_windows: int = 0
+    residuals: list[tuple[str, str, int, int]] = field(default_factory=list)  # window, gpu, mJ, ms
+    gaps: list[tuple[str, str, int, int]] = field(default_factory=list)  # agent, boot, first missing, last
+    dlq: list[tuple[str, str, int]] = field(default_factory=list)  # site, reason, count
+
+    @property
+    def ok(self) -> bool:
+        return not self.residuals
+
+
+def _period(start: datetime, end: datetime) -> dict[str, Any]:
+    return {"start": start, "end": end}
+
+
+def reconcile(client: Any, db: str, start: datetime, end: datetime) -> ReconcileReport:
+    rep = ReconcileReport()
+    raw: dict[tuple[str, str], list[int]] = {}
+    seqs: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for window_id, agent, boot, seq, payload in client.execute(
+            f"SELECT window_id, agent_id, boot_id, seq, payload FROM {db}.windows "
+            f"WHERE window_start >= %(start)s AND window_start < %(end)s", _period(start, end)):
+        rep.windows += 1
+        seqs[(agent, boot)].append(int(seq))
+        for g in json.loads(payload)["gpus"]:
+            raw[(window_id, g["uuid"])] = [int(g["energy_mj"]), round(float(g["gpu_seconds"]) * 1000)]
+    booked: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
+    for window_id, gpu, e_mj, g_ms in client.execute(
+            f"SELECT window_id, gpu_uuid, sum(energy_mj), sum(gpu_ms) FROM {db}.ledger "
+            f"WHERE window_start >= %(start)s AND window_start < %(end)s GROUP BY window_id, gpu_uuid",
+            _period(start, end)):
+        booked[(window_id, gpu)] = [int(e_mj), int(g_ms)]
+    rep.gpu_windows = len(raw)
+    for key in sorted(set(raw) | set(booked)):
+        r, b = raw.get(key, [0, 0]), booked.get(key, [0, 0])
+        if r != b:
+            rep.residuals.append((key[0], key[1], r[0] - b[0], r[1] - b[1]))
+    for (agent, boot), ss in sorted(seqs.items()):
+        ss.sort()
+        for a, b in zip(ss, ss[1:], strict=False):
+            if b > a + 1:
+                rep.gaps.append((agent, boot, a + 1, b - 1))
+    rep.dlq = [(s or "(unknown)", r, int(n)) for s, r, n in client.execute(
+        f"SELECT site_id, reason, count() FROM {db}.dlq_records FINAL "
+        f"WHERE received_at >= %(start)s AND received_at < %(end)s GROUP BY site_id, reason ORDER BY site_id, reason",
+        _period(start, end))]
+    return rep
+
+
+@dataclass
+class RecomputeReport:
+    windows: int = 0
+    entries: int = 0
+    differences: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.differences
+
+
+COMPARED = ("energy_mj", "gpu_ms", "normalised_gpu_hours", "cost_eur", "carbon_g", "member", "project",
+            "account_kind", "config_hash")
+
+
+def recompute(client: Any, db: str, start: datetime, end: datetime) -> RecomputeReport:
+    rep = RecomputeReport()
+    configs = {h: parse_config(c.encode(), f"config {h[:12]}") for h, c in client.execute(
+        f"SELECT config_hash, any(content) FROM {db}.config_versions GROUP BY config_hash")}
+    processors = {h: WindowProcessor(cfg, digest) for h, (cfg, digest) in configs.items()}
+    jobs = book_jobs(JobEvent(event=r[2], site_id=r[0], job_id=r[1], account=r[3], node=r[4] or None,
+                              gpus=list(r[5]), exclusive=bool(r[6]), time_ns=int(r[7]))
+                     for r in client.execute(f"SELECT site_id, job_id, event, account, node, gpus, exclusive, "
+                                             f"time_ns FROM {db}.job_events FINAL ORDER BY time_ns"))
+    stored: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    cols = ", ".join(("window_id", "entry_id", *COMPARED))
+    for row in client.execute(f"SELECT {cols} FROM {db}.ledger WHERE window_start >= %(start)s "
+                              f"AND window_start < %(end)s AND corrects = ''", _period(start, end)):
+        stored[row[0]][row[1]] = dict(zip(COMPARED, row[2:], strict=True))
+    for window_id, payload in client.execute(
+            f"SELECT window_id, payload FROM {db}.windows WHERE window_start >= %(start)s "
+            f"AND window_start < %(end)s ORDER BY window_id", _period(start, end)):
+        rep.windows += 1
+        mine = stored.get(window_id, {})
+        hashes = {e["config_hash"] for e in mine.values()}
+        if len(hashes) != 1 or next(iter(hashes)) not in processors:
+            rep.differences.append(f"{window_id}: cannot tell which config it was computed with ({hashes})")
+            continue
+        window = TelemetryWindow.model_validate_json(payload)
+        expected = {e.entry_id: e for e in processors[next(iter(hashes))].attribute(window, jobs)}
+        rep.entries += len(expected)
+        for eid in sorted(set(expected) | set(mine)):
+            if eid not in mine:
+                rep.differences.append(f"{window_id}: entry {eid} recomputes but is not in the ledger")
+            elif eid not in expected:
+                rep.differences.append(f"{window_id}: entry {eid} is in the ledger but does not recompute")
+            else:
+                e, s = expected[eid], mine[eid]
+                for name in COMPARED:
+                    want, got = getattr(e, name), s[name]
+                    if isinstance(want, Decimal):
+                        got = Decimal(str(got))
+                    if want != got:
+                        rep.differences.append(f"{window_id}: entry {eid} {name}: ledger {got}, recomputed {want}")
+    return rep

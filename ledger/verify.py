@@ -1,0 +1,118 @@
+"""``ledger verify``: the hash chain and every entry in it, from the database alone.
+
+For each chain, batch by batch: sequence numbers contiguous from 0, each
+``prev_hash`` equal to the previous ``batch_hash``, the batch hash and the
+entries hash recomputed (schemas/chain.py), and the entries in the table
+against the batch's manifest (entry ids and digests): an entry changed,
+deleted or added is named. Entries whose batch was never committed (older
+than an in-flight write can be) are named too.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from schemas.chain import GENESIS, batch_hash, entries_hash, entry_digest, entry_line
+
+__all__ = ["Problem", "VerifyReport", "verify_ledger"]
+
+ENTRY_COLS = ("entry_id, window_id, site_id, gpu_uuid, job_id, account_kind, account, project, member, "
+              "energy_mj, gpu_ms, normalised_gpu_hours, cost_eur, carbon_g, config_hash")
+
+
+@dataclass(frozen=True)
+class Problem:
+    chain_id: str
+    seq: int | None
+    kind: str  # broken_link, bad_batch_hash, bad_entries_hash, entry_changed, entry_deleted, entry_added, ...
+    detail: str
+
+    def line(self) -> str:
+        where = f"chain {self.chain_id} batch {self.seq}" if self.seq is not None else f"chain {self.chain_id}"
+        return f"{where}: {self.kind}: {self.detail}"
+
+
+@dataclass
+class VerifyReport:
+    batches: int
+    entries: int
+    problems: list[Problem]
+    # rows of interrupted writes (an intent, no commit): outside every view,
+    # removed when that chain's worker starts; listed, not failures
+    interrupted: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _digest(row: tuple[Any, ...]) -> str:
+    (eid, wid, site, gpu, job, kind, account, project, member, e_mj, g_ms, ngh, cost, carbon, chash) = row
+    return entry_digest(entry_line(eid, wid, site, gpu, job, kind, account, project, member, int(e_mj),
+                                   int(g_ms), Decimal(str(ngh)), Decimal(str(cost)), Decimal(str(carbon)), chash))
+
+
+def verify_ledger(client: Any, db: str, start: datetime | None = None, end: datetime | None = None,
+                  ) -> VerifyReport:
+    """Verify the chains; ``start``/``end`` limit the entry checks to batches whose
+    windows fall in that period (the links are always checked from the start)."""
+    batches = client.execute(
+        f"SELECT chain_id, seq, batch_id, prev_hash, entries_hash, batch_hash, entry_count, energy_mj, gpu_ms, "
+        f"entry_ids, entry_digests, min_window_start, max_window_start FROM {db}.ledger_batches "
+        f"ORDER BY chain_id, seq")
+    problems: list[Problem] = []
+    in_range: dict[str, tuple[str, int, list[str], list[str]]] = {}
+    prev: dict[str, tuple[int, str]] = {}
+    for (chain, seq, bid, prev_hash, e_hash, b_hash, count, energy, gpu_ms, ids, digests, lo, hi) in batches:
+        seq = int(seq)
+        want_seq, want_prev = prev.get(chain, (-1, GENESIS))
+        if seq != want_seq + 1:
+            problems.append(Problem(chain, seq, "broken_link", f"seq {seq} follows seq {want_seq}"))
+        elif prev_hash != want_prev:
+            problems.append(Problem(chain, seq, "broken_link",
+                                    f"prev_hash {prev_hash[:16]}… is not batch {want_seq}'s hash {want_prev[:16]}…"))
+        if entries_hash(digests) != e_hash or len(ids) != count:
+            problems.append(Problem(chain, seq, "bad_entries_hash", "the batch manifest does not match its hash"))
+        if batch_hash(chain, seq, bid, prev_hash, e_hash, int(count), int(energy), int(gpu_ms)) != b_hash:
+            problems.append(Problem(chain, seq, "bad_batch_hash", "the batch record was altered"))
+        prev[chain] = (seq, b_hash)
+        if (start is None or hi >= start) and (end is None or lo < end):
+            in_range[bid] = (chain, seq, list(ids), list(digests))
+
+    rows = client.execute(f"SELECT batch_id, {ENTRY_COLS} FROM {db}.ledger_entries "
+                          f"WHERE batch_id IN %(b)s", {"b": tuple(in_range) or ("",)}) if in_range else []
+    by_batch: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for r in rows:
+        by_batch[r[0]][r[1]].append(_digest(r[1:]))
+    entries = 0
+    for bid, (chain, seq, ids, digests) in in_range.items():
+        stored = by_batch.get(bid, {})
+        manifest = dict(zip(ids, digests, strict=True))
+        for eid, digest in manifest.items():
+            found = stored.get(eid, [])
+            if not found:
+                problems.append(Problem(chain, seq, "entry_deleted", f"entry {eid} is missing"))
+            elif digest not in found:
+                problems.append(Problem(chain, seq, "entry_changed", f"entry {eid} differs from what was committed"))
+            elif len(found) > 1:
+                problems.append(Problem(chain, seq, "entry_added", f"entry {eid} appears {len(found)} times"))
+        for eid in stored:
+            if eid not in manifest:
+                problems.append(Problem(chain, seq, "entry_added", f"entry {eid} is not in the batch manifest"))
+        entries += len(ids)
+
+    outside = client.execute(
+        f"SELECT entry_id, batch_id, batch_id IN (SELECT batch_id FROM {db}.ledger_intents) "
+        f"FROM {db}.ledger_entries WHERE batch_id NOT IN (SELECT batch_id FROM {db}.ledger_batches) LIMIT 1000")
+    interrupted = []
+    for eid, bid, intended in outside:
+        if intended:
+            interrupted.append(bid)
+        else:
+            problems.append(Problem("-", None, "entry_outside_chain",
+                                    f"entry {eid} (batch_id {bid!r}) belongs to no batch of any chain"))
+    return VerifyReport(len(batches), entries, problems, sorted(set(interrupted)))

@@ -1,0 +1,66 @@
+"""The ledger's hash chain: byte-exact formats an auditor can recompute in any language.
+
+Entry line (UTF-8, one per ledger entry, fields joined by ``|``, ending ``\\n``)::
+
+    entry_id|window_id|site_id|gpu_uuid|job_id|account_kind|account|project|member|
+    energy_mj|gpu_ms|normalised_gpu_hours|cost_eur|carbon_g|config_hash
+
+(one line; integers in decimal, ``job_id`` empty when none, decimals with
+their stored scale: 9, 6 and 3 places, e.g. ``0.002777778``, ``1.362624``,
+``321.860``).
+
+- entry digest   = SHA-256(entry line), hex
+- entries hash   = SHA-256 of the batch's entry digests (hex, concatenated,
+                   in ascending entry_id order), hex
+- batch hash     = SHA-256 of ``chain_id|seq|batch_id|prev_hash|entries_hash|
+                   entry_count|energy_mj|gpu_ms``, hex
+- prev_hash of the first batch of a chain (seq 0) = 64 zeros.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
+
+__all__ = ["GENESIS", "batch_hash", "entries_hash", "entry_digest", "entry_line"]
+
+GENESIS = "0" * 64
+_SCALES = (Decimal("0.000000001"), Decimal("0.000001"), Decimal("0.001"))
+
+
+def _dec(v: Decimal | str | float, q: Decimal) -> str:
+    return str(Decimal(str(v)).quantize(q))
+
+
+def entry_line(entry_id: str, window_id: str, site_id: str, gpu_uuid: str, job_id: str | None,
+               account_kind: str, account: str, project: str, member: str, energy_mj: int, gpu_ms: int,
+               normalised_gpu_hours: Decimal, cost_eur: Decimal, carbon_g: Decimal, config_hash: str) -> bytes:
+    fields = (entry_id, window_id, site_id, gpu_uuid, job_id or "", account_kind, account, project, member,
+              str(int(energy_mj)), str(int(gpu_ms)), _dec(normalised_gpu_hours, _SCALES[0]),
+              _dec(cost_eur, _SCALES[1]), _dec(carbon_g, _SCALES[2]), config_hash)
+    return ("|".join(fields) + "\n").encode()
+
+
+def entry_digest(line: bytes) -> str:
+    return hashlib.sha256(line).hexdigest()
+
+
+def entries_hash(digests_in_entry_id_order: Iterable[str]) -> str:
+    h = hashlib.sha256()
+    for d in digests_in_entry_id_order:
+        h.update(d.encode())
+    return h.hexdigest()
+
+
+def batch_hash(chain_id: str, seq: int, batch_id: str, prev_hash: str, entries_hash_: str,
+               entry_count: int, energy_mj: int, gpu_ms: int) -> str:
+    text = "|".join((chain_id, str(seq), batch_id, prev_hash, entries_hash_, str(entry_count),
+                     str(energy_mj), str(gpu_ms)))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+ENTRY_FIELDS: Sequence[str] = (
+    "entry_id", "window_id", "site_id", "gpu_uuid", "job_id", "account_kind", "account", "project", "member",
+    "energy_mj", "gpu_ms", "normalised_gpu_hours", "cost_eur", "carbon_g", "config_hash",
+)

@@ -1,0 +1,169 @@
+"""The audit tools on a current ClickHouse engine (chdb): a ledger written by the
+real sink from the real H100 trace and a simulated node, then tampered with."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from agents.publisher import MemoryPublisher
+from agents.runner import FleetClock, build_sim_fleet, replay_trace
+from ledger.audit import recompute, reconcile
+from ledger.migrate import apply_migrations
+from ledger.verify import verify_ledger
+from schemas import decode_window
+from streams.processing import WindowProcessor
+from streams.sink import ClickHouseSink
+
+ROOT = Path(__file__).resolve().parents[2]
+DB = "bl_audit"
+ALL = (datetime(1970, 1, 1), datetime(2100, 1, 1))
+_counter = itertools.count()
+
+
+def windows(trace_dir, config) -> list[bytes]:
+    pub = MemoryPublisher()
+    replay_trace(trace_dir, pub, site_id="kr-daejeon", node="r1",
+                 accounts=ROOT / "deploy" / "replay-accounts.example.yaml")
+    start = 1_795_000_000 * 10**9
+    clock = FleetClock(start)
+    fleet = build_sim_fleet(config, pub, clock, start_ns=start, horizon_ns=600 * 10**9, nodes_per_site=1,
+                            gpus_per_node=2, window_s=10, seed=3, sites=["de-juelich"])
+    while clock.now_ns <= start + 600 * 10**9:
+        for agent, _ in fleet:
+            agent.step()
+        clock.now_ns += 10**9
+    pub.flush()
+    return [v for _, _, v in pub.messages]
+
+
+@pytest.fixture()
+def ledger_db(chdb_engine, trace_dir, config_and_hash):
+    """A fresh database per test: the same pipeline output, written in batches of 7 windows."""
+    db = f"{DB}{next(_counter)}"
+    apply_migrations(chdb_engine, db)
+    cfg, digest = config_and_hash
+    proc = WindowProcessor(cfg, digest)
+    sink = ClickHouseSink(chdb_engine, db)
+    sink.record_config(digest, cfg.version, (ROOT / "deploy" / "consortium.example.yaml").read_bytes())
+    raws = windows(trace_dir, cfg)
+    for i in range(0, len(raws), 7):
+        outs = [(proc.process(r), r) for r in raws[i:i + 7]]
+        sink.write([(o.window, r) for o, r in outs], [e for o, _ in outs for e in o.entries])
+    return chdb_engine, db
+
+
+def mutate(engine, sql: str) -> None:
+    engine.execute(f"{sql} SETTINGS mutations_sync = 2")
+
+
+def test_clean_ledger_verifies_reconciles_and_recomputes(ledger_db) -> None:
+    engine, db = ledger_db
+    v = verify_ledger(engine, db, *ALL)
+    assert v.ok, [p.line() for p in v.problems]
+    assert v.batches >= 10 and v.entries > 0
+    r = reconcile(engine, db, *ALL)
+    assert r.ok and r.residuals == [] and r.gaps == []
+    assert r.gpu_windows > r.windows > 0
+    rc = recompute(engine, db, *ALL)
+    assert rc.ok, rc.differences[:5]
+    assert rc.windows == r.windows
+
+
+def one_entry(engine, db) -> tuple[str, int]:
+    eid, energy = engine.execute(f"SELECT entry_id, energy_mj FROM {db}.ledger_entries "
+                                 f"WHERE energy_mj > 0 ORDER BY entry_id LIMIT 1")[0]
+    return eid, int(energy)
+
+
+def test_changed_energy_is_named(ledger_db) -> None:
+    engine, db = ledger_db
+    eid, energy = one_entry(engine, db)
+    mutate(engine, f"ALTER TABLE {db}.ledger_entries UPDATE energy_mj = {energy * 2} WHERE entry_id = '{eid}'")
+    v = verify_ledger(engine, db, *ALL)
+    assert [p.kind for p in v.problems] == ["entry_changed"]
+    assert eid in v.problems[0].detail
+    assert not reconcile(engine, db, *ALL).ok
+    assert any(eid in d and "energy_mj" in d for d in recompute(engine, db, *ALL).differences)
+
+
+def test_deleted_entry_is_named_and_reconcile_locates_the_residual(ledger_db) -> None:
+    engine, db = ledger_db
+    eid, energy = one_entry(engine, db)
+    window_id, gpu = engine.execute(f"SELECT window_id, gpu_uuid FROM {db}.ledger_entries "
+                                    f"WHERE entry_id = '{eid}'")[0]
+    mutate(engine, f"ALTER TABLE {db}.ledger_entries DELETE WHERE entry_id = '{eid}'")
+    v = verify_ledger(engine, db, *ALL)
+    assert [(p.kind, eid in p.detail) for p in v.problems] == [("entry_deleted", True)]
+    r = reconcile(engine, db, *ALL)
+    assert [(w, g, d_mj) for w, g, d_mj, _ in r.residuals] == [(window_id, gpu, energy)]
+
+
+def test_forged_entries_are_named(ledger_db) -> None:
+    engine, db = ledger_db
+    cols = ", ".join(c for c in engine.execute(f"DESCRIBE TABLE {db}.ledger_entries") for c in [c[0]])
+    bid = engine.execute(f"SELECT batch_id FROM {db}.ledger_batches ORDER BY seq LIMIT 1")[0][0]
+    # a forged entry slipped into a committed batch, and one with a made-up batch id
+    for forged_batch, forged_id in ((bid, "f" * 64), ("forged-batch", "e" * 64)):
+        engine.execute(
+            f"INSERT INTO {db}.ledger_entries ({cols}) SELECT "
+            + cols.replace("batch_id", f"'{forged_batch}' AS batch_id", 1).replace(
+                "entry_id", f"'{forged_id}' AS entry_id", 1)
+            + f" FROM (SELECT * FROM {db}.ledger_entries WHERE batch_id = '{bid}' LIMIT 1)")
+    kinds = {(p.kind, p.detail.split()[1]) for p in verify_ledger(engine, db, *ALL).problems}
+    assert kinds == {("entry_added", "f" * 64), ("entry_outside_chain", "e" * 64)}
+
+
+def test_altered_batch_record_breaks_the_chain(ledger_db) -> None:
+    engine, db = ledger_db
+    mutate(engine, f"ALTER TABLE {db}.ledger_batches UPDATE energy_mj = energy_mj + 1 WHERE seq = 2")
+    problems = verify_ledger(engine, db, *ALL).problems
+    assert [(p.kind, p.seq) for p in problems] == [("bad_batch_hash", 2)]
+
+
+def test_resent_windows_are_not_committed_twice(ledger_db, config_and_hash) -> None:
+    engine, db = ledger_db
+    before = engine.execute(f"SELECT count(), sum(energy_mj) FROM {db}.ledger")[0]
+    raw = engine.execute(f"SELECT payload FROM {db}.windows LIMIT 3")
+    proc = WindowProcessor(*config_and_hash)
+    sink = ClickHouseSink(engine, db)
+    outs = [proc.process(r[0].encode()) for r in raw]
+    sink.write([(o.window, r[0].encode()) for o, r in zip(outs, raw, strict=True)],
+               [e for o in outs for e in o.entries])
+    assert engine.execute(f"SELECT count(), sum(energy_mj) FROM {db}.ledger")[0] == before
+    assert verify_ledger(engine, db, *ALL).ok
+    assert decode_window(raw[0][0]).window_id
+
+
+class FailOnCommit:
+    """A client whose chain-record insert fails, as if the server died mid-batch."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def execute(self, query, params=None):
+        if "INSERT INTO" in query and "ledger_batches" in query:
+            raise ConnectionError("server went away")
+        return self.inner.execute(query, params)
+
+
+def test_interrupted_write_is_invisible_and_cleaned_at_start(ledger_db, trace_dir, config_and_hash) -> None:
+    engine, db = ledger_db
+    before = engine.execute(f"SELECT count(), sum(energy_mj) FROM {db}.ledger")[0]
+    cfg, digest = config_and_hash
+    pub = MemoryPublisher()
+    replay_trace(trace_dir, pub, site_id="kr-daejeon", node="another-node")
+    outs = [(WindowProcessor(cfg, digest).process(v), v) for _, _, v in pub.messages]
+    with pytest.raises(ConnectionError):
+        ClickHouseSink(FailOnCommit(engine), db).write([(o.window, r) for o, r in outs],
+                                                      [e for o, _ in outs for e in o.entries])
+    assert engine.execute(f"SELECT count(), sum(energy_mj) FROM {db}.ledger")[0] == before
+    report = verify_ledger(engine, db, *ALL)
+    assert report.ok and len(report.interrupted) == 1
+    assert ClickHouseSink(engine, db).recover() == 1
+    assert engine.execute(f"SELECT count() FROM {db}.ledger_entries WHERE batch_id = %(b)s",
+                          {"b": report.interrupted[0]}) == [(0,)]
+    assert verify_ledger(engine, db, *ALL).interrupted == []
