@@ -4,6 +4,7 @@ real sink from the real H100 trace and a simulated node, then tampered with."""
 from __future__ import annotations
 
 import itertools
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -167,3 +168,14 @@ def test_interrupted_write_is_invisible_and_cleaned_at_start(ledger_db, trace_di
     assert engine.execute(f"SELECT count() FROM {db}.ledger_entries WHERE batch_id = %(b)s",
                           {"b": report.interrupted[0]}) == [(0,)]
     assert verify_ledger(engine, db, *ALL).interrupted == []
+
+
+def test_cookbook_queries_run_on_current_engine(ledger_db) -> None:
+    from tests.cookbook import cookbook_queries
+
+    engine, db = ledger_db
+    for sql in cookbook_queries():
+        qualified = sql
+        for table in ("ledger_batches", "ledger_entries", "config_versions", "dlq_records", "windows", "ledger"):
+            qualified = re.sub(rf"\b(FROM|JOIN)\s+{table}\b", rf"\1 {db}.{table}", qualified)
+        engine.execute(qualified)
