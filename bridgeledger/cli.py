@@ -246,6 +246,43 @@ def ledger_recompute(start: str | None, end: str | None) -> None:
         sys.exit(1)
 
 
+@ledger.command("statement")
+@click.option("--member", required=True, help="ISO code of the member, e.g. KR.")
+@click.option("--month", required=True, help="YYYY-MM (UTC).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "html", "pdf"]), default="html", show_default=True)
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+def ledger_statement(member: str, month: str, fmt: str, out: Path) -> None:
+    """The monthly statement of one member, for its finance committee."""
+    from ledger.statement import build_statement, render_csv, render_html, render_pdf
+
+    client, db = _ledger_client()
+    st = build_statement(client, db, member.upper(), month)
+    if fmt == "csv":
+        out.write_text(render_csv(st))
+    elif fmt == "html":
+        out.write_text(render_html(st))
+    else:
+        with needs_extra("streams"):
+            render_pdf(st, out)
+    click.echo(f"{st.member} {st.month}: {st.total.normalised_gpu_hours:.2f} normalised GPU-hours, "
+               f"{st.total.cost_eur:.2f} {st.currency}, balance {st.balance:+.2f} -> {out}")
+
+
+@ledger.command("correct")
+@click.option("--entry", "entry_id", required=True, help="The entry to move.")
+@click.option("--to-account", required=True, help="The scheduler account / namespace it belongs to.")
+@click.option("--reason", required=True, help="Why, in words the statement will show.")
+@click.option("--author", default=lambda: os.environ.get("USER", "unknown"), show_default="$USER")
+def ledger_correct(entry_id: str, to_account: str, reason: str, author: str) -> None:
+    """Move an entry to another account with a reversal and a re-booking (never an update)."""
+    from ledger.corrections import move_entry
+
+    client, db = _ledger_client()
+    for e in move_entry(client, db, entry_id, to_account, reason, author):
+        click.echo(f"{e.entry_id[:16]}… {e.member or '-':<3} {e.project:<20} {e.energy_mj:>+14d} mJ "
+                   f"{e.cost_eur:>+12}")
+
+
 # -- stream ------------------------------------------------------------------------------
 @cli.group()
 def stream() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -59,6 +59,8 @@ def _typed(v: Any, t: str) -> Any:
         return None
     if t.startswith("DateTime"):
         return datetime.strptime(v[:19], "%Y-%m-%d %H:%M:%S")
+    if t == "Date":
+        return date.fromisoformat(v)
     if re.match(r"U?Int\d+$", t):
         return int(v)
     if t.startswith("Decimal"):

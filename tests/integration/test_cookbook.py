@@ -41,3 +41,26 @@ def test_cookbook_query_runs_as_auditor(auditor, sql: str) -> None:
         pass  # may be empty or not, depending on what the tests sent
     else:
         assert rows, "expected rows from the pipeline's output"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "html", "pdf"])
+def test_member_statement_from_pipeline_output(auditor, worker, tmp_path, fmt: str) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    out = tmp_path / f"kr.{fmt}"
+    res = subprocess.run([sys.executable, "-m", "bridgeledger.cli", "ledger", "statement", "--member", "KR",
+                          "--month", "2026-11", "--format", fmt, "--out", str(out)],
+                         env=worker.env(), cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout + res.stderr
+    (cost,) = auditor.execute("SELECT sum(cost_eur) FROM ledger WHERE member = 'KR' "
+                              "AND toYYYYMM(window_start) = 202611")[0]
+    if fmt == "pdf":
+        from pypdf import PdfReader
+
+        text = " ".join(" ".join(p.extract_text().split()) for p in PdfReader(out).pages)
+    else:
+        text = out.read_text()
+    assert "KR" in text and f"{cost:,.2f}" in text

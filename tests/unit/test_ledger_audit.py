@@ -179,3 +179,47 @@ def test_cookbook_queries_run_on_current_engine(ledger_db) -> None:
         for table in ("ledger_batches", "ledger_entries", "config_versions", "dlq_records", "windows", "ledger"):
             qualified = re.sub(rf"\b(FROM|JOIN)\s+{table}\b", rf"\1 {db}.{table}", qualified)
         engine.execute(qualified)
+
+
+def test_correction_moves_an_entry_and_keeps_everything_verifiable(ledger_db) -> None:
+    from ledger.corrections import CorrectionError, move_entry
+
+    engine, db = ledger_db
+    eid, energy = engine.execute(f"SELECT entry_id, energy_mj FROM {db}.ledger WHERE account_kind = 'idle' "
+                                 f"AND energy_mj > 0 ORDER BY entry_id LIMIT 1")[0]
+    gb_before = engine.execute(f"SELECT sum(energy_mj) FROM {db}.ledger WHERE member = 'GB'")[0][0] or 0
+    out = move_entry(engine, db, eid, "gb-protein", "idle GPU was reserved for gb-protein", "auditor-1")
+    assert [e.energy_mj for e in out] == [-energy, energy] and all(e.corrects == eid for e in out)
+    assert engine.execute(f"SELECT sum(energy_mj) FROM {db}.ledger WHERE member = 'GB'")[0][0] == gb_before + energy
+    assert verify_ledger(engine, db, *ALL).ok
+    assert reconcile(engine, db, *ALL).ok
+    assert recompute(engine, db, *ALL).ok
+    with pytest.raises(CorrectionError, match="corrected already"):
+        move_entry(engine, db, eid, "gb-protein", "again", "auditor-1")
+    with pytest.raises(CorrectionError, match="belongs to no project"):
+        move_entry(engine, db, one_entry(engine, db)[0], "nobody", "x", "a")
+
+
+def test_member_statement_in_three_formats(ledger_db, tmp_path) -> None:
+    from decimal import Decimal
+
+    from pypdf import PdfReader
+
+    from ledger.statement import build_statement, render_csv, render_html, render_pdf
+
+    engine, db = ledger_db
+    st = build_statement(engine, db, "KR", "2026-11")
+    cost, ngh = engine.execute(f"SELECT sum(cost_eur), sum(normalised_gpu_hours) FROM {db}.ledger "
+                               f"WHERE member = 'KR' AND toYYYYMM(window_start) = 202611")[0]
+    assert st.total.cost_eur == Decimal(str(cost)) and st.total.normalised_gpu_hours == Decimal(str(ngh))
+    assert st.contribution_share == Decimal("0.24") and 0 < st.usage_share < 1
+    assert st.batches and st.batches[0][0] == "main"
+    text = render_csv(st)
+    assert f"total,,{st.total.gpu_hours:,.3f}" in text and "contribution_share" in text
+    page = render_html(st)
+    assert "Republic of Korea (KR), 2026-11" in page and "<svg" in page and f"{st.total.cost_eur:,.2f}" in page
+    pdf = tmp_path / "kr.pdf"
+    render_pdf(st, pdf)
+    words = " ".join(" ".join(p.extract_text().split()) for p in PdfReader(pdf).pages)  # lines wrap
+    assert "Republic of Korea (KR), 2026-11" in words
+    assert f"{st.total.cost_eur:,.2f}" in words and f"{st.balance:,.2f}" in words

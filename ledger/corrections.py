@@ -1,0 +1,82 @@
+"""Corrections: never an update, always new entries that reference the original.
+
+Moving an entry to another account writes, in one committed batch of the
+chain, a reversal (the original's quantities negated, same account) and the
+re-booked entries (the target project's owners, priced with the original's
+config, GPU model and site), all with ``corrects`` = the original entry id.
+Every window still balances: original + reversal + re-booking = original.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+from ledger import LedgerError
+from schemas import LedgerEntry
+from schemas.consortium import parse_config
+from streams.attribution import SHARE_SCALE, split_exact
+from streams.pricing import price_part
+from streams.sink import ClickHouseSink
+
+__all__ = ["CorrectionError", "move_entry"]
+
+FIELDS = ("entry_id", "window_id", "agent_id", "boot_id", "seq", "site_id", "node", "gpu_uuid", "gpu_model",
+          "window_start_ns", "window_end_ns", "job_id", "account_kind", "account", "project", "member",
+          "energy_mj", "gpu_ms", "normalised_gpu_hours", "cost_eur", "carbon_g", "config_hash", "corrects")
+
+
+class CorrectionError(LedgerError):
+    """A correction that cannot be made as asked."""
+
+
+def _cid(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(("correction", *parts)).encode()).hexdigest()
+
+
+def move_entry(client: Any, db: str, entry_id: str, to_account: str, reason: str, author: str,
+               chain_id: str = "corrections") -> list[LedgerEntry]:
+    rows = client.execute(f"SELECT {', '.join(FIELDS)} FROM {db}.ledger WHERE entry_id = %(e)s", {"e": entry_id})
+    if not rows:
+        raise CorrectionError(f"entry {entry_id} is not in the ledger")
+    orig = LedgerEntry(**{k: (v if v != "" or k not in ("job_id", "corrects") else None)
+                          for k, v in zip(FIELDS, rows[0], strict=True)})
+    if orig.corrects:
+        raise CorrectionError(f"entry {entry_id} is itself a correction; correct the original")
+    if client.execute(f"SELECT count() FROM {db}.ledger WHERE corrects = %(e)s", {"e": entry_id})[0][0]:
+        raise CorrectionError(f"entry {entry_id} was corrected already")
+    content = client.execute(f"SELECT any(content) FROM {db}.config_versions WHERE config_hash = %(h)s",
+                             {"h": orig.config_hash})
+    if not content or not content[0][0]:
+        raise CorrectionError(f"config {orig.config_hash} of entry {entry_id} is not in the ledger")
+    cfg, _ = parse_config(content[0][0].encode())
+    project = cfg.project_for_account(to_account)
+    if project is None:
+        raise CorrectionError(f"account {to_account!r} belongs to no project of config {cfg.version}")
+    site, model = cfg.site(orig.site_id), next(g for g in cfg.gpu_models if g.key == orig.gpu_model)
+    assert site is not None
+
+    reversal = orig.model_copy(update={
+        "entry_id": _cid(entry_id, "reversal"), "energy_mj": -orig.energy_mj, "gpu_ms": -orig.gpu_ms,
+        "normalised_gpu_hours": -orig.normalised_gpu_hours, "cost_eur": -orig.cost_eur,
+        "carbon_g": -orig.carbon_g, "corrects": entry_id})
+    out = [reversal]
+    weights = [int(o.share * SHARE_SCALE) for o in project.owners]
+    for owner, e_mj, g_ms in zip(project.owners, split_exact(orig.energy_mj, weights),
+                                 split_exact(orig.gpu_ms, weights), strict=True):
+        price = price_part(e_mj, g_ms, model, site, cfg.pricing)
+        out.append(orig.model_copy(update={
+            "entry_id": _cid(entry_id, to_account, owner.member), "account_kind": "job", "account": to_account,
+            "project": project.id, "member": owner.member, "energy_mj": e_mj, "gpu_ms": g_ms,
+            "normalised_gpu_hours": price.normalised_gpu_hours, "cost_eur": price.cost_eur,
+            "carbon_g": price.carbon_g, "corrects": entry_id}))
+    assert sum(e.energy_mj for e in out) == 0 and sum(e.gpu_ms for e in out) == 0
+    now = datetime.now(UTC).replace(tzinfo=None)
+    sink = ClickHouseSink(client, db, chain_id=chain_id)
+    batch_id = sink.commit_batch(sorted(out, key=lambda e: e.entry_id), [], now)
+    client.execute(f"INSERT INTO {db}.corrections (batch_id, corrects, reason, author, created_at) VALUES",
+                   [(batch_id, entry_id, reason, author, now)])
+    return out
+
+
