@@ -173,6 +173,13 @@ def _when(value: str | None, default: datetime) -> datetime:
 
 
 _from_opt = click.option("--from", "start", default=None, help="Start (YYYY-MM-DD or ISO time, UTC).")
+_record_opt = click.option("--record", is_flag=True, help="Store the result in audit_runs (for the Audit dashboard).")
+
+
+def _record(client: Any, db: str, kind: str, ok: bool, summary: str, start: datetime, end: datetime) -> None:
+    from ledger.audit import record_run
+
+    record_run(client, db, kind, ok, summary, start, end)
 _to_opt = click.option("--to", "end", default=None, help="End, exclusive.")
 EPOCH, FAR = datetime(1970, 1, 1), datetime(2100, 1, 1)
 
@@ -187,13 +194,18 @@ def _ledger_client() -> tuple[Any, str]:
 @ledger.command("verify")
 @_from_opt
 @_to_opt
-def ledger_verify(start: str | None, end: str | None) -> None:
+@_record_opt
+def ledger_verify(start: str | None, end: str | None, record: bool) -> None:
     """Walk the hash chain and its entries; name the first broken link; exit 1 if any."""
     from ledger.verify import verify_ledger
 
     client, db = _ledger_client()
-    report = verify_ledger(client, db, _when(start, EPOCH), _when(end, FAR))
+    lo, hi = _when(start, EPOCH), _when(end, FAR)
+    report = verify_ledger(client, db, lo, hi)
     click.echo(f"{report.batches} batches, {report.entries} entries checked")
+    if record:
+        _record(client, db, "verify", report.ok, f"{report.batches} batches, {report.entries} entries, "
+                f"{len(report.problems)} problem(s)", lo, hi)
     if report.interrupted:
         click.echo(f"note: {len(report.interrupted)} interrupted write(s) outside the ledger, removed when "
                    f"their worker next starts: {', '.join(b[:12] for b in report.interrupted[:5])}")
@@ -210,13 +222,18 @@ def ledger_verify(start: str | None, end: str | None) -> None:
 @ledger.command("reconcile")
 @_from_opt
 @_to_opt
-def ledger_reconcile(start: str | None, end: str | None) -> None:
+@_record_opt
+def ledger_reconcile(start: str | None, end: str | None, record: bool) -> None:
     """Conservation: raw window energy and GPU time vs ledger entries, per GPU window."""
     from ledger.audit import reconcile
 
     client, db = _ledger_client()
-    rep = reconcile(client, db, _when(start, EPOCH), _when(end, FAR))
+    lo, hi = _when(start, EPOCH), _when(end, FAR)
+    rep = reconcile(client, db, lo, hi)
     click.echo(f"{rep.windows} windows, {rep.gpu_windows} GPU windows reconciled")
+    if record:
+        _record(client, db, "reconcile", rep.ok, f"{rep.gpu_windows} GPU windows, residual "
+                f"{sum(r[2] for r in rep.residuals)} mJ, {len(rep.gaps)} gap(s)", lo, hi)
     for window_id, gpu, d_mj, d_ms in rep.residuals[:100]:
         click.echo(f"RESIDUAL {window_id} {gpu}: {d_mj:+d} mJ, {d_ms:+d} GPU-ms not in the ledger")
     click.echo(f"residual: {sum(r[2] for r in rep.residuals):+d} mJ, {sum(r[3] for r in rep.residuals):+d} GPU-ms "
@@ -232,13 +249,18 @@ def ledger_reconcile(start: str | None, end: str | None) -> None:
 @ledger.command("recompute")
 @_from_opt
 @_to_opt
-def ledger_recompute(start: str | None, end: str | None) -> None:
+@_record_opt
+def ledger_recompute(start: str | None, end: str | None, record: bool) -> None:
     """Re-derive entries from the raw windows with their recorded config; diff with the ledger."""
     from ledger.audit import recompute
 
     client, db = _ledger_client()
-    rep = recompute(client, db, _when(start, EPOCH), _when(end, FAR))
+    lo, hi = _when(start, EPOCH), _when(end, FAR)
+    rep = recompute(client, db, lo, hi)
     click.echo(f"{rep.windows} windows recomputed into {rep.entries} entries")
+    if record:
+        _record(client, db, "recompute", rep.ok, f"{rep.windows} windows, {len(rep.differences)} difference(s)",
+                lo, hi)
     for d in rep.differences[:100]:
         click.echo(f"DIFF {d}")
     click.echo("identical to the stored ledger" if rep.ok else f"{len(rep.differences)} difference(s)")
@@ -312,7 +334,8 @@ def stream_run(config_path: Path | None) -> None:
     cfg, digest, content = _load_config(path)
     ch = _ch_settings()
     sink = ClickHouseSink(connect(ch), ch.database, chain_id=settings.chain_id)
-    sink.record_config(digest, cfg.version, content)
+    sink.record_config(digest, cfg.version, content,
+                       [(m.code, m.name, m.contribution_share) for m in cfg.members])
     removed = sink.recover()
     if removed:
         click.echo(f"removed {removed} interrupted batch write(s)")
@@ -467,6 +490,54 @@ def agent_sim(config_path: Path, nodes_per_site: int, gpus_per_node: int, durati
                f"{sum(t['windows'] for t in totals.values())} windows published")
     if summary:
         summary.write_text(json.dumps(totals, indent=1))
+
+
+# -- dashboards ------------------------------------------------------------------------
+@cli.group()
+def dashboards() -> None:
+    """Grafana dashboards as code: build, preview, publish."""
+
+
+@dashboards.command("build")
+def dashboards_build() -> None:
+    """Write dashboards/json/<Folder>/<uid>.json from dashboards/specs.py."""
+    with needs_extra("dashboards"):
+        from dashboards.build import write_all
+    for path in write_all():
+        click.echo(f"wrote {path}")
+
+
+@dashboards.command("preview")
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+@click.option("--days", default=30, show_default=True, help="The range: the last N days.")
+def dashboards_preview(out: Path, days: int) -> None:
+    """Render each dashboard's panels as a PNG from the same queries Grafana runs."""
+    with needs_extra("dashboards"):
+        from dashboards.preview import render_all
+    client, _ = _ledger_client()
+
+    def query(sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        rows, types = client.execute(sql, with_column_types=True)
+        return [t[0] for t in types], rows
+
+    end = int(time.time())
+    for path in render_all(query, end - days * 86400, end, out):
+        click.echo(f"wrote {path}")
+
+
+@dashboards.command("publish")
+@click.option("--url", required=True, help="Grafana base URL.")
+@click.option("--token-file", required=True, type=click.Path(exists=True, path_type=Path),
+              help="A file holding a Grafana service-account token.")
+def dashboards_publish(url: str, token_file: Path) -> None:
+    """Create or update the dashboards, one folder per audience (idempotent)."""
+    with needs_extra("dashboards"):
+        from dashboards.publish import PublishError, publish
+    try:
+        for name in publish(url, token_file.read_text().strip()):
+            click.echo(f"published {name}")
+    except PublishError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 # -- job events ----------------------------------------------------------------------

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -28,7 +28,14 @@ from schemas.jobs import JobEvent
 from streams.attribution import book_jobs
 from streams.processing import WindowProcessor
 
-__all__ = ["ReconcileReport", "RecomputeReport", "reconcile", "recompute"]
+__all__ = ["ReconcileReport", "RecomputeReport", "reconcile", "recompute", "record_run"]
+
+
+def record_run(client: Any, db: str, kind: str, ok: bool, summary: str, start: datetime, end: datetime) -> None:
+    """Keep the outcome of an audit run, for the Audit dashboard."""
+    client.execute(f"INSERT INTO {db}.audit_runs (kind, run_at, ok, summary, period_from, period_to) VALUES",
+                   [(kind, datetime.now(UTC).replace(tzinfo=None), int(ok), summary,
+                     max(start, datetime(1970, 1, 2)), min(end, datetime(2105, 1, 1)))])
 
 
 @dataclass

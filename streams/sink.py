@@ -21,6 +21,7 @@ import logging
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
 from schemas import LedgerEntry, TelemetryWindow
@@ -190,11 +191,18 @@ class ClickHouseSink:
             ],
         )
 
-    def record_config(self, config_hash: str, version: str, content: bytes) -> None:
+    def record_config(self, config_hash: str, version: str, content: bytes,
+                      members: Sequence[tuple[str, str, Decimal]] = ()) -> None:
+        """Store the config file by hash, and its members' contribution shares."""
+        now = self._now()
         self.client.execute(
             f"INSERT INTO {self.db}.config_versions (config_hash, version, content, first_seen) VALUES",
-            [(config_hash, version, content.decode(), self._now())],
+            [(config_hash, version, content.decode(), now)],
         )
+        if members:
+            self.client.execute(
+                f"INSERT INTO {self.db}.config_members (config_hash, member, name, contribution_share, "
+                f"recorded_at) VALUES", [(config_hash, code, name, share, now) for code, name, share in members])
 
     def load_jobs(self) -> list[JobEvent]:
         rows = self.client.execute(

@@ -35,6 +35,13 @@ class ChdbClient:
 
         self.session = session.Session(path)
 
+    def query_with_names(self, query: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+        res = self.session.query(query, "JSONCompact")
+        doc = json.loads(res.bytes().decode(), parse_float=Decimal)
+        types = [m["type"] for m in doc["meta"]]
+        rows = [tuple(_typed(v, t) for v, t in zip(r, types, strict=True)) for r in doc["data"]]
+        return [m["name"] for m in doc["meta"]], rows
+
     def execute(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
         if isinstance(params, list):  # INSERT ... VALUES with rows
             values = ", ".join("(" + ", ".join(literal(x) for x in row) + ")" for row in params)

@@ -49,7 +49,8 @@ def ledger_db(chdb_engine, trace_dir, config_and_hash):
     cfg, digest = config_and_hash
     proc = WindowProcessor(cfg, digest)
     sink = ClickHouseSink(chdb_engine, db)
-    sink.record_config(digest, cfg.version, (ROOT / "deploy" / "consortium.example.yaml").read_bytes())
+    sink.record_config(digest, cfg.version, (ROOT / "deploy" / "consortium.example.yaml").read_bytes(),
+                       [(m.code, m.name, m.contribution_share) for m in cfg.members])
     raws = windows(trace_dir, cfg)
     for i in range(0, len(raws), 7):
         outs = [(proc.process(r), r) for r in raws[i:i + 7]]

@@ -1,0 +1,229 @@
+"""What the dashboards show: every panel's SQL, unit and meaning, in one place.
+
+SQL runs on ClickHouse 18.16 and current releases (one JOIN per SELECT,
+aliases distinct from column names) and reads the committed views. Grafana
+macros of the ClickHouse plugin (``$__timeFilter``) and dashboard variables
+(``${member:singlequote}``) are expanded by Grafana, and by
+:func:`dashboards.build.expand` in tests and previews.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = ["DASHBOARDS", "DashboardSpec", "PanelSpec", "Variable"]
+
+
+@dataclass(frozen=True)
+class PanelSpec:
+    id: int  # stable across builds: Grafana links and annotations refer to it
+    title: str
+    kind: str  # stat | table | timeseries | barchart
+    unit: str
+    description: str
+    sql: str
+    columns: tuple[str, ...]
+    width: int = 12
+    height: int = 8
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    label: str
+    sql: str
+
+
+@dataclass(frozen=True)
+class DashboardSpec:
+    uid: str
+    title: str
+    folder: str  # one Grafana folder per audience
+    description: str
+    panels: tuple[PanelSpec, ...]
+    variables: tuple[Variable, ...] = field(default_factory=tuple)
+
+
+MEMBER = Variable("member", "Member", "SELECT DISTINCT member FROM ledger WHERE member != '' ORDER BY member")
+SITE = Variable("site", "Site", "SELECT DISTINCT site_id FROM ledger ORDER BY site_id")
+JOBS = "account_kind = 'job' AND $__timeFilter(window_start)"
+
+FINANCE = DashboardSpec(
+    uid="bl-finance", title="Finance — member contributions and usage", folder="Finance",
+    description="Usage of the pooled GPUs by member country against what each member contributes.",
+    variables=(MEMBER, SITE),
+    panels=(
+        PanelSpec(
+            1, "Contribution share vs usage share", "table", "percentunit",
+            "Per member over the time range: usage share = the member's normalised (H100-equivalent) GPU-hours "
+            "of jobs / all members' job GPU-hours; contribution share from the consortium config; balance = "
+            "(usage share − contribution share) × the cost of all jobs in the range (EUR; positive: the member "
+            "used more than it contributed). Idle and unresolved usage is excluded.",
+            f"""SELECT member, toFloat64(used_h) / total_h AS usage_share, share AS contribution_share,
+       toFloat64(used_h) AS normalised_gpu_hours,
+       (toFloat64(used_h) / total_h - share) * total_cost AS balance_eur
+FROM
+(
+    SELECT member, used_h, share
+    FROM (SELECT member, sum(normalised_gpu_hours) AS used_h FROM ledger WHERE {JOBS} GROUP BY member) AS used
+    ANY LEFT JOIN
+    (SELECT member, toFloat64(argMax(contribution_share, recorded_at)) AS share FROM config_members
+     GROUP BY member) AS contrib USING member
+) AS per_member
+CROSS JOIN
+(SELECT toFloat64(sum(normalised_gpu_hours)) AS total_h, toFloat64(sum(cost_eur)) AS total_cost
+ FROM ledger WHERE {JOBS}) AS totals
+WHERE member IN (${{member:singlequote}})
+ORDER BY member""",
+            ("member", "usage_share", "contribution_share", "normalised_gpu_hours", "balance_eur"), 24),
+        PanelSpec(
+            2, "Normalised GPU-hours by member", "barchart", "h",
+            "Sum of normalised GPU-hours (GPU-hours × the GPU model's H100-equivalence factor) of jobs owned by "
+            "each member in the range; joint projects are split by their owners' shares.",
+            f"""SELECT member, toFloat64(sum(normalised_gpu_hours)) AS normalised_gpu_hours
+FROM ledger WHERE {JOBS} AND member IN (${{member:singlequote}}) AND site_id IN (${{site:singlequote}})
+GROUP BY member ORDER BY member""", ("member", "normalised_gpu_hours")),
+        PanelSpec(
+            3, "Energy by member", "barchart", "kwatth",
+            "GPU energy measured by the NVML energy counters (kWh at the meter, before PUE) of jobs owned by each "
+            "member in the range.",
+            f"""SELECT member, sum(energy_mj) / 3600000000 AS energy_kwh
+FROM ledger WHERE {JOBS} AND member IN (${{member:singlequote}}) AND site_id IN (${{site:singlequote}})
+GROUP BY member ORDER BY member""", ("member", "energy_kwh")),
+        PanelSpec(
+            4, "Cost by member", "barchart", "currencyEUR",
+            "Normalised GPU-hours × the consortium GPU-hour rate plus facility energy (kWh × site PUE × site "
+            "price), summed per member over the range, in EUR.",
+            f"""SELECT member, toFloat64(sum(cost_eur)) AS cost_eur
+FROM ledger WHERE {JOBS} AND member IN (${{member:singlequote}}) AND site_id IN (${{site:singlequote}})
+GROUP BY member ORDER BY member""", ("member", "cost_eur")),
+        PanelSpec(
+            5, "Carbon by member", "barchart", "masskg",
+            "Facility energy (kWh × PUE) × the site's grid carbon intensity, per member over the range, in kg CO2.",
+            f"""SELECT member, toFloat64(sum(carbon_g)) / 1000 AS carbon_kg
+FROM ledger WHERE {JOBS} AND member IN (${{member:singlequote}}) AND site_id IN (${{site:singlequote}})
+GROUP BY member ORDER BY member""", ("member", "carbon_kg")),
+        PanelSpec(
+            6, "Monthly normalised GPU-hours by member", "timeseries", "h",
+            "Normalised GPU-hours of jobs per member and calendar month (UTC), over the range.",
+            f"""SELECT toDateTime(toStartOfMonth(window_start)) AS time, member,
+       toFloat64(sum(normalised_gpu_hours)) AS normalised_gpu_hours
+FROM ledger WHERE {JOBS} AND member IN (${{member:singlequote}})
+GROUP BY time, member ORDER BY time, member""", ("time", "member", "normalised_gpu_hours"), 24),
+        PanelSpec(
+            7, "Top projects per member", "table", "h",
+            "The five projects with the most normalised GPU-hours for each member in the range, with their cost "
+            "(EUR) and energy (kWh).",
+            f"""SELECT member, project, toFloat64(sum(normalised_gpu_hours)) AS normalised_gpu_hours,
+       toFloat64(sum(cost_eur)) AS cost_eur, sum(energy_mj) / 3600000000 AS energy_kwh
+FROM ledger WHERE {JOBS} AND member IN (${{member:singlequote}}) AND site_id IN (${{site:singlequote}})
+GROUP BY member, project ORDER BY member, normalised_gpu_hours DESC LIMIT 5 BY member""",
+            ("member", "project", "normalised_gpu_hours", "cost_eur", "energy_kwh"), 24),
+    ),
+)
+
+OPERATIONS = DashboardSpec(
+    uid="bl-operations", title="Operations — sites and agents", folder="Operations",
+    description="How the sites' GPUs are used and whether every agent reports.",
+    variables=(SITE,),
+    panels=(
+        PanelSpec(
+            1, "Utilisation by site and GPU model", "table", "percentunit",
+            "GPU-hours booked to jobs / all GPU-hours measured (jobs, idle and unresolved) per site and GPU model "
+            "over the range.",
+            """SELECT site_id, gpu_model, sum(gpu_ms) / 3600000 AS gpu_hours,
+       sumIf(gpu_ms, account_kind = 'job') / 3600000 AS job_gpu_hours,
+       sumIf(gpu_ms, account_kind = 'job') / sum(gpu_ms) AS utilisation
+FROM ledger WHERE $__timeFilter(window_start) AND site_id IN (${site:singlequote})
+GROUP BY site_id, gpu_model ORDER BY site_id, gpu_model""",
+            ("site_id", "gpu_model", "gpu_hours", "job_gpu_hours", "utilisation"), 24),
+        PanelSpec(
+            2, "Attributed, idle and unresolved energy by site", "barchart", "kwatth",
+            "Measured GPU energy per site split into what jobs used, what idle GPUs drew (booked to the site's idle "
+            "account) and what ran under no known job (unresolved), in kWh.",
+            """SELECT site_id, sumIf(energy_mj, account_kind = 'job') / 3600000000 AS attributed_kwh,
+       sumIf(energy_mj, account_kind = 'idle') / 3600000000 AS idle_kwh,
+       sumIf(energy_mj, account_kind = 'unresolved') / 3600000000 AS unresolved_kwh
+FROM ledger WHERE $__timeFilter(window_start) AND site_id IN (${site:singlequote})
+GROUP BY site_id ORDER BY site_id""", ("site_id", "attributed_kwh", "idle_kwh", "unresolved_kwh")),
+        PanelSpec(
+            3, "Agents: last seen and missing windows", "table", "short",
+            "Per agent: the end of its latest window in the ledger, windows received in the range, and windows "
+            "missing from its sequence numbers (gaps) in the range.",
+            """SELECT agent_id, site_id, toDateTime(intDiv(max(window_end_ns), 1000000000)) AS last_seen,
+       count() AS windows, max(seq) - min(seq) + 1 - count() AS missing
+FROM windows WHERE $__timeFilter(window_start) AND site_id IN (${site:singlequote})
+GROUP BY agent_id, site_id ORDER BY missing DESC, agent_id""",
+            ("agent_id", "site_id", "last_seen", "windows", "missing")),
+        PanelSpec(
+            4, "Rejected messages by reason", "table", "short",
+            "Messages the stream sent to the dead-letter topic in the range, per site and machine-readable reason.",
+            """SELECT site_id, reason, count() AS messages
+FROM dlq_records FINAL WHERE $__timeFilter(received_at)
+GROUP BY site_id, reason ORDER BY messages DESC""", ("site_id", "reason", "messages")),
+        PanelSpec(
+            5, "Windows per hour", "timeseries", "short",
+            "Telemetry windows committed to the ledger per hour of window start: a drop means agents stopped "
+            "reporting.",
+            """SELECT toStartOfHour(window_start) AS time, count() AS windows
+FROM windows WHERE $__timeFilter(window_start) AND site_id IN (${site:singlequote})
+GROUP BY time ORDER BY time""", ("time", "windows"), 24),
+    ),
+)
+
+AUDIT = DashboardSpec(
+    uid="bl-audit", title="Audit — ledger integrity", folder="Audit",
+    description="Whether the ledger is complete, unaltered and reproducible (see docs/auditor-cookbook.md).",
+    panels=(
+        PanelSpec(
+            1, "Conservation residual", "stat", "suffix: mJ",
+            "Energy in the committed raw windows minus energy in their ledger entries, over the range. Must be 0: "
+            "every measured millijoule is booked exactly once.",
+            """SELECT toInt64(sum(energy_mj) - sum(b_mj)) AS residual_mj
+FROM windows
+ANY LEFT JOIN (SELECT window_id, sum(energy_mj) AS b_mj FROM ledger GROUP BY window_id) AS booked
+USING window_id
+WHERE $__timeFilter(window_start)""", ("residual_mj",), 8, 5),
+        PanelSpec(
+            2, "Entries counted twice", "stat", "short",
+            "Ledger entry ids that occur more than once among committed entries. Must be 0.",
+            """SELECT count() AS duplicated_entries
+FROM (SELECT entry_id FROM ledger GROUP BY entry_id HAVING count() > 1) AS dup""",
+            ("duplicated_entries",), 8, 5),
+        PanelSpec(
+            3, "Energy with no job", "stat", "kwatth",
+            "Energy of GPU processes the node could not map to a job or whose account no project claims "
+            "(booked to the sites' unresolved accounts, no member billed), over the range. Candidates for "
+            "corrections.",
+            """SELECT sum(energy_mj) / 3600000000 AS unresolved_kwh
+FROM ledger WHERE account_kind = 'unresolved' AND $__timeFilter(window_start)""",
+            ("unresolved_kwh",), 8, 5),
+        PanelSpec(
+            4, "Chain heads", "table", "short",
+            "Per hash chain: the number of committed batches, the latest sequence number and its hash (compare "
+            "with the hashes printed on member statements), and when it was committed.",
+            """SELECT chain_id, count() AS batches, max(seq) AS last_seq, argMax(batch_hash, seq) AS head_hash,
+       max(committed_at) AS last_commit
+FROM ledger_batches GROUP BY chain_id ORDER BY chain_id""",
+            ("chain_id", "batches", "last_seq", "head_hash", "last_commit"), 24),
+        PanelSpec(
+            5, "Latest verification, reconciliation and recomputation", "table", "short",
+            "The latest recorded run of `bridgeledger ledger verify`, `reconcile` and `recompute` (with "
+            "--record): ok = 1 when the chain verified, the residual was 0, the recomputation identical.",
+            """SELECT kind, max(run_at) AS last_run, argMax(ok, run_at) AS ok, argMax(summary, run_at) AS summary
+FROM audit_runs GROUP BY kind ORDER BY kind""", ("kind", "last_run", "ok", "summary"), 24),
+        PanelSpec(
+            6, "Corrections", "table", "currencyEUR",
+            "Correcting entries (reversals and re-bookings) in the range, with the entry they correct and the "
+            "reason given; cost in EUR.",
+            """SELECT window_start, corrects, member, project, energy_mj, toFloat64(cost_eur) AS cost_eur, reason
+FROM ledger
+ANY LEFT JOIN (SELECT corrects, any(reason) AS reason FROM corrections GROUP BY corrects) AS why
+USING corrects
+WHERE corrects != '' AND $__timeFilter(window_start)
+ORDER BY window_start, corrects""",
+            ("window_start", "corrects", "member", "project", "energy_mj", "cost_eur", "reason"), 24),
+    ),
+)
+
+DASHBOARDS: tuple[DashboardSpec, ...] = (FINANCE, OPERATIONS, AUDIT)

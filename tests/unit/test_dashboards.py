@@ -1,0 +1,152 @@
+"""Dashboards as code: stable, described, and every panel's SQL runs on pipeline
+output (a current ClickHouse engine here; Debian's 18.16 in tests/integration)."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from dashboards.build import JSON_DIR, build_all, expand
+from dashboards.specs import DASHBOARDS
+from ledger.audit import record_run
+from tests.unit.test_ledger_audit import ALL, ledger_db  # noqa: F401 (fixture)
+
+START, END = 1_790_000_000, 1_800_000_000
+
+
+def test_committed_json_equals_a_fresh_build() -> None:
+    for rel, doc in build_all().items():
+        committed = JSON_DIR / rel
+        assert committed.exists(), f"run `bridgeledger dashboards build`: {rel} missing"
+        assert json.loads(committed.read_text()) == doc, f"{rel} differs from a fresh build"
+
+
+def test_panels_have_stable_ids_titles_units_descriptions() -> None:
+    uids = set()
+    for spec in DASHBOARDS:
+        uids.add(spec.uid)
+        doc = build_all()[f"{spec.folder}/{spec.uid}.json"]
+        ids = [p["id"] for p in doc["panels"]]
+        assert len(set(ids)) == len(ids) == len(spec.panels)
+        for p in doc["panels"]:
+            assert p["title"] and p["fieldConfig"]["defaults"]["unit"] and len(p["description"]) > 40
+            (target,) = p["targets"]
+            assert target["datasource"]["type"] == "grafana-clickhouse-datasource"
+            assert target["editorType"] == "sql" and target["rawSql"]
+    assert len(uids) == 3
+
+
+def pipeline_extras(engine, db) -> None:
+    """What the audit and operations panels need besides windows and entries."""
+    from ledger.corrections import move_entry
+    from streams.processing import Rejection
+    from streams.sink import ClickHouseSink
+
+    eid = engine.execute(f"SELECT entry_id FROM {db}.ledger WHERE account_kind = 'idle' LIMIT 1")[0][0]
+    move_entry(engine, db, eid, "gb-protein", "reserved GPU", "test")
+    record_run(engine, db, "verify", True, "ok", *ALL)
+    ClickHouseSink(engine, db).write([], [], [Rejection("malformed_json", "x", b'{"site_id": "kr-daejeon"')])
+
+
+def qualify(sql: str, db: str) -> str:
+    names = ("ledger_batches", "ledger_entries", "config_members", "config_versions", "dlq_records", "audit_runs",
+             "corrections", "windows", "ledger")
+    for t in names:
+        sql = re.sub(rf"\b(FROM|JOIN)\s+{t}\b", rf"\1 {db}.{t}", sql)
+    return sql
+
+
+def test_every_panel_query_returns_its_columns_on_pipeline_output(ledger_db) -> None:  # noqa: F811
+    engine, db = ledger_db
+    pipeline_extras(engine, db)
+    for spec in DASHBOARDS:
+        variables = {v.name: [str(r[0]) for r in engine.query_with_names(qualify(v.sql, db))[1]]
+                     for v in spec.variables}
+        assert all(variables.values()), variables
+        for p in spec.panels:
+            names, rows = engine.query_with_names(qualify(expand(p.sql, START, END, variables), db))
+            assert tuple(names) == p.columns, (spec.uid, p.title)
+            assert rows, (spec.uid, p.title)
+
+
+def test_preview_renders_a_png_per_dashboard(ledger_db, tmp_path: Path) -> None:  # noqa: F811
+    from dashboards.preview import render_all
+
+    engine, db = ledger_db
+    pipeline_extras(engine, db)
+    paths = render_all(lambda sql: engine.query_with_names(qualify(sql, db)), START, END, tmp_path)
+    assert [p.name for p in paths] == ["bl-finance.png", "bl-operations.png", "bl-audit.png"]
+    for p in paths:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 20_000
+
+
+class FakeGrafana(BaseHTTPRequestHandler):
+    """Just the Grafana HTTP API calls publishing makes."""
+
+    folders: dict[str, dict] = {}
+    dashboards: dict[str, dict] = {}
+
+    def _reply(self, code: int, body: object) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _authorised(self) -> bool:
+        if self.headers.get("Authorization") != "Bearer good-token":
+            self._reply(401, {"message": "Unauthorized"})
+            return False
+        return True
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self._authorised():
+            self._reply(200, list(self.folders.values()))
+
+    def do_POST(self) -> None:  # noqa: N802
+        if not self._authorised():
+            return
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path.startswith("/api/folders"):
+            self.folders[body["uid"]] = {"uid": body["uid"], "title": body["title"]}
+            self._reply(200, self.folders[body["uid"]])
+        else:
+            self.dashboards[body["dashboard"]["uid"]] = body
+            self._reply(200, {"status": "success", "uid": body["dashboard"]["uid"]})
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture()
+def grafana():
+    FakeGrafana.folders, FakeGrafana.dashboards = {}, {}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeGrafana)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_publish_is_idempotent_with_a_folder_per_audience(grafana) -> None:
+    from dashboards.publish import publish
+
+    assert publish(grafana, "good-token") == ["Audit/bl-audit", "Finance/bl-finance", "Operations/bl-operations"]
+    publish(grafana, "good-token")  # again: same folders, dashboards overwritten
+    assert sorted(FakeGrafana.folders) == ["bridgeledger-audit", "bridgeledger-finance", "bridgeledger-operations"]
+    assert FakeGrafana.dashboards["bl-finance"]["folderUid"] == "bridgeledger-finance"
+    assert FakeGrafana.dashboards["bl-finance"]["overwrite"] is True
+
+
+def test_publish_errors_say_what_is_wrong(grafana) -> None:
+    from dashboards.publish import PublishError, publish
+
+    with pytest.raises(PublishError, match="refused the token"):
+        publish(grafana, "bad-token")
+    with pytest.raises(PublishError, match="cannot reach Grafana"):
+        publish("http://127.0.0.1:9", "good-token")
