@@ -48,6 +48,9 @@ def create_app(settings: StreamSettings, worker: LedgerWorker) -> faust.App:
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
         broker_commit_interval=1.0,
+        # a killed worker's partitions go to its replacement within seconds, not a minute
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 4),
     )
     windows = app.topic(WINDOWS_TOPIC, partitions=settings.partitions, value_serializer="raw")
     jobs = app.topic(JOBS_TOPIC, partitions=settings.partitions, value_serializer="raw")

@@ -22,6 +22,7 @@ class StreamSettings(BaseSettings):
     batch_size: int = Field(default=2000, ge=1)
     batch_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=30.0, gt=0)
+    session_timeout_s: float = Field(default=10.0, ge=6, le=300)
     # Site keys: one file per key id, <key_id>.key, mode 600 (see docs/security.md).
     site_keys_dir: Path | None = None
     metrics_port: int | None = Field(default=None, ge=1, le=65535)

@@ -64,3 +64,26 @@ def test_member_statement_from_pipeline_output(auditor, worker, tmp_path, fmt: s
     else:
         text = out.read_text()
     assert "KR" in text and f"{cost:,.2f}" in text
+
+
+def test_dashboard_panels_run_on_debian_clickhouse(auditor, worker) -> None:
+    """Every panel's SQL, macros expanded, as the auditor on 18.16: the columns the panel expects."""
+    import subprocess
+    import sys
+    import time
+
+    from dashboards.build import expand
+    from dashboards.specs import DASHBOARDS
+    from tests.conftest import ROOT
+
+    subprocess.run([sys.executable, "-m", "bridgeledger.cli", "ledger", "verify", "--record"], env=worker.env(),
+                   cwd=ROOT, capture_output=True, timeout=120, check=True)
+    now = int(time.time())
+    for spec in DASHBOARDS:
+        variables = {v.name: [str(r[0]) for r in auditor.execute(v.sql)] for v in spec.variables}
+        for p in spec.panels:
+            rows, types = auditor.execute(expand(p.sql, now - 90 * 86400, now + 86400, variables),
+                                          with_column_types=True)
+            assert tuple(t[0] for t in types) == p.columns, (spec.uid, p.title)
+            if p.title not in ("Corrections", "Rejected messages by reason"):
+                assert rows, (spec.uid, p.title)
