@@ -98,10 +98,24 @@ def run_demo(stack: Stack, *, duration_s: float, echo: Callable[[str], None]) ->
 
     echo("== 5/5 usage by member country (whole ledger) ==")
     echo(format_member_table(member_summary(client, ch.database)))
+    from datetime import datetime
+
+    from ledger.audit import reconcile
+    from ledger.verify import verify_ledger
+
+    everything = (datetime(1970, 1, 1), datetime(2100, 1, 1))
+    v = verify_ledger(client, ch.database, *everything)
+    r = reconcile(client, ch.database, *everything)
+    echo(f"\nAudit: hash chain {'verified' if v.ok else 'BROKEN'} ({v.batches} batches, {v.entries} entries); "
+         f"conservation residual {sum(x[2] for x in r.residuals)} mJ over {r.gpu_windows} GPU windows")
     pw = stack.password_file("auditor")
     echo(f"""
 Query further as the read-only auditor:
   clickhouse-client --port {stack.ports.clickhouse_tcp} --user auditor --password "$(cat {pw})" \\
     --database bridgeledger -q "SELECT project, sum(energy_mj)/3.6e9 AS kWh FROM ledger GROUP BY project"
 Per-member table again:   .venv/bin/bridgeledger ledger members
+Monthly statement:        .venv/bin/bridgeledger ledger statement --member KR --month $(date -u +%Y-%m) \\
+                            --format pdf --out kr.pdf
+Audits:                   .venv/bin/bridgeledger ledger verify | reconcile | recompute
+Dashboard pictures:       .venv/bin/bridgeledger dashboards preview --out previews/
 Stack status / stop:      .venv/bin/bridgeledger stack status   |   make stack-down""")

@@ -54,12 +54,12 @@ FINANCE = DashboardSpec(
     variables=(MEMBER, SITE),
     panels=(
         PanelSpec(
-            1, "Contribution share vs usage share", "table", "percentunit",
-            "Per member over the time range: usage share = the member's normalised (H100-equivalent) GPU-hours "
-            "of jobs / all members' job GPU-hours; contribution share from the consortium config; balance = "
-            "(usage share − contribution share) × the cost of all jobs in the range (EUR; positive: the member "
+            1, "Contribution share vs usage share", "table", "short",
+            "Per member over the time range: usage % = the member's normalised (H100-equivalent) GPU-hours "
+            "of jobs / all members' job GPU-hours × 100; contribution % from the consortium config; balance EUR = "
+            "(usage share − contribution share) × the cost of all jobs in the range (positive: the member "
             "used more than it contributed). Idle and unresolved usage is excluded.",
-            f"""SELECT member, toFloat64(used_h) / total_h AS usage_share, share AS contribution_share,
+            f"""SELECT member, 100 * toFloat64(used_h) / total_h AS usage_pct, 100 * share AS contribution_pct,
        toFloat64(used_h) AS normalised_gpu_hours,
        (toFloat64(used_h) / total_h - share) * total_cost AS balance_eur
 FROM
@@ -75,7 +75,7 @@ CROSS JOIN
  FROM ledger WHERE {JOBS}) AS totals
 WHERE member IN (${{member:singlequote}})
 ORDER BY member""",
-            ("member", "usage_share", "contribution_share", "normalised_gpu_hours", "balance_eur"), 24),
+            ("member", "usage_pct", "contribution_pct", "normalised_gpu_hours", "balance_eur"), 24),
         PanelSpec(
             2, "Normalised GPU-hours by member", "barchart", "h",
             "Sum of normalised GPU-hours (GPU-hours × the GPU model's H100-equivalence factor) of jobs owned by "
@@ -128,15 +128,15 @@ OPERATIONS = DashboardSpec(
     variables=(SITE,),
     panels=(
         PanelSpec(
-            1, "Utilisation by site and GPU model", "table", "percentunit",
-            "GPU-hours booked to jobs / all GPU-hours measured (jobs, idle and unresolved) per site and GPU model "
-            "over the range.",
+            1, "Utilisation by site and GPU model", "table", "short",
+            "Per site and GPU model over the range: GPU-hours measured (jobs, idle and unresolved), GPU-hours "
+            "booked to jobs, and utilisation % = job GPU-hours / all GPU-hours × 100.",
             """SELECT site_id, gpu_model, sum(gpu_ms) / 3600000 AS gpu_hours,
        sumIf(gpu_ms, account_kind = 'job') / 3600000 AS job_gpu_hours,
-       sumIf(gpu_ms, account_kind = 'job') / sum(gpu_ms) AS utilisation
+       100 * sumIf(gpu_ms, account_kind = 'job') / sum(gpu_ms) AS utilisation_pct
 FROM ledger WHERE $__timeFilter(window_start) AND site_id IN (${site:singlequote})
 GROUP BY site_id, gpu_model ORDER BY site_id, gpu_model""",
-            ("site_id", "gpu_model", "gpu_hours", "job_gpu_hours", "utilisation"), 24),
+            ("site_id", "gpu_model", "gpu_hours", "job_gpu_hours", "utilisation_pct"), 24),
         PanelSpec(
             2, "Attributed, idle and unresolved energy by site", "barchart", "kwatth",
             "Measured GPU energy per site split into what jobs used, what idle GPUs drew (booked to the site's idle "
