@@ -269,6 +269,7 @@ def render_pdf(st: Statement, path: Path) -> None:
         chart.data = [[float(u) for _, u, _ in st.history], [float(en) for _, _, en in st.history]]
         chart.categoryAxis.categoryNames = [mon for mon, _, _ in st.history]
         chart.bars[0].fillColor, chart.bars[1].fillColor = colors.HexColor("#2b6cb0"), colors.HexColor("#a0aec0")
+        chart.valueAxis.valueMin = 0  # bars start at zero, or small usage disappears
         d.add(chart)
         story += [Paragraph("Monthly normalised GPU-hours: used (blue) vs entitlement (grey)", ss["Heading2"]), d]
     story.append(Paragraph("Corrections", ss["Heading2"]))
