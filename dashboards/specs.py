@@ -48,6 +48,13 @@ MEMBER = Variable("member", "Member", "SELECT DISTINCT member FROM ledger WHERE 
 SITE = Variable("site", "Site", "SELECT DISTINCT site_id FROM ledger ORDER BY site_id")
 JOBS = "account_kind = 'job' AND $__timeFilter(window_start)"
 
+
+def _by_member(pid: int, title: str, unit: str, description: str, expr: str, column: str) -> PanelSpec:
+    """A bar per member of one job quantity, filtered by the member and site variables."""
+    sql = (f"SELECT member, {expr} AS {column}\nFROM ledger WHERE {JOBS} AND member IN (${{member:singlequote}}) "
+           f"AND site_id IN (${{site:singlequote}})\nGROUP BY member ORDER BY member")
+    return PanelSpec(pid, title, "barchart", unit, description, sql, ("member", column))
+
 FINANCE = DashboardSpec(
     uid="bl-finance", title="Finance — member contributions and usage", folder="Finance",
     description="Usage of the pooled GPUs by member country against what each member contributes.",
@@ -76,33 +83,22 @@ CROSS JOIN
 WHERE member IN (${{member:singlequote}})
 ORDER BY member""",
             ("member", "usage_pct", "contribution_pct", "normalised_gpu_hours", "balance_eur"), 24),
-        PanelSpec(
-            2, "Normalised GPU-hours by member", "barchart", "h",
-            "Sum of normalised GPU-hours (GPU-hours × the GPU model's H100-equivalence factor) of jobs owned by "
-            "each member in the range; joint projects are split by their owners' shares.",
-            f"""SELECT member, toFloat64(sum(normalised_gpu_hours)) AS normalised_gpu_hours
-FROM ledger WHERE {JOBS} AND member IN (${{member:singlequote}}) AND site_id IN (${{site:singlequote}})
-GROUP BY member ORDER BY member""", ("member", "normalised_gpu_hours")),
-        PanelSpec(
-            3, "Energy by member", "barchart", "kwatth",
-            "GPU energy measured by the NVML energy counters (kWh at the meter, before PUE) of jobs owned by each "
-            "member in the range.",
-            f"""SELECT member, sum(energy_mj) / 3600000000 AS energy_kwh
-FROM ledger WHERE {JOBS} AND member IN (${{member:singlequote}}) AND site_id IN (${{site:singlequote}})
-GROUP BY member ORDER BY member""", ("member", "energy_kwh")),
-        PanelSpec(
-            4, "Cost by member", "barchart", "currencyEUR",
-            "Normalised GPU-hours × the consortium GPU-hour rate plus facility energy (kWh × site PUE × site "
-            "price), summed per member over the range, in EUR.",
-            f"""SELECT member, toFloat64(sum(cost_eur)) AS cost_eur
-FROM ledger WHERE {JOBS} AND member IN (${{member:singlequote}}) AND site_id IN (${{site:singlequote}})
-GROUP BY member ORDER BY member""", ("member", "cost_eur")),
-        PanelSpec(
-            5, "Carbon by member", "barchart", "masskg",
-            "Facility energy (kWh × PUE) × the site's grid carbon intensity, per member over the range, in kg CO2.",
-            f"""SELECT member, toFloat64(sum(carbon_g)) / 1000 AS carbon_kg
-FROM ledger WHERE {JOBS} AND member IN (${{member:singlequote}}) AND site_id IN (${{site:singlequote}})
-GROUP BY member ORDER BY member""", ("member", "carbon_kg")),
+        _by_member(2, "Normalised GPU-hours by member", "h",
+                   "Sum of normalised GPU-hours (GPU-hours × the GPU model's H100-equivalence factor) of jobs "
+                   "owned by each member in the range; joint projects are split by their owners' shares.",
+                   "toFloat64(sum(normalised_gpu_hours))", "normalised_gpu_hours"),
+        _by_member(3, "Energy by member", "kwatth",
+                   "GPU energy measured by the NVML energy counters (kWh at the meter, before PUE) of jobs owned "
+                   "by each member in the range.",
+                   "sum(energy_mj) / 3600000000", "energy_kwh"),
+        _by_member(4, "Cost by member", "currencyEUR",
+                   "Normalised GPU-hours × the consortium GPU-hour rate plus facility energy (kWh × site PUE × "
+                   "site price), summed per member over the range, in EUR.",
+                   "toFloat64(sum(cost_eur))", "cost_eur"),
+        _by_member(5, "Carbon by member", "masskg",
+                   "Facility energy (kWh × PUE) × the site's grid carbon intensity, per member over the range, "
+                   "in kg CO2.",
+                   "toFloat64(sum(carbon_g)) / 1000", "carbon_kg"),
         PanelSpec(
             6, "Monthly normalised GPU-hours by member", "timeseries", "h",
             "Normalised GPU-hours of jobs per member and calendar month (UTC), over the range.",
