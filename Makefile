@@ -41,6 +41,7 @@ stack-status: install
 	$(BIN)/bridgeledger stack status
 
 bench: install
+	$(BIN)/python bench/agent.py
 	$(BIN)/python bench/pipeline.py
 
 clean:

@@ -59,7 +59,7 @@ class KafkaPublisher:
                 client_id=client_id,
                 acks="all",
                 enable_idempotence=True,
-                linger_ms=20,
+                linger_ms=extra.pop("linger_ms", 20),
                 max_in_flight_requests_per_connection=5,
                 # a dead broker must not block the caller for long: the spool waits instead
                 max_block_ms=extra.pop("max_block_ms", 5000),

@@ -1,0 +1,207 @@
+"""Pipeline throughput and latency against the raw ceilings, measured in one run.
+
+    .venv/bin/python bench/pipeline.py [--windows 10000]   (make bench)
+
+On a stack of its own (.state-bench, ports +20000, wiped at start):
+1. raw Kafka ceiling: a plain aiokafka consumer reading and JSON-decoding the windows;
+2. ClickHouse ceiling: clickhouse-driver inserting as many ledger rows, columnar, in big batches;
+3. the pipeline: the real Faust worker, first to last window visible in the ledger;
+then p50/p99 sample-to-ledger latency at half the pipeline's rate, and the
+worker's peak RSS. Each node window carries 8 GPUs; figures are GPU-windows/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from agents.publisher import KafkaPublisher, MemoryPublisher  # noqa: E402
+from agents.runner import FleetClock, build_sim_fleet  # noqa: E402
+from bridgeledger.stack import Stack, StackPorts  # noqa: E402
+from ledger.migrate import apply_migrations  # noqa: E402
+from schemas import load_config  # noqa: E402
+from schemas.topics import WINDOWS_TOPIC  # noqa: E402
+from streams.clickhouse import ClickHouseSettings, connect  # noqa: E402
+from streams.processing import WindowProcessor  # noqa: E402
+from streams.sink import ENTRY_COLUMNS, entry_row  # noqa: E402
+
+S = 1_000_000_000
+CONFIG = ROOT / "deploy" / "consortium.example.yaml"
+
+
+def make_windows(n: int) -> list[bytes]:
+    cfg, _ = load_config(CONFIG)
+    pub = MemoryPublisher()
+    nodes = max(1, n // 360)  # an hour of 10 s windows per node
+    per_site = -(-nodes // len(cfg.sites))
+    start = (time.time_ns() // S - 7200) * S
+    clock = FleetClock(start)
+    fleet = build_sim_fleet(cfg, pub, clock, start_ns=start, horizon_ns=3700 * S, nodes_per_site=per_site,
+                            gpus_per_node=8, window_s=10, seed=int(time.time()))
+    while clock.now_ns <= start + 3600 * S:
+        for agent, _ in fleet:
+            agent.step()
+        clock.now_ns += 2 * S  # 0.5 Hz is enough for the bench's windows
+    pub.flush()
+    return [v for _, _, v in pub.messages][:n]
+
+
+def produce(stack: Stack, raws: list[bytes]) -> float:
+    pub = KafkaPublisher(stack.kafka_bootstrap, batch_size=1 << 20, linger_ms=50)
+    t = time.perf_counter()
+    for r in raws:
+        pub.publish(WINDOWS_TOPIC, json.loads(r)["node"].encode(), r)
+    pub.flush(120)
+    pub.close()
+    return time.perf_counter() - t
+
+
+async def raw_ceiling(stack: Stack, n: int) -> float:
+    from aiokafka import AIOKafkaConsumer
+
+    c = AIOKafkaConsumer(WINDOWS_TOPIC, bootstrap_servers=stack.kafka_bootstrap, group_id=f"raw-{uuid.uuid4()}",
+                         auto_offset_reset="earliest", enable_auto_commit=False, max_partition_fetch_bytes=8 << 20)
+    await c.start()
+    seen, t0 = 0, None
+    try:
+        while seen < n:
+            batch = await c.getmany(timeout_ms=1000, max_records=5000)
+            for msgs in batch.values():
+                if t0 is None:
+                    t0 = time.perf_counter()
+                for m in msgs:
+                    json.loads(m.value)
+                seen += len(msgs)
+    finally:
+        await c.stop()
+    return time.perf_counter() - (t0 or time.perf_counter())
+
+
+def clickhouse_ceiling(client, db: str, raws: list[bytes]) -> tuple[float, int]:
+    cfg, digest = load_config(CONFIG)
+    proc = WindowProcessor(cfg, digest)
+    entries = [e for r in raws for e in proc.process(r).entries]
+    client.execute(f"CREATE TABLE IF NOT EXISTS {db}.bench_entries AS {db}.ledger_entries")
+    client.execute(f"TRUNCATE TABLE {db}.bench_entries")
+    now = datetime.now(UTC).replace(tzinfo=None)
+    rows = [entry_row("bench", e, now) for e in entries]
+    columns = list(zip(*rows, strict=True))
+    t = time.perf_counter()
+    for i in range(0, len(rows), 100_000):
+        client.execute(f"INSERT INTO {db}.bench_entries ({ENTRY_COLUMNS}) VALUES",
+                       [list(c[i:i + 100_000]) for c in columns], columnar=True)
+    return time.perf_counter() - t, len(entries)
+
+
+def count_windows(client, db: str, agents: tuple[str, ...] | None = None) -> int:
+    if agents:
+        return client.execute(f"SELECT count() FROM {db}.windows WHERE agent_id IN %(a)s", {"a": agents})[0][0]
+    return client.execute(f"SELECT count() FROM {db}.windows")[0][0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--windows", type=int, default=10_000, help="node windows (8 GPUs each)")
+    ap.add_argument("--latency-s", type=float, default=20.0)
+    args = ap.parse_args()
+
+    state = ROOT / ".state-bench"
+    stack = Stack(state, StackPorts.offset(20000))
+    stack.down()
+    shutil.rmtree(state, ignore_errors=True)
+    stack.up(timeout_s=240)
+    ch = ClickHouseSettings(port=stack.ports.clickhouse_tcp, user="writer",
+                            password_file=stack.password_file("writer"))
+    apply_migrations(connect(ch, database="system"), ch.database)
+    client = connect(ch)
+    from streams.topics import declare_topics
+
+    declare_topics(stack.kafka_bootstrap, 4)
+
+    raws = make_windows(args.windows)
+    n = len(raws)
+    produce_s = produce(stack, raws)
+    raw_s = asyncio.run(raw_ceiling(stack, n))
+    ch_s, n_entries = clickhouse_ceiling(client, ch.database, raws)
+
+    env = {**os.environ, **stack.client_env(), "BRIDGELEDGER_CONSORTIUM_CONFIG": str(CONFIG),
+           "BRIDGELEDGER_STATE_DIR": str(state), "BRIDGELEDGER_PORT_OFFSET": "20000"}
+    log = open(state / "bench-worker.log", "ab")
+    worker = subprocess.Popen([sys.executable, "-m", "bridgeledger.cli", "stream", "run"], env=env, cwd=ROOT,
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    t_first = None
+    first_count = 0
+    deadline = time.monotonic() + 1800
+    while time.monotonic() < deadline:
+        c = count_windows(client, ch.database)
+        if c and t_first is None:
+            t_first, first_count = time.perf_counter(), c
+        if c >= n:
+            break
+        time.sleep(0.25)
+    pipe_s = time.perf_counter() - (t_first or time.perf_counter())
+    pipe_rate = (n - first_count) / pipe_s if pipe_s > 0 else float("nan")
+
+    # latency at half the pipeline's rate: windows that end "now" when produced
+    rate = max(1.0, pipe_rate / 2)
+    pub = KafkaPublisher(stack.kafka_bootstrap)
+    lat_agents = set()
+    sent = 0
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < args.latency_s:
+        doc = json.loads(raws[sent % n])
+        end = time.time_ns()
+        doc.update(agent_id=f"lat-{doc['agent_id']}", boot_id=f"lat-{t0}", seq=sent,
+                   window_start_ns=end - 10 * S, window_end_ns=end)
+        lat_agents.add(doc["agent_id"])
+        pub.publish(WINDOWS_TOPIC, doc["node"].encode(), json.dumps(doc).encode())
+        sent += 1
+        ahead = sent / rate - (time.perf_counter() - t0)
+        if ahead > 0.05:
+            pub.flush()
+            time.sleep(ahead)
+    pub.flush()
+    agents = tuple(lat_agents)
+    deadline = time.monotonic() + 120
+    while count_windows(client, ch.database, agents) < sent and time.monotonic() < deadline:
+        time.sleep(0.5)
+    p50, p99 = client.execute(
+        f"SELECT quantiles(0.5, 0.99)(toFloat64(toUInt32(committed_at)) - window_end_ns / 1e9) FROM "
+        f"(SELECT batch_id, window_end_ns FROM {ch.database}.windows WHERE agent_id IN %(a)s) AS w "
+        f"ANY INNER JOIN (SELECT batch_id, committed_at FROM {ch.database}.ledger_batches) AS b USING batch_id",
+        {"a": agents})[0][0]
+    rss_kb = next(int(line.split()[1]) for line in Path(f"/proc/{worker.pid}/status").read_text().splitlines()
+                  if line.startswith("VmHWM"))
+    os.killpg(worker.pid, 9)
+    stack.down()
+
+    gpu = 8
+    ceilings = {"raw Kafka consume+decode": n * gpu / raw_s,
+                "ClickHouse insert": n_entries / ch_s * (n * gpu / n_entries)}
+    print(f"machine: {os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') >> 30} GiB; "
+          f"{n} node windows x {gpu} GPUs = {n * gpu} GPU-windows, {n_entries} ledger entries "
+          f"({n_entries / (n * gpu):.2f} per GPU-window); produced in {produce_s:.1f} s")
+    for name, r in ceilings.items():
+        print(f"ceiling  {name:<28} {r:>12,.0f} GPU-windows/s")
+    print(f"pipeline Faust worker -> ClickHouse  {pipe_rate * gpu:>12,.0f} GPU-windows/s "
+          f"({pipe_rate:,.0f} node windows/s)")
+    print(f"ratio pipeline / min(ceilings): {pipe_rate * gpu / min(ceilings.values()):.3f}")
+    print(f"latency at {rate * gpu:,.0f} GPU-windows/s for {args.latency_s:.0f} s: p50 {p50:.2f} s, p99 {p99:.2f} s "
+          f"(window end to batch commit, 1 s resolution)")
+    print(f"worker peak RSS: {rss_kb / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()
