@@ -88,7 +88,7 @@ class TelemetryWindow(BaseModel):
     seq: int = Field(ge=0)
     window_start_ns: int = Field(ge=0)
     window_end_ns: int = Field(ge=0)
-    gpus: list[GpuWindow]
+    gpus: list[GpuWindow] = Field(min_length=1)
     key_id: str | None = None
     signature: str | None = None
 

@@ -25,6 +25,10 @@ __all__ = ["Outcome", "Rejection", "WindowProcessor", "entry_id"]
 # counter and the window clock are read a few milliseconds apart.
 ENERGY_TOLERANCE = 1.25
 MAX_WINDOW_S = 3600.0
+# No node has more GPUs than this, and no honest window is larger than this:
+# a bigger message is refused before it is parsed.
+MAX_GPUS = 64
+MAX_MESSAGE_BYTES = 256 * 1024
 # A window may not end later than this after the time Kafka stamped it: an
 # agent clock that runs ahead would book usage in the future.
 MAX_FUTURE_SKEW_NS = 120 * 1_000_000_000
@@ -68,6 +72,8 @@ class WindowProcessor:
 
     def process(self, raw: bytes, jobs: JobBook | None = None, now_ns: int | None = None) -> Outcome:
         try:
+            if len(raw) > MAX_MESSAGE_BYTES:
+                raise WireError("oversized", f"{len(raw)} bytes > {MAX_MESSAGE_BYTES}")
             doc, window = parse_window(raw)
             self._validate(doc, window, now_ns)
         except WireError as exc:
@@ -91,6 +97,8 @@ class WindowProcessor:
         site = self.config.site(w.site_id)
         if site is None:
             raise WireError("unknown_site", f"site_id {w.site_id!r} is not in config {self.config.version}")
+        if len(w.gpus) > MAX_GPUS:
+            raise WireError("oversized", f"{len(w.gpus)} GPUs in one window > {MAX_GPUS}")
         self._check_signature(doc, w, site.key_ids)
         if now_ns is not None and w.window_end_ns > now_ns + MAX_FUTURE_SKEW_NS:
             ahead = (w.window_end_ns - now_ns) / 1e9

@@ -123,9 +123,12 @@ class LedgerWorker:
         self.stats.batches += 1
         self.stats.windows += len(accepted)
         self.stats.entries += len(entries)
-        for r in rejections:
-            self.stats.rejected[r.reason] += 1
-            log.warning("rejected message: %s (%s)", r.reason, r.detail)
+        if rejections:
+            counts = Counter(r.reason for r in rejections)
+            self.stats.rejected.update(counts)
+            # one line per batch: a flood of garbage must not flood the log
+            log.warning("rejected %d message(s) to the dead-letter topic: %s; first: %s",
+                        len(rejections), dict(counts), rejections[0].detail)
         return rejections
 
     def handle_jobs(self, raws: Sequence[bytes]) -> list[Rejection]:
