@@ -334,14 +334,24 @@ def stream_run(config_path: Path | None) -> None:
     cfg, digest, content = _load_config(path)
     ch = _ch_settings()
     sink = ClickHouseSink(connect(ch), ch.database, chain_id=settings.chain_id)
-    sink.record_config(digest, cfg.version, content,
-                       [(m.code, m.name, m.contribution_share) for m in cfg.members])
-    removed = sink.recover()
+    delay = 1.0
+    while True:  # the ledger database may still be starting: wait for it, loudly
+        try:
+            sink.record_config(digest, cfg.version, content,
+                               [(m.code, m.name, m.contribution_share) for m in cfg.members])
+            removed = sink.recover()
+            jobs_known = sink.load_jobs()
+            break
+        except Exception as exc:  # clickhouse-driver's network and server errors
+            click.echo(f"ClickHouse at {ch.host}:{ch.port} not usable ({exc.__class__.__name__}: "
+                       f"{str(exc).splitlines()[0]}); retrying in {delay:.0f} s", err=True)
+            time.sleep(delay)
+            delay = min(delay * 2, settings.retry_max_s)
     if removed:
         click.echo(f"removed {removed} interrupted batch write(s)")
     keys = load_keyring(settings.site_keys_dir)
     worker = LedgerWorker(WindowProcessor(cfg, digest, keys), sink)
-    worker.load_jobs(sink.load_jobs())
+    worker.load_jobs(jobs_known)
     click.echo(f"stream worker: config {path} version {cfg.version} sha256 {digest[:12]}…, "
                f"kafka {settings.kafka_bootstrap}, clickhouse {ch.host}:{ch.port}/{ch.database}")
     app = create_app(settings, worker)

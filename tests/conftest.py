@@ -110,6 +110,19 @@ class WorkerProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def wait_ready(self, timeout_s: float = 90.0) -> None:
+        """Until Faust says the worker is ready (it logs this once per start)."""
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        starts = self.log_path.read_bytes().count(b"stream worker: config") if self.log_path.exists() else 0
+        while time.monotonic() < deadline:
+            data = self.log_path.read_bytes() if self.log_path.exists() else b""
+            if data.count(b"[^Worker]: Ready") >= max(1, starts):
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"worker not ready after {timeout_s:.0f} s; see {self.log_path}")
+
 
 @pytest.fixture(scope="session")
 def worker(stack: Any, ch: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
