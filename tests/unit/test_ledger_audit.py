@@ -75,6 +75,13 @@ def test_clean_ledger_verifies_reconciles_and_recomputes(ledger_db) -> None:
     assert rc.windows == r.windows
 
 
+def test_daily_and_monthly_rollups_equal_the_ledger(ledger_db) -> None:
+    engine, db = ledger_db
+    total = engine.execute(f"SELECT sum(energy_mj), sum(cost_eur), count() FROM {db}.ledger")[0]
+    for view in ("rollup_daily", "rollup_monthly"):
+        assert engine.execute(f"SELECT sum(energy_mj), sum(cost_eur), sum(entries) FROM {db}.{view}")[0] == total
+
+
 def one_entry(engine, db) -> tuple[str, int]:
     eid, energy = engine.execute(f"SELECT entry_id, energy_mj FROM {db}.ledger_entries "
                                  f"WHERE energy_mj > 0 ORDER BY entry_id LIMIT 1")[0]
@@ -177,7 +184,8 @@ def test_cookbook_queries_run_on_current_engine(ledger_db) -> None:
     engine, db = ledger_db
     for sql in cookbook_queries():
         qualified = sql
-        for table in ("ledger_batches", "ledger_entries", "config_versions", "dlq_records", "windows", "ledger"):
+        for table in ("ledger_batches", "ledger_entries", "config_versions", "dlq_records", "rollup_monthly",
+                      "windows", "ledger"):
             qualified = re.sub(rf"\b(FROM|JOIN)\s+{table}\b", rf"\1 {db}.{table}", qualified)
         engine.execute(qualified)
 
