@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-unit lint stack-up stack-down stack-status bench clean
+.PHONY: install demo test test-unit chaos lint stack-up stack-down stack-status bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ test: install lint
 
 lint: install
 	$(BIN)/ruff check .
+
+chaos: install
+	$(BIN)/python -m pytest -m chaos
 
 test-unit: install
 	$(BIN)/python -m pytest -m "not integration"

@@ -35,6 +35,25 @@ def config_and_hash() -> tuple[Any, str]:
     return load_config(CONFIG)
 
 
+FAULT_TABLE: list[tuple[str, int, int, int]] = []
+
+
+@pytest.fixture(scope="session")
+def fault_table() -> list[tuple[str, int, int, int]]:
+    """Rows (fault, windows produced, windows in the ledger, residual mJ) printed after the run."""
+    return FAULT_TABLE
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not FAULT_TABLE:
+        return
+    tr = terminalreporter
+    tr.section("fault suite")
+    tr.write_line(f"{'fault':<64}{'produced':>10}{'in ledger':>11}{'residual mJ':>13}")
+    for fault, produced, booked, residual in FAULT_TABLE:
+        tr.write_line(f"{fault:<64}{produced:>10}{booked:>11}{residual:>13}")
+
+
 @pytest.fixture(scope="session")
 def chdb_engine(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A current ClickHouse engine in-process; one per test process (chdb allows one path)."""

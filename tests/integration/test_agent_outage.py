@@ -21,7 +21,7 @@ from schemas.topics import WINDOWS_TOPIC
 from tests.conftest import ROOT
 from tests.helpers import wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 S = 1_000_000_000
 
 
@@ -30,7 +30,7 @@ def start_agent(config: Path, log: Path) -> subprocess.Popen[bytes]:
                             cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def test_sigkill_during_broker_outage_loses_and_doubles_nothing(stack, tmp_path: Path) -> None:
+def test_sigkill_during_broker_outage_loses_and_doubles_nothing(stack, tmp_path: Path, fault_table) -> None:
     from kafka import KafkaConsumer
 
     agent_id = f"outage-{uuid.uuid4().hex[:8]}"
@@ -80,8 +80,12 @@ def test_sigkill_during_broker_outage_loses_and_doubles_nothing(stack, tmp_path:
     sim = SimulatedReader(node=agent_id, site_id="kr-daejeon", models=["NVIDIA H100 80GB HBM3"] * 2,
                           accounts=["kr-llm"], seed=11, clock_ns=time.time_ns, start_ns=epoch,
                           horizon_ns=windows[-1]["window_end_ns"] - epoch + 2 * 86400 * S)
+    residual = 0
     for gi, g in enumerate(sim.gpus):
         got = sum(w["gpus"][gi]["energy_mj"] for w in windows)
         assert windows[0]["gpus"][gi]["uuid"] == g.uuid
         first = sim._counter(g, windows[0]["window_start_ns"])  # the counter only moves forward
-        assert got == sim._counter(g, windows[-1]["window_end_ns"]) - first
+        residual += sim._counter(g, windows[-1]["window_end_ns"]) - first - got
+    assert residual == 0
+    fault_table.append(("broker down; agent SIGKILLed and restarted (windows in Kafka)", seqs[-1] + 1,
+                        len(windows), residual))

@@ -13,10 +13,11 @@ from agents.publisher import KafkaPublisher
 from schemas.topics import WINDOWS_TOPIC
 from tests.integration.test_pipeline import Recorder, assert_exact, sim_fleet
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 
-def test_clickhouse_down_for_a_minute_loses_and_doubles_nothing(stack, worker, ch, config_and_hash) -> None:
+def test_clickhouse_down_for_a_minute_loses_and_doubles_nothing(stack, worker, ch, config_and_hash,
+                                                                fault_table) -> None:
     cfg, _ = config_and_hash
     worker.wait_ready()
     stack.stop("clickhouse")
@@ -28,10 +29,13 @@ def test_clickhouse_down_for_a_minute_loses_and_doubles_nothing(stack, worker, c
         assert worker.alive(), "the worker must wait for ClickHouse, not die"
     finally:
         stack.up(timeout_s=180)
-    assert_exact(ch, pub.windows())
+    windows = pub.windows()
+    booked, residual = assert_exact(ch, windows)
+    fault_table.append(("ClickHouse stopped for 60 s while the worker runs", len(windows), booked, residual))
 
 
-def test_duplicated_reordered_and_late_windows_count_once(stack, worker, ch, config_and_hash) -> None:
+def test_duplicated_reordered_and_late_windows_count_once(stack, worker, ch, config_and_hash,
+                                                          fault_table) -> None:
     cfg, _ = config_and_hash
     rec = Recorder(_Holding())
     sim_fleet(cfg, rec, minutes=3, seed=int(time.time()) % 10_000 + 9)
@@ -50,7 +54,9 @@ def test_duplicated_reordered_and_late_windows_count_once(stack, worker, ch, con
         pub.publish(WINDOWS_TOPIC, b"k", raw)
     pub.flush()
     time.sleep(3)
-    assert_exact(ch, windows)
+    booked, residual = assert_exact(ch, windows)
+    fault_table.append((f"{len(mixed) - len(sent)} windows resent, all shuffled, {len(late)} again later",
+                        len(windows), booked, residual))
 
 
 class _Holding:

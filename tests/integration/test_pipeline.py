@@ -70,7 +70,8 @@ def wait_for_windows(ch, windows, timeout_s: float = 120.0) -> dict[str, tuple[i
                     timeout_s, f"{len(ids)} windows in the ledger")
 
 
-def assert_exact(ch, windows) -> None:
+def assert_exact(ch, windows) -> tuple[int, int]:
+    """Every window's energy and GPU time in the ledger, exactly; returns (windows booked, residual mJ)."""
     got = wait_for_windows(ch, windows)
     for w in windows:
         assert got[w.window_id] == (sum(g.energy_mj for g in w.gpus), sum(g.gpu_ms for g in w.gpus)), w.window_id
@@ -79,6 +80,8 @@ def assert_exact(ch, windows) -> None:
         "SELECT count(), uniqExact(entry_id) FROM ledger WHERE window_id IN %(ids)s",
         {"ids": ids})[0]
     assert total == distinct
+    residual = sum(sum(g.energy_mj for g in w.gpus) for w in windows) - sum(v[0] for v in got.values())
+    return len(got), residual
 
 
 def test_sim_fleet_energy_lands_in_the_ledger_to_the_millijoule(stack, worker, ch, config_and_hash) -> None:
@@ -146,7 +149,9 @@ def test_bad_messages_go_to_the_dead_letter_topic(stack, worker, ch) -> None:
     assert worker.alive()
 
 
-def test_worker_killed_mid_stream_loses_and_doubles_nothing(stack, worker, ch, config_and_hash) -> None:
+@pytest.mark.chaos
+def test_worker_killed_mid_stream_loses_and_doubles_nothing(stack, worker, ch, config_and_hash,
+                                                            fault_table) -> None:
     cfg, _ = config_and_hash
     pub = Recorder(KafkaPublisher(stack.kafka_bootstrap))
     worker.kill(9)
@@ -158,7 +163,8 @@ def test_worker_killed_mid_stream_loses_and_doubles_nothing(stack, worker, ch, c
         wait_for(lambda: 0 < len(ledger_by_window(ch, ids)), 90, "the worker to start writing")
         worker.kill(9)
     worker.start()
-    assert_exact(ch, windows)
+    booked, residual = assert_exact(ch, windows)
+    fault_table.append(("stream worker SIGKILLed 3 times mid-stream", len(windows), booked, residual))
 
 
 def test_audit_tools_are_clean_on_the_pipeline_output(stack, worker, ch) -> None:
