@@ -136,8 +136,10 @@ class WindowProcessor:
             assert model is not None  # validated
             for part in attribute_gpu(w.site_id, g, self.config, jobs, (w.window_start_ns, w.window_end_ns)):
                 price = price_part(part.energy_mj, part.gpu_ms, model, site, self.config.pricing)
+                # model_construct: every field is computed here from validated input,
+                # so validating again would only cost time on the hot path
                 entries.append(
-                    LedgerEntry(
+                    LedgerEntry.model_construct(
                         entry_id=entry_id(w.window_id, g.uuid, part.account_kind, part.account,
                                           part.job_id, part.member),
                         window_id=w.window_id,
@@ -161,6 +163,7 @@ class WindowProcessor:
                         cost_eur=price.cost_eur,
                         carbon_g=price.carbon_g,
                         config_hash=self.config_hash,
+                        corrects=None,
                     )
                 )
         return entries

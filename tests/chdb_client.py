@@ -42,7 +42,9 @@ class ChdbClient:
         rows = [tuple(_typed(v, t) for v, t in zip(r, types, strict=True)) for r in doc["data"]]
         return [m["name"] for m in doc["meta"]], rows
 
-    def execute(self, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+    def execute(self, query: str, params: Any = None, columnar: bool = False) -> list[tuple[Any, ...]]:
+        if isinstance(params, list) and columnar:
+            params = [tuple(r) for r in zip(*params, strict=True)]
         if isinstance(params, list):  # INSERT ... VALUES with rows
             values = ", ".join("(" + ", ".join(literal(x) for x in row) + ")" for row in params)
             self.session.query(f"{query} {values}")

@@ -153,10 +153,10 @@ class FailOnCommit:
     def __init__(self, inner) -> None:
         self.inner = inner
 
-    def execute(self, query, params=None):
+    def execute(self, query, params=None, **kwargs):
         if "INSERT INTO" in query and "ledger_batches" in query:
             raise ConnectionError("server went away")
-        return self.inner.execute(query, params)
+        return self.inner.execute(query, params, **kwargs)
 
 
 def test_interrupted_write_is_invisible_and_cleaned_at_start(ledger_db, trace_dir, config_and_hash) -> None:
