@@ -327,7 +327,7 @@ def stream_run(config_path: Path | None) -> None:
         from streams.topics import declare_topics
         from streams.worker import LedgerWorker
     settings = StreamSettings()
-    created = declare_topics(settings.kafka_bootstrap, settings.partitions)
+    created = declare_topics(settings.kafka_bootstrap, settings.partitions, **settings.kafka_python_options())
     if created:
         click.echo("created topics: " + ", ".join(created))
     path = config_path or settings.consortium_config

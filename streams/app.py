@@ -36,6 +36,16 @@ def _stamp_ns(event: Any) -> int | None:
     return int(ts * 1e9) if ts else None
 
 
+def _credentials(settings: StreamSettings) -> Any:
+    if not settings.kafka_username:
+        return None
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(settings.kafka_ca_file)) if settings.kafka_ca_file else None
+    return faust.SASLCredentials(username=settings.kafka_username, password=settings.kafka_password(),
+                                 ssl_context=context, mechanism=settings.kafka_sasl_mechanism)
+
+
 def create_app(settings: StreamSettings, worker: LedgerWorker) -> faust.App:
     app = faust.App(
         settings.app_id,
@@ -51,6 +61,7 @@ def create_app(settings: StreamSettings, worker: LedgerWorker) -> faust.App:
         # a killed worker's partitions go to its replacement within seconds, not a minute
         broker_session_timeout=settings.session_timeout_s,
         broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 4),
+        broker_credentials=_credentials(settings),
     )
     windows = app.topic(WINDOWS_TOPIC, partitions=settings.partitions, value_serializer="raw")
     jobs = app.topic(JOBS_TOPIC, partitions=settings.partitions, value_serializer="raw")

@@ -23,6 +23,25 @@ class StreamSettings(BaseSettings):
     batch_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=30.0, gt=0)
     session_timeout_s: float = Field(default=10.0, ge=6, le=300)
+    # SASL/SCRAM over TLS to the broker (all unset: PLAINTEXT, the local stack)
+    kafka_username: str | None = None
+    kafka_password_file: Path | None = None
+    kafka_sasl_mechanism: str = Field(default="SCRAM-SHA-512", pattern=r"^(SCRAM-SHA-256|SCRAM-SHA-512|PLAIN)$")
+    kafka_ca_file: Path | None = None
+
+    def kafka_python_options(self) -> dict[str, object]:
+        """The same credentials for kafka-python clients (topic declaration)."""
+        if not self.kafka_username:
+            return {}
+        return {"security_protocol": "SASL_SSL" if self.kafka_ca_file else "SASL_PLAINTEXT",
+                "sasl_mechanism": self.kafka_sasl_mechanism, "sasl_plain_username": self.kafka_username,
+                "sasl_plain_password": self.kafka_password(),
+                "ssl_cafile": str(self.kafka_ca_file) if self.kafka_ca_file else None}
+
+    def kafka_password(self) -> str:
+        if self.kafka_password_file is None:
+            raise ValueError("BRIDGELEDGER_KAFKA_PASSWORD_FILE is needed with BRIDGELEDGER_KAFKA_USERNAME")
+        return self.kafka_password_file.read_text().strip()
     # Site keys: one file per key id, <key_id>.key, mode 600 (see docs/security.md).
     site_keys_dir: Path | None = None
     metrics_port: int | None = Field(default=None, ge=1, le=65535)

@@ -35,17 +35,20 @@ def topic_specs(partitions: int) -> list[TopicSpec]:
     ]
 
 
-def declare_topics(bootstrap: str, partitions: int) -> list[str]:
+def declare_topics(bootstrap: str, partitions: int, **client_options: object) -> list[str]:
     """Create missing topics; return the names created. Existing ones are left alone."""
     from kafka.admin import KafkaAdminClient, NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
     try:
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bridgeledger-topics")
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bridgeledger-topics", **client_options)
     except KafkaError as exc:
         raise StreamError(f"cannot reach Kafka at {bootstrap} to declare topics: {exc}") from exc
     try:
-        existing = set(admin.list_topics())
+        try:
+            existing = set(admin.list_topics())
+        except KafkaError as exc:
+            raise StreamError(f"cannot list topics at {bootstrap}: {exc}") from exc
         wanted = [s for s in topic_specs(partitions) if s.name not in existing]
         created = []
         for spec in wanted:

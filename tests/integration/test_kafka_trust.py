@@ -13,7 +13,7 @@ import pytest
 from agents import PublishError
 from agents.publisher import KafkaPublisher
 from schemas.signing import sign_document
-from schemas.topics import JOBS_TOPIC, WINDOWS_TOPIC
+from schemas.topics import DLQ_TOPIC, JOBS_TOPIC, WINDOWS_TOPIC
 from tests.secure_kafka import start_secure_kafka
 from tests.unit.test_telemetry import window
 
@@ -27,6 +27,7 @@ def secure(stack, tmp_path_factory):
         ACL,
         ACLOperation,
         ACLPermissionType,
+        ACLResourcePatternType,
         KafkaAdminClient,
         NewTopic,
         ResourcePattern,
@@ -36,7 +37,7 @@ def secure(stack, tmp_path_factory):
     sk = start_secure_kafka(stack, tmp_path_factory.mktemp("secure-kafka"), 39092,
                             ["site-kr-daejeon", "site-ca-montreal", "stream"])
     admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{sk.internal_port}")
-    admin.create_topics([NewTopic(WINDOWS_TOPIC, 1, 1), NewTopic(JOBS_TOPIC, 1, 1)])
+    admin.create_topics([NewTopic(WINDOWS_TOPIC, 1, 1), NewTopic(JOBS_TOPIC, 1, 1), NewTopic(DLQ_TOPIC, 1, 1)])
     topic = ResourcePattern(ResourceType.TOPIC, WINDOWS_TOPIC)
     acls = [ACL(f"User:{site}", "*", op, ACLPermissionType.ALLOW, topic)
             for site in ("site-kr-daejeon", "site-ca-montreal") for op in (ACLOperation.WRITE, ACLOperation.DESCRIBE)]
@@ -44,6 +45,13 @@ def secure(stack, tmp_path_factory):
              ACL("User:stream", "*", ACLOperation.DESCRIBE, ACLPermissionType.ALLOW, topic),
              ACL("User:stream", "*", ACLOperation.READ, ACLPermissionType.ALLOW,
                  ResourcePattern(ResourceType.GROUP, "bridgeledger-stream"))]
+    # the stream worker: reads job events, writes dead letters, owns Faust's internal topics
+    acls += [ACL("User:stream", "*", op, ACLPermissionType.ALLOW, ResourcePattern(ResourceType.TOPIC, name))
+             for name, ops in ((JOBS_TOPIC, (ACLOperation.READ, ACLOperation.DESCRIBE)),
+                               (DLQ_TOPIC, (ACLOperation.WRITE, ACLOperation.DESCRIBE))) for op in ops]
+    acls += [ACL("User:stream", "*", op, ACLPermissionType.ALLOW,
+                 ResourcePattern(ResourceType.TOPIC, "bridgeledger-stream-", ACLResourcePatternType.PREFIXED))
+             for op in (ACLOperation.CREATE, ACLOperation.READ, ACLOperation.WRITE, ACLOperation.DESCRIBE)]
     result = admin.create_acls(acls)
     assert not result["failed"], result["failed"]
     admin.close()
@@ -126,3 +134,35 @@ def test_agent_doctor_over_sasl_ssl(secure, tmp_path) -> None:
                                       "ca_file": str(secure.ca)})
     check = check_kafka(s)
     assert check.status in ("ok", "warn"), check.line()
+
+
+def test_the_stream_worker_reads_over_sasl_ssl_and_books_the_window(secure, stack, ch, tmp_path) -> None:
+    """The real Faust worker as the `stream` principal: a site's window reaches the ledger."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import CONFIG, ROOT, TEST_PORT_OFFSET
+    from tests.helpers import wait_for
+
+    pw = tmp_path / "stream.password"
+    pw.write_text(secure.passwords["stream"])
+    env = {**os.environ, **stack.client_env(), "BRIDGELEDGER_KAFKA_BOOTSTRAP": secure.bootstrap,
+           "BRIDGELEDGER_KAFKA_USERNAME": "stream", "BRIDGELEDGER_KAFKA_PASSWORD_FILE": str(pw),
+           "BRIDGELEDGER_KAFKA_CA_FILE": str(secure.ca), "BRIDGELEDGER_CONSORTIUM_CONFIG": str(CONFIG),
+           "BRIDGELEDGER_CHAIN_ID": "secure", "BRIDGELEDGER_STATE_DIR": str(stack.state),
+           "BRIDGELEDGER_PORT_OFFSET": str(TEST_PORT_OFFSET)}
+    log = tmp_path / "worker.log"
+    proc = subprocess.Popen([sys.executable, "-m", "bridgeledger.cli", "stream", "run"], env=env, cwd=ROOT,
+                            stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        agent = f"secure-{uuid.uuid4().hex[:8]}"
+        doc = window(agent_id=agent, window_end_ns=time.time_ns(), window_start_ns=time.time_ns() - 10**10)
+        pub = publisher(secure, "site-kr-daejeon")
+        pub.publish(WINDOWS_TOPIC, b"n1", json.dumps(doc).encode())
+        pub.flush(30)
+        wait_for(lambda: ch.execute("SELECT sum(energy_mj) FROM ledger WHERE agent_id = %(a)s",
+                                    {"a": agent})[0][0] == doc["gpus"][0]["energy_mj"], 120,
+                 f"the window in the ledger (worker log: {log})")
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
