@@ -87,3 +87,48 @@ def test_passwords_never_in_process_lists_or_logs(stack, worker) -> None:
         assert not any(s in data for s in secrets), f"a password in {log}"
     users = (stack.ch_dir / "users.xml").read_bytes()
     assert not any(s in users for s in secrets) and b"password_sha256_hex" in users
+
+
+def test_ten_thousand_bad_messages_through_the_real_worker(stack, worker, ch) -> None:
+    """Every broken message ends in the DLQ with its reason; valid ones among them are all booked."""
+    import json as _json
+    import uuid
+    from collections import Counter
+
+    from tests.unit.test_bad_input import BREAKERS, valid
+
+    marker = uuid.uuid4().hex[:10]
+    rng = random.Random(7)
+    pub = KafkaPublisher(stack.kafka_bootstrap)
+    expected: Counter[str] = Counter()
+    good = []
+    for i in range(10_400):
+        doc = valid(rng, i)
+        doc["agent_id"] = f"fuzz-{marker}-{i % 7}"
+        if i % 26 == 0:
+            good.append(doc)
+            pub.publish(WINDOWS_TOPIC, b"fuzz", _json.dumps(doc).encode())
+            continue
+        # the stack's config asks no site to sign: signature reasons are in test_trust / test_kafka_trust
+        kind = rng.choice([k for k in BREAKERS if k not in ("unsigned", "bad_signature")])
+        raw = BREAKERS[kind](doc, rng)
+        if kind == "malformed_json":
+            raw = f"#{marker}-{i}#".encode() + raw  # unique bytes: the DLQ table dedups identical ones
+        pub.publish(WINDOWS_TOPIC, b"fuzz", raw)
+        expected[kind] += 1
+    pub.flush(120)
+    assert sum(expected.values()) >= 10_000
+
+    def reasons() -> Counter[str]:
+        rows = ch.execute("SELECT reason, count() FROM dlq_records FINAL WHERE position(raw, %(m)s) > 0 "
+                          "GROUP BY reason", {"m": marker})
+        return Counter({r: int(n) for r, n in rows})
+
+    from tests.helpers import wait_for
+
+    wait_for(lambda: sum(reasons().values()) >= sum(expected.values()), 300, "every bad message in the DLQ")
+    assert reasons() == expected
+    booked = ch.execute("SELECT count(DISTINCT window_id), sum(energy_mj) FROM ledger WHERE agent_id LIKE %(p)s",
+                        {"p": f"fuzz-{marker}-%"})[0]
+    assert booked == (len(good), sum(d["gpus"][0]["energy_mj"] for d in good))
+    assert worker.alive()
