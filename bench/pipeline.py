@@ -115,6 +115,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--windows", type=int, default=10_000, help="node windows (8 GPUs each)")
     ap.add_argument("--latency-s", type=float, default=20.0)
+    ap.add_argument("--soak-s", type=float, default=0.0,
+                    help="after the latency run, keep producing at half rate this long and print the worker RSS")
     args = ap.parse_args()
 
     state = ROOT / ".state-bench"
@@ -182,8 +184,31 @@ def main() -> None:
         f"(SELECT batch_id, window_end_ns FROM {ch.database}.windows WHERE agent_id IN %(a)s) AS w "
         f"ANY INNER JOIN (SELECT batch_id, committed_at FROM {ch.database}.ledger_batches) AS b USING batch_id",
         {"a": agents})[0][0]
-    rss_kb = next(int(line.split()[1]) for line in Path(f"/proc/{worker.pid}/status").read_text().splitlines()
-                  if line.startswith("VmHWM"))
+    def rss(field: str = "VmRSS") -> int:
+        return next(int(line.split()[1]) for line in Path(f"/proc/{worker.pid}/status").read_text().splitlines()
+                    if line.startswith(field))
+
+    soak: list[tuple[int, int, int]] = []  # (seconds, windows sent, RSS KiB)
+    if args.soak_s:
+        t0, last = time.perf_counter(), -30.0
+        i = 0
+        while (el := time.perf_counter() - t0) < args.soak_s:
+            doc = json.loads(raws[i % n])
+            end = time.time_ns()
+            doc.update(agent_id=f"soak-{doc['agent_id']}", boot_id=f"soak-{t0}", seq=i,
+                       window_start_ns=end - 10 * S, window_end_ns=end)
+            pub.publish(WINDOWS_TOPIC, doc["node"].encode(), json.dumps(doc).encode())
+            i += 1
+            if el - last >= 30:
+                soak.append((int(el), i, rss()))
+                last = el
+            ahead = i / rate - el
+            if ahead > 0.05:
+                pub.flush()
+                time.sleep(ahead)
+        pub.flush()
+        soak.append((int(time.perf_counter() - t0), i, rss()))
+    rss_kb = rss("VmHWM")
     os.killpg(worker.pid, 9)
     stack.down()
 
@@ -201,6 +226,8 @@ def main() -> None:
     print(f"latency at {rate * gpu:,.0f} GPU-windows/s for {args.latency_s:.0f} s: p50 {p50:.2f} s, p99 {p99:.2f} s "
           f"(window end to batch commit, 1 s resolution)")
     print(f"worker peak RSS: {rss_kb / 1024:.0f} MiB")
+    for sec, sent_n, kb in soak:
+        print(f"soak t={sec:>4d} s windows sent {sent_n:>8d} worker RSS {kb / 1024:6.0f} MiB")
 
 
 if __name__ == "__main__":
