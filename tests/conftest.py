@@ -98,9 +98,10 @@ def _cli(*args: str) -> list[str]:
 class WorkerProcess:
     """The real stream worker (``bridgeledger stream run``) as a child process."""
 
-    def __init__(self, stack: Any, log_path: Path) -> None:
+    def __init__(self, stack: Any, log_path: Path, extra_env: dict[str, str] | None = None) -> None:
         self.stack = stack
         self.log_path = log_path
+        self.extra_env = extra_env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def env(self) -> dict[str, str]:
@@ -108,7 +109,7 @@ class WorkerProcess:
                 "BRIDGELEDGER_CONSORTIUM_CONFIG": str(CONFIG),
                 "BRIDGELEDGER_STATE_DIR": str(self.stack.state),
                 "BRIDGELEDGER_PORT_OFFSET": str(TEST_PORT_OFFSET),
-                "BRIDGELEDGER_BATCH_S": "0.3"}
+                "BRIDGELEDGER_BATCH_S": "0.3", **self.extra_env}
 
     def start(self) -> None:
         self.proc = subprocess.Popen(_cli("stream", "run"), env=self.env(), cwd=ROOT,

@@ -167,6 +167,41 @@ def test_worker_killed_mid_stream_loses_and_doubles_nothing(stack, worker, ch, c
     fault_table.append(("stream worker SIGKILLed 3 times mid-stream", len(windows), booked, residual))
 
 
+def test_two_workers_split_the_partitions_and_the_ledger_stays_exact(stack, worker, ch, config_and_hash,
+                                                                      tmp_path) -> None:
+    """Scale-out: a second worker joins the group with its own chain; both book, nothing twice."""
+    from tests.conftest import WorkerProcess
+
+    cfg, _ = config_and_hash
+    worker.wait_ready()
+    second = WorkerProcess(stack, tmp_path / "second.log", {"BRIDGELEDGER_CHAIN_ID": "second"})
+    second.start()
+    try:
+        second.wait_ready()
+        time.sleep(12)  # the group settles: each worker owns two of the four partitions
+        pub = Recorder(KafkaPublisher(stack.kafka_bootstrap))
+        start = (time.time_ns() // S - 3 * 3600) * S
+        clock = FleetClock(start)
+        fleet = build_sim_fleet(cfg, pub, clock, start_ns=start, horizon_ns=300 * S, nodes_per_site=4,
+                                gpus_per_node=2, window_s=10, seed=int(time.time()) % 10_000 + 11)
+        while clock.now_ns <= start + 240 * S:
+            for agent, _ in fleet:
+                agent.step()
+            clock.now_ns += S
+        for agent, _ in fleet:
+            agent.finish()
+        pub.flush()
+        windows = pub.windows()
+        assert_exact(ch, windows)
+        chains = {r[0] for r in ch.execute(
+            "SELECT DISTINCT chain_id FROM ledger_batches WHERE batch_id IN "
+            "(SELECT batch_id FROM windows WHERE window_id IN %(ids)s)",
+            {"ids": tuple(w.window_id for w in windows)})}
+        assert chains == {"main", "second"}, chains
+    finally:
+        second.kill(15)
+
+
 def test_audit_tools_are_clean_on_the_pipeline_output(stack, worker, ch) -> None:
     """Runs last in this module: everything the tests above put through the worker."""
     import subprocess
