@@ -75,7 +75,6 @@ class Spool:
                checkpoint: dict[str, object]) -> int:
         """Store (key, value) messages and the checkpoint atomically; return how many
         were dropped for room."""
-        dropped = 0
         with self._lock:
             dropped = self._append(topic, messages, checkpoint)
         if dropped:

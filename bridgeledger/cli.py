@@ -233,10 +233,10 @@ def ledger_reconcile(start: str | None, end: str | None, record: bool) -> None:
     click.echo(f"{rep.windows} windows, {rep.gpu_windows} GPU windows reconciled")
     if record:
         _record(client, db, "reconcile", rep.ok, f"{rep.gpu_windows} GPU windows, residual "
-                f"{sum(r[2] for r in rep.residuals)} mJ, {len(rep.gaps)} gap(s)", lo, hi)
+                f"{rep.residual_mj} mJ, {len(rep.gaps)} gap(s)", lo, hi)
     for window_id, gpu, d_mj, d_ms in rep.residuals[:100]:
         click.echo(f"RESIDUAL {window_id} {gpu}: {d_mj:+d} mJ, {d_ms:+d} GPU-ms not in the ledger")
-    click.echo(f"residual: {sum(r[2] for r in rep.residuals):+d} mJ, {sum(r[3] for r in rep.residuals):+d} GPU-ms "
+    click.echo(f"residual: {rep.residual_mj:+d} mJ, {rep.residual_gpu_ms:+d} GPU-ms "
                f"in {len(rep.residuals)} GPU window(s)")
     for agent, boot, a, b in rep.gaps[:100]:
         click.echo(f"gap: agent {agent} boot {boot} seq {a}..{b} missing ({b - a + 1} window(s))")

@@ -107,7 +107,7 @@ def run_demo(stack: Stack, *, duration_s: float, echo: Callable[[str], None]) ->
     v = verify_ledger(client, ch.database, *everything)
     r = reconcile(client, ch.database, *everything)
     echo(f"\nAudit: hash chain {'verified' if v.ok else 'BROKEN'} ({v.batches} batches, {v.entries} entries); "
-         f"conservation residual {sum(x[2] for x in r.residuals)} mJ over {r.gpu_windows} GPU windows")
+         f"conservation residual {r.residual_mj} mJ over {r.gpu_windows} GPU windows")
     pw = stack.password_file("auditor")
     echo(f"""
 Query further as the read-only auditor:

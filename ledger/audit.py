@@ -22,11 +22,11 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from ledger.configs import all_configs
 from schemas import TelemetryWindow
-from schemas.consortium import parse_config
-from schemas.jobs import JobEvent
 from streams.attribution import book_jobs
 from streams.processing import WindowProcessor
+from streams.sink import ClickHouseSink
 
 __all__ = ["ReconcileReport", "RecomputeReport", "reconcile", "recompute", "record_run"]
 
@@ -49,6 +49,14 @@ class ReconcileReport:
     @property
     def ok(self) -> bool:
         return not self.residuals
+
+    @property
+    def residual_mj(self) -> int:
+        return sum(r[2] for r in self.residuals)
+
+    @property
+    def residual_gpu_ms(self) -> int:
+        return sum(r[3] for r in self.residuals)
 
 
 def _period(start: datetime, end: datetime) -> dict[str, Any]:
@@ -106,13 +114,8 @@ COMPARED = ("energy_mj", "gpu_ms", "normalised_gpu_hours", "cost_eur", "carbon_g
 
 def recompute(client: Any, db: str, start: datetime, end: datetime) -> RecomputeReport:
     rep = RecomputeReport()
-    configs = {h: parse_config(c.encode(), f"config {h[:12]}") for h, c in client.execute(
-        f"SELECT config_hash, any(content) FROM {db}.config_versions GROUP BY config_hash")}
-    processors = {h: WindowProcessor(cfg, digest) for h, (cfg, digest) in configs.items()}
-    jobs = book_jobs(JobEvent(event=r[2], site_id=r[0], job_id=r[1], account=r[3], node=r[4] or None,
-                              gpus=list(r[5]), exclusive=bool(r[6]), time_ns=int(r[7]))
-                     for r in client.execute(f"SELECT site_id, job_id, event, account, node, gpus, exclusive, "
-                                             f"time_ns FROM {db}.job_events FINAL ORDER BY time_ns"))
+    processors = {h: WindowProcessor(cfg, h) for h, cfg in all_configs(client, db).items()}
+    jobs = book_jobs(ClickHouseSink(client, db).load_jobs())
     stored: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     cols = ", ".join(("window_id", "entry_id", *COMPARED))
     for row in client.execute(f"SELECT {cols} FROM {db}.ledger WHERE window_start >= %(start)s "

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ledger import LedgerError
+from ledger.configs import config_by_hash
 from schemas import LedgerEntry
-from schemas.consortium import parse_config
 from streams.attribution import SHARE_SCALE, split_exact
 from streams.pricing import price_part
 from streams.sink import ClickHouseSink
@@ -46,11 +46,9 @@ def move_entry(client: Any, db: str, entry_id: str, to_account: str, reason: str
         raise CorrectionError(f"entry {entry_id} is itself a correction; correct the original")
     if client.execute(f"SELECT count() FROM {db}.ledger WHERE corrects = %(e)s", {"e": entry_id})[0][0]:
         raise CorrectionError(f"entry {entry_id} was corrected already")
-    content = client.execute(f"SELECT any(content) FROM {db}.config_versions WHERE config_hash = %(h)s",
-                             {"h": orig.config_hash})
-    if not content or not content[0][0]:
+    cfg = config_by_hash(client, db, orig.config_hash)
+    if cfg is None:
         raise CorrectionError(f"config {orig.config_hash} of entry {entry_id} is not in the ledger")
-    cfg, _ = parse_config(content[0][0].encode())
     project = cfg.project_for_account(to_account)
     if project is None:
         raise CorrectionError(f"account {to_account!r} belongs to no project of config {cfg.version}")

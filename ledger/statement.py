@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ledger import LedgerError
-from schemas.consortium import parse_config
+from ledger.configs import config_by_hash
 
 __all__ = ["Statement", "build_statement", "render_csv", "render_html", "render_pdf"]
 
@@ -89,9 +89,9 @@ def build_statement(client: Any, db: str, member: str, month: str) -> Statement:
         f"AND window_start < %(end)s GROUP BY config_hash ORDER BY n DESC", p)]
     if not hashes:
         raise LedgerError(f"the ledger has no entries in {month}")
-    content = client.execute(f"SELECT any(content) FROM {db}.config_versions WHERE config_hash = %(h)s",
-                             {"h": hashes[0]})
-    cfg, _ = parse_config(content[0][0].encode())
+    cfg = config_by_hash(client, db, hashes[0])
+    if cfg is None:
+        raise LedgerError(f"config {hashes[0]} used in {month} is not in the ledger")
     m = next((x for x in cfg.members if x.code == member), None)
     if m is None:
         raise LedgerError(f"{member} is not a member in config {cfg.version}")
