@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from agents.jobs import JobResolver
+from agents.jobs import JobRef, JobResolver
 from agents.readers.base import GpuSample
 from schemas import SCHEMA_VERSION, GpuWindow, ProcessShare, TelemetryWindow
 
@@ -48,6 +48,9 @@ class _GpuState:
     pid_util: dict[int, int] = field(default_factory=dict)
     pid_mig: dict[int, str] = field(default_factory=dict)
     pids: set[int] = field(default_factory=set)
+    # job of each pid, read when the pid is first seen in the window: a process
+    # that ends before the window closes is gone from /proc by then
+    pid_job: dict[int, JobRef | None] = field(default_factory=dict)
     seen: bool = True
 
     def reset_window(self) -> None:
@@ -57,6 +60,7 @@ class _GpuState:
         self.pid_util = {}
         self.pid_mig = {}
         self.pids = set()
+        self.pid_job = {}
 
 
 class Windower:
@@ -221,8 +225,7 @@ class Windower:
             return estimate, False
         return d, True
 
-    @staticmethod
-    def _observe(st: _GpuState, s: GpuSample) -> None:
+    def _observe(self, st: _GpuState, s: GpuSample) -> None:
         st.power_limit_mw = s.power_limit_mw or st.power_limit_mw
         if s.util_gpu is not None:
             st.util_sum += s.util_gpu
@@ -238,6 +241,9 @@ class Windower:
                 st.pid_util[pu.pid] = st.pid_util.get(pu.pid, 0) + pu.sm_util
                 if pu.mig_uuid:
                     st.pid_mig[pu.pid] = pu.mig_uuid
+        for pid in st.pids:
+            if pid not in st.pid_job:
+                st.pid_job[pid] = self.resolver.resolve(pid)
 
     def _shares(self, st: _GpuState) -> list[ProcessShare]:
         raw = {
@@ -248,7 +254,9 @@ class Windower:
         scale = 1.0 / total if total > 1.0 else 1.0
         out = []
         for pid, share in raw.items():
-            ref = self.resolver.resolve(pid)
+            ref = st.pid_job.get(pid)
+            if ref is None:  # not known at first sight (or unreadable then): one more try
+                ref = self.resolver.resolve(pid)
             # round down so the shares of one GPU never sum above 1
             s = int(min(1.0, share * scale) * 1_000_000) / 1_000_000
             out.append(ProcessShare(pid=pid, job_id=ref.job_id if ref else None,

@@ -1,4 +1,5 @@
-"""CPU cost of the node agent per sample, for an 8-GPU simulated node.
+"""CPU cost of the node agent per sample, for an 8-GPU simulated node
+(or, with ``--reader nvml`` on a GPU machine, the real GPUs).
 
 Prints the CPU time per sample of (a) the bare simulated reading (the
 baseline: what reading the hardware costs here) and (b) the whole agent step
@@ -6,7 +7,11 @@ baseline: what reading the hardware costs here) and (b) the whole agent step
 an in-memory transport), both measured in this run, and the agent's share of
 one core at 1 Hz. Target: under 0.2 % of one core.
 
-    .venv/bin/python bench/agent.py [--samples 3000]
+    .venv/bin/python bench/agent.py [--samples 3000] [--reader sim|nvml]
+
+With ``--reader nvml`` the readings are real NVML calls (per-process
+utilisation included at every sample) stamped by the bench's 1 Hz clock, so
+that windows close without waiting wall-clock time; jobs resolve from /proc.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from agents.jobs import ProcResolver  # noqa: E402
 from agents.publisher import MemoryPublisher  # noqa: E402
 from agents.readers.simulated import SimulatedReader  # noqa: E402
 from agents.service import AgentService  # noqa: E402
@@ -32,11 +38,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--samples", type=int, default=3000)
     ap.add_argument("--gpus", type=int, default=8)
+    ap.add_argument("--reader", choices=["sim", "nvml"], default="sim")
     args = ap.parse_args()
     start = 1_800_000_000 * S
     now = [start]
 
-    def reader() -> SimulatedReader:
+    def reader():
+        if args.reader == "nvml":
+            from agents.readers.nvml import NvmlReader
+
+            return NvmlReader(clock_ns=lambda: now[0], monotonic=lambda: now[0] / S)
         return SimulatedReader(node="bench", site_id="kr-daejeon", models=["NVIDIA H100 80GB HBM3"] * args.gpus,
                                accounts=["kr-llm", "gb-protein"], seed=1, clock_ns=lambda: now[0],
                                start_ns=start, horizon_ns=args.samples * S * 2)
@@ -51,7 +62,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         pub = MemoryPublisher()
         rd = reader()
-        svc = AgentService(reader=rd, resolver=rd, spool=Spool(Path(d) / "spool.sqlite"),
+        resolver = ProcResolver() if args.reader == "nvml" else rd
+        svc = AgentService(reader=rd, resolver=resolver, spool=Spool(Path(d) / "spool.sqlite"),
                            publisher_factory=lambda: pub, agent_id="bench", site_id="kr-daejeon", node="bench",
                            window_s=10, sample_s=1, key_id="k", key=b"k" * 32, clock_ns=lambda: now[0])
         t0 = time.process_time()
@@ -61,9 +73,10 @@ def main() -> None:
         full = (time.process_time() - t0) / args.samples
         windows = svc.metrics.windows_sent
 
-    print(f"machine: {os.cpu_count()} cores; {args.gpus} simulated GPUs; {args.samples} samples at 1 Hz; "
+    gpus = f"{len(r.sample())} real GPU(s) (NVML)" if args.reader == "nvml" else f"{args.gpus} simulated GPUs"
+    print(f"machine: {os.cpu_count()} cores; {gpus}; {args.samples} samples at 1 Hz; "
           f"{windows} windows sent")
-    print(f"baseline (simulated reading only): {base * 1e6:8.1f} µs CPU per sample")
+    print(f"baseline ({args.reader} reading only): {base * 1e6:8.1f} µs CPU per sample")
     print(f"agent step (read+window+sign+spool+send): {full * 1e6:8.1f} µs CPU per sample "
           f"({full / base:.1f}x the reading)")
     print(f"share of one core at 1 Hz: {full * 100:.3f} %  (target < 0.2 %)")

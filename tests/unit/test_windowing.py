@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from agents.jobs import ProcInfoResolver
-from agents.readers.base import GpuSample
+from agents.readers.base import GpuSample, ProcessUtil
 from agents.readers.replay import ReplayReader
 from agents.windowing import Windower
 from schemas import TelemetryWindow
@@ -152,3 +152,46 @@ def test_gap_spanning_boundaries_interpolates_exactly() -> None:
     assert [c.gpus[0].energy_mj for c in closed] == [500_000, 1_000_000, 1_000_000]
     last = w.flush()
     assert sum(c.gpus[0].energy_mj for c in closed) + last.gpus[0].energy_mj == 3_000_001
+
+
+class LiveProcesses:
+    """Like /proc: a pid's job can be read only while the process runs."""
+
+    def __init__(self) -> None:
+        self.alive: dict[int, str] = {}
+        self.calls = 0
+
+    def resolve(self, pid: int):
+        from agents.jobs import JobRef
+
+        self.calls += 1
+        job = self.alive.get(pid)
+        return JobRef(job) if job else None
+
+
+def test_job_of_a_process_that_ended_before_the_window_closed_is_kept() -> None:
+    # Seen on the H100 (bench/device_check.sh): the load exited mid-window and
+    # the window came out with its process share but no job.
+    procs = LiveProcesses()
+    w = Windower(agent_id="a", site_id="s", node="n", boot_id="b", window_ns=10 * S, resolver=procs)
+    busy = (ProcessUtil(pid=77, sm_util=90),)
+    procs.alive[77] = "4242"
+    w.add([sample(0, 0)])
+    for t in range(1, 5):
+        s = sample(t, t * 500_000, power_mw=500_000)
+        w.add([_with_process(s, busy)])
+    del procs.alive[77]  # the job ended; /proc/77 is gone
+    closed = []
+    for t in range(5, 11):
+        closed += w.add([_with_process(sample(t, 2_000_000 + t * 70_000, power_mw=70_000), ())])
+    [window] = closed
+    [proc] = window.gpus[0].processes
+    assert proc.pid == 77 and proc.job_id == "4242"
+    assert proc.sm_share == pytest.approx(0.9 * 4 / 9, abs=1e-6)  # 4 of the 9 readings in the window
+    assert procs.calls == 1  # read once, at first sight, not once per sample
+
+
+def _with_process(s: GpuSample, util: tuple[ProcessUtil, ...]) -> GpuSample:
+    from dataclasses import replace
+
+    return replace(s, running_pids=tuple(p.pid for p in util), process_util=util)
