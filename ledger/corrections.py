@@ -16,6 +16,7 @@ from typing import Any
 from ledger import LedgerError
 from ledger.configs import config_by_hash
 from schemas import LedgerEntry
+from schemas.ledger import row_from_entry
 from streams.attribution import SHARE_SCALE, split_exact
 from streams.pricing import price_part
 from streams.sink import ClickHouseSink
@@ -72,7 +73,7 @@ def move_entry(client: Any, db: str, entry_id: str, to_account: str, reason: str
     assert sum(e.energy_mj for e in out) == 0 and sum(e.gpu_ms for e in out) == 0
     now = datetime.now(UTC).replace(tzinfo=None)
     sink = ClickHouseSink(client, db, chain_id=chain_id)
-    batch_id = sink.commit_batch(sorted(out, key=lambda e: e.entry_id), [], now)
+    batch_id = sink.commit_batch([row_from_entry(e) for e in out], [], now)
     client.execute(f"INSERT INTO {db}.corrections (batch_id, corrects, reason, author, created_at) VALUES",
                    [(batch_id, entry_id, reason, author, now)])
     return out

@@ -5,9 +5,10 @@ Entry line (UTF-8, one per ledger entry, fields joined by ``|``, ending ``\\n``)
     entry_id|window_id|site_id|gpu_uuid|job_id|account_kind|account|project|member|
     energy_mj|gpu_ms|normalised_gpu_hours|cost_eur|carbon_g|config_hash
 
-(one line; integers in decimal, ``job_id`` empty when none, decimals with
-their stored scale: 9, 6 and 3 places, e.g. ``0.002777778``, ``1.362624``,
-``321.860``).
+(one line; integers in decimal, ``job_id`` empty when none, decimals in
+plain fixed-point with exactly their stored scale, 9, 6 and 3 places, never
+an exponent: ``0.002777778``, ``1.362624``, ``321.860``, ``0.000000000``,
+``-0.000005``; a minus sign only for a value below zero).
 
 - entry digest   = SHA-256(entry line), hex
 - entries hash   = SHA-256 of the batch's entry digests (hex, concatenated,
@@ -23,22 +24,42 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
-__all__ = ["GENESIS", "batch_hash", "entries_hash", "entry_digest", "entry_line"]
+__all__ = [
+    "GENESIS", "batch_hash", "decimal_text", "entries_hash", "entry_digest", "entry_line", "entry_line_fixed",
+    "fixed", "to_units",
+]
 
 GENESIS = "0" * 64
-_SCALES = (Decimal("0.000000001"), Decimal("0.000001"), Decimal("0.001"))
+_SCALES = (9, 6, 3)
 
 
-def _dec(v: Decimal | str | float, q: Decimal) -> str:
-    return str(Decimal(str(v)).quantize(q))
+def fixed(units: int, scale: int) -> str:
+    """An integer count of 10^-scale as plain fixed-point text: fixed(5, 3) == "0.005"."""
+    sign = "-" if units < 0 else ""
+    whole, frac = divmod(abs(units), 10**scale)
+    return f"{sign}{whole}.{frac:0{scale}d}"
+
+
+def to_units(v: Decimal | str | int, scale: int) -> int:
+    """A stored decimal (already at its scale, as ClickHouse returns it) in units of 10^-scale."""
+    return int(Decimal(str(v)).scaleb(scale).to_integral_value())
+
+
+def decimal_text(v: Decimal | str | int, scale: int) -> str:
+    return fixed(to_units(v, scale), scale)
 
 
 def entry_line(entry_id: str, window_id: str, site_id: str, gpu_uuid: str, job_id: str | None,
                account_kind: str, account: str, project: str, member: str, energy_mj: int, gpu_ms: int,
                normalised_gpu_hours: Decimal, cost_eur: Decimal, carbon_g: Decimal, config_hash: str) -> bytes:
-    fields = (entry_id, window_id, site_id, gpu_uuid, job_id or "", account_kind, account, project, member,
-              str(int(energy_mj)), str(int(gpu_ms)), _dec(normalised_gpu_hours, _SCALES[0]),
-              _dec(cost_eur, _SCALES[1]), _dec(carbon_g, _SCALES[2]), config_hash)
+    hours, cost, carbon = (decimal_text(v, k) for v, k in zip((normalised_gpu_hours, cost_eur, carbon_g), _SCALES,
+                                                              strict=True))
+    return entry_line_fixed(entry_id, window_id, site_id, gpu_uuid, job_id or "", account_kind, account, project,
+                            member, str(int(energy_mj)), str(int(gpu_ms)), hours, cost, carbon, config_hash)
+
+
+def entry_line_fixed(*fields: str) -> bytes:
+    """The line from its fields already as text (decimals through :func:`fixed`), in ENTRY_FIELDS order."""
     return ("|".join(fields) + "\n").encode()
 
 

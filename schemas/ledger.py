@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["AccountKind", "LedgerEntry"]
+__all__ = ["ENTRY_ROW_FIELDS", "AccountKind", "EntryRow", "LedgerEntry", "entry_from_row", "row_from_entry"]
 
 # job: a project's job; idle: a site's GPU with no job; unresolved: a job whose
 # account maps to no project (kept apart so nobody is billed by a guess).
@@ -60,3 +60,38 @@ class LedgerEntry(BaseModel):
         doc["gpu_seconds"] = str(self.gpu_seconds)
         doc["cost"] = doc["cost_eur"]
         return doc
+
+
+# The hot path's form of an entry: a plain tuple in this order (no object per
+# entry between attribution and the ClickHouse insert). ``job_id`` and
+# ``corrects`` are "" for none; the three decimals are their chain text (plain
+# fixed-point at the stored scale, schemas/chain.py); ``digest`` is the
+# entry's chain digest.
+ENTRY_ROW_FIELDS = (
+    "entry_id", "window_id", "agent_id", "boot_id", "seq", "site_id", "node", "gpu_uuid", "gpu_model",
+    "window_start_ns", "window_end_ns", "job_id", "account_kind", "account", "project", "member",
+    "energy_mj", "gpu_ms", "normalised_gpu_hours", "cost_eur", "carbon_g", "config_hash", "corrects", "digest",
+)
+EntryRow = tuple[Any, ...]
+_DECIMALS = ("normalised_gpu_hours", "cost_eur", "carbon_g")
+
+
+def entry_from_row(row: EntryRow) -> LedgerEntry:
+    doc = dict(zip(ENTRY_ROW_FIELDS, row, strict=True))
+    del doc["digest"]
+    for name in ("job_id", "corrects"):
+        doc[name] = doc[name] or None
+    for name in _DECIMALS:
+        doc[name] = Decimal(doc[name])
+    return LedgerEntry.model_construct(**doc)
+
+
+def row_from_entry(e: LedgerEntry) -> EntryRow:
+    from schemas.chain import decimal_text, entry_digest
+
+    line = e.chain_line()
+    return (e.entry_id, e.window_id, e.agent_id, e.boot_id, e.seq, e.site_id, e.node, e.gpu_uuid, e.gpu_model,
+            e.window_start_ns, e.window_end_ns, e.job_id or "", e.account_kind, e.account, e.project, e.member,
+            e.energy_mj, e.gpu_ms, decimal_text(e.normalised_gpu_hours, 9), decimal_text(e.cost_eur, 6),
+            decimal_text(e.carbon_g, 3),
+            e.config_hash, e.corrects or "", entry_digest(line))

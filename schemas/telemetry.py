@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from schemas.errors import WireError
@@ -25,6 +26,7 @@ __all__ = [
     "ProcessShare",
     "TelemetryWindow",
     "decode_window",
+    "decode_window_fast",
     "parse_window",
 ]
 
@@ -137,3 +139,79 @@ def parse_window(raw: bytes | str) -> tuple[dict[str, Any], TelemetryWindow]:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise WireError("schema_invalid", f"{where}: {first['msg']}") from exc
+
+
+# -- fast decoding -----------------------------------------------------------------
+# The stream decodes every window; pydantic costs ~100 µs for an 8-GPU window,
+# msgspec a tenth of that. These structs mirror the models above field for
+# field, with the same constraints, and are only ever *narrower*: whatever they
+# refuse (or cannot express, such as pydantic's lax coercions) goes through
+# parse_window, which stays the authority on what is accepted and on the
+# rejection reason. tests/unit/test_telemetry.py checks the two agree.
+
+_Str256 = Annotated[str, msgspec.Meta(max_length=256)]
+_NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+_Count = Annotated[int, msgspec.Meta(ge=0)]
+
+
+class _FastProcess(msgspec.Struct, frozen=True):
+    pid: _Count
+    sm_share: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+    job_id: _Str256 | None = None
+    account: _Str256 | None = None
+    mem_used_bytes: _Count | None = None
+    mig_uuid: _Str256 | None = None
+
+
+class _FastGpu(msgspec.Struct, frozen=True):
+    uuid: _NonEmpty
+    model: _NonEmpty
+    energy_mj: _Count
+    gpu_seconds: Annotated[float, msgspec.Meta(ge=0.0)]
+    util_gpu: Annotated[float, msgspec.Meta(ge=0.0, le=100.0)] = 0.0
+    mem_used_bytes: _Count = 0
+    power_avg_mw: _Count = 0
+    power_limit_mw: _Count | None = None
+    flags: list[str] = []
+    processes: list[_FastProcess] = []
+
+    def __post_init__(self) -> None:
+        if sum(p.sm_share for p in self.processes) > 1.0 + SHARE_TOLERANCE:
+            raise ValueError("process sm_share values sum to more than 1")
+
+    @property
+    def gpu_ms(self) -> int:
+        return round(self.gpu_seconds * 1000)
+
+
+class _FastWindow(msgspec.Struct, frozen=True):
+    schema_version: Literal[1]
+    agent_id: _NonEmpty
+    site_id: _NonEmpty
+    node: _NonEmpty
+    boot_id: _NonEmpty
+    seq: _Count
+    window_start_ns: _Count
+    window_end_ns: _Count
+    gpus: Annotated[list[_FastGpu], msgspec.Meta(min_length=1)]
+    key_id: str | None = None
+    signature: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.window_end_ns <= self.window_start_ns:
+            raise ValueError("window_end_ns must be after window_start_ns")
+
+    window_id = TelemetryWindow.window_id
+    window_s = TelemetryWindow.window_s
+
+
+_fast_decoder = msgspec.json.Decoder(_FastWindow)
+
+
+def decode_window_fast(raw: bytes) -> TelemetryWindow:
+    """Same result as :func:`decode_window` (a window with the same fields, or the
+    same :class:`WireError`), several times faster on valid input."""
+    try:
+        return _fast_decoder.decode(raw)  # type: ignore[return-value]
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return parse_window(raw)[1]

@@ -31,9 +31,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from schemas import ConsortiumConfig, GpuWindow, JobEvent
+from schemas.consortium import Project
 from schemas.ledger import AccountKind
 
-__all__ = ["JobBook", "JobSpan", "Part", "attribute_gpu", "book_jobs", "split_exact"]
+__all__ = ["JobBook", "JobSpan", "Part", "attribute_gpu", "book_jobs", "owner_weights", "split_exact"]
 
 # Shares are turned into integer weights at this resolution (parts per million).
 SHARE_SCALE = 1_000_000
@@ -51,14 +52,48 @@ class JobSpan:
         return self.start.time_ns < t1_ns and (self.end_ns is None or self.end_ns > t0_ns)
 
 
-# (site_id, job_id) -> the job's span; the stream keeps it from jobs.events.
-JobBook = Mapping[tuple[str, str], JobSpan]
+class JobBook(dict[tuple[str, str], JobSpan]):
+    """(site_id, job_id) -> the job's span; the stream keeps it from jobs.events.
+
+    Also indexes exclusive allocations by (site, GPU), so that a GPU window
+    with no process finds its holder without scanning every job. Change it
+    only by item assignment and ``del`` (what :func:`book_jobs` and the
+    worker's pruning do): those keep the index right."""
+
+    def __init__(self, spans: Mapping[tuple[str, str], JobSpan] | None = None) -> None:
+        super().__init__()
+        self._exclusive: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        for key, span in (spans or {}).items():
+            self[key] = span
+
+    def __setitem__(self, key: tuple[str, str], span: JobSpan) -> None:
+        if key in self:
+            self._unindex(key)
+        super().__setitem__(key, span)
+        if span.start.exclusive:
+            for gpu in span.start.gpus:
+                self._exclusive.setdefault((key[0], gpu), set()).add(key)
+
+    def __delitem__(self, key: tuple[str, str]) -> None:
+        self._unindex(key)
+        super().__delitem__(key)
+
+    def _unindex(self, key: tuple[str, str]) -> None:
+        old = self[key]
+        for gpu in old.start.gpus if old.start.exclusive else ():
+            keys = self._exclusive.get((key[0], gpu))
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._exclusive[(key[0], gpu)]
+
+    def exclusive_on(self, site_id: str, gpu_uuid: str) -> list[JobSpan]:
+        return [self[k] for k in sorted(self._exclusive.get((site_id, gpu_uuid), ()))]
 
 
-def book_jobs(events: Iterable[JobEvent], book: dict[tuple[str, str], JobSpan] | None = None,
-              ) -> dict[tuple[str, str], JobSpan]:
+def book_jobs(events: Iterable[JobEvent], book: JobBook | None = None) -> JobBook:
     """Fold job events into a book, in any order: a late start keeps a known end."""
-    out = book if book is not None else {}
+    out = book if book is not None else JobBook()
     for e in events:
         key = (e.site_id, e.job_id)
         prev = out.get(key)
@@ -89,6 +124,8 @@ def split_exact(total: int, weights: Sequence[int]) -> list[int]:
     parts with the largest remainders, earlier position first on ties. With all
     weights zero the split is equal.
     """
+    if len(weights) == 1 and total >= 0 and weights[0] >= 0:
+        return [total]  # the common case: one tenant, one owner
     if total < 0:
         raise ValueError("total must be non-negative")
     if not weights:
@@ -116,44 +153,88 @@ class _Tenant:
 
 
 def _tenant_for_job(
-    site_id: str, job_id: str | None, account: str | None, config: ConsortiumConfig, jobs: JobBook
+    site_id: str, job_id: str | None, account: str | None, config: ConsortiumConfig,
+    jobs: Mapping[tuple[str, str], JobSpan],
 ) -> _Tenant:
     if job_id is not None and account is None:
         span = jobs.get((site_id, job_id))
         account = span.start.account if span is not None else None
-    project = config.project_for_account(account) if account is not None else None
-    if job_id is None or project is None:
-        # Unknown job or an account no project claims: the site carries it,
-        # visibly, until a correction moves it.
-        return _Tenant("unresolved", account or "", f"unresolved:{site_id}", (("", 1),), job_id)
-    owners = tuple((o.member, int(o.share * SHARE_SCALE)) for o in project.owners)
-    return _Tenant("job", account or "", project.id, owners, job_id)
+        if account is None:
+            return _unresolved(site_id, None, job_id)
+    # From here the tenant depends on the config alone: remembered per config.
+    key = (site_id, job_id, account)
+    cache = _TENANTS.get(id(config))
+    if cache is None or cache[0] is not config:
+        if len(_TENANTS) > 16:
+            _TENANTS.clear()
+        cache = _TENANTS[id(config)] = (config, {})
+    tenant = cache[1].get(key)
+    if tenant is None:
+        if len(cache[1]) > 200_000:  # one per (site, job, account): bounded over months
+            cache[1].clear()
+        project = config.project_for_account(account) if account is not None else None
+        if job_id is None or project is None:
+            tenant = _unresolved(site_id, account, job_id)
+        else:
+            tenant = _Tenant("job", account or "", project.id, owner_weights(project), job_id)
+        cache[1][key] = tenant
+    return tenant
+
+
+def _unresolved(site_id: str, account: str | None, job_id: str | None) -> _Tenant:
+    # Unknown job or an account no project claims: the site carries it,
+    # visibly, until a correction moves it.
+    return _Tenant("unresolved", account or "", f"unresolved:{site_id}", _NOBODY, job_id)
+
+
+_NOBODY = (("", 1),)
+_ONE = [1]
+_TENANTS: dict[int, tuple[ConsortiumConfig, dict[tuple[str, str | None, str | None], _Tenant]]] = {}
+_OWNERS: dict[int, tuple[Project, tuple[tuple[str, int], ...]]] = {}
+
+
+def owner_weights(project: Project) -> tuple[tuple[str, int], ...]:
+    """(member, integer weight) of a project's owners; computed once per project object."""
+    hit = _OWNERS.get(id(project))
+    if hit is None or hit[0] is not project:
+        if len(_OWNERS) > 10_000:  # configs come and go over months; keep this bounded
+            _OWNERS.clear()
+        hit = _OWNERS[id(project)] = (project, tuple((o.member, int(o.share * SHARE_SCALE))
+                                                     for o in project.owners))
+    return hit[1]
 
 
 def _idle(site_id: str) -> _Tenant:
-    return _Tenant("idle", f"idle:{site_id}", f"idle:{site_id}", (("", 1),), None)
+    tenant = _IDLE.get(site_id)
+    if tenant is None:
+        tenant = _IDLE[site_id] = _Tenant("idle", f"idle:{site_id}", f"idle:{site_id}", _NOBODY, None)
+    return tenant
 
 
-def _exclusive_holder(site_id: str, gpu_uuid: str, jobs: JobBook,
+_IDLE: dict[str, _Tenant] = {}
+
+
+def _exclusive_holder(site_id: str, gpu_uuid: str, jobs: Mapping[tuple[str, str], JobSpan],
                       window: tuple[int, int] | None) -> JobEvent | None:
-    holders = [
-        span.start for (site, _), span in jobs.items()
-        if site == site_id and span.start.exclusive and gpu_uuid in span.start.gpus
-        and (window is None or span.overlaps(*window))
-    ]
+    if isinstance(jobs, JobBook):
+        spans: Iterable[JobSpan] = jobs.exclusive_on(site_id, gpu_uuid)
+    else:  # a plain mapping (tests, callers of the pure function): scan it
+        spans = [span for (site, _), span in sorted(jobs.items())
+                 if site == site_id and span.start.exclusive and gpu_uuid in span.start.gpus]
+    holders = [span.start for span in spans if window is None or span.overlaps(*window)]
     # Two exclusive holders of one GPU is a scheduler error; then nobody is guessed.
     return holders[0] if len(holders) == 1 else None
 
 
 def attribute_gpu(
-    site_id: str, gpu: GpuWindow, config: ConsortiumConfig, jobs: JobBook | None = None,
+    site_id: str, gpu: GpuWindow, config: ConsortiumConfig, jobs: Mapping[tuple[str, str], JobSpan] | None = None,
     window: tuple[int, int] | None = None,
 ) -> list[Part]:
     """Split one GPU window among accounts; the parts sum exactly to the window.
 
     ``window`` (start, end ns) limits exclusive allocations to jobs that held
     the GPU during it."""
-    book: JobBook = jobs or {}
+    book: Mapping[tuple[str, str], JobSpan] = jobs if jobs is not None else {}
     weights: dict[tuple[str | None, str | None], int] = {}
     for proc in gpu.processes:
         key = (proc.job_id, proc.account)
@@ -174,24 +255,31 @@ def attribute_gpu(
             tenants = [_tenant_for_job(site_id, holder.job_id, holder.account, config, book)]
         else:
             tenants = [_idle(site_id)]
-        tenant_weights = [1]
+        tenant_weights = _ONE
 
-    energy = split_exact(gpu.energy_mj, tenant_weights)
-    gpu_ms = split_exact(gpu.gpu_ms, tenant_weights)
+    energy_mj, gpu_ms = gpu.energy_mj, gpu.gpu_ms
+    if len(tenants) == 1:
+        shares = [(tenants[0], energy_mj, gpu_ms)]
+    else:
+        shares = list(zip(tenants, split_exact(energy_mj, tenant_weights), split_exact(gpu_ms, tenant_weights),
+                          strict=True))
     parts: list[Part] = []
-    for tenant, e_mj, g_ms in zip(tenants, energy, gpu_ms, strict=True):
-        owner_weights = [w for _, w in tenant.owners]
-        e_split = split_exact(e_mj, owner_weights)
-        g_split = split_exact(g_ms, owner_weights)
-        for (member, _), e, g in zip(tenant.owners, e_split, g_split, strict=True):
-            parts.append(
-                Part(tenant.account_kind, tenant.account, tenant.project, member, tenant.job_id, e, g)
-            )
+    for tenant, e_mj, g_ms in shares:
+        owners = tenant.owners
+        if len(owners) == 1:
+            parts.append(Part(tenant.account_kind, tenant.account, tenant.project, owners[0][0], tenant.job_id,
+                              e_mj, g_ms))
+            continue
+        weights_ = [w for _, w in owners]
+        for (member, _), e, g in zip(owners, split_exact(e_mj, weights_), split_exact(g_ms, weights_), strict=True):
+            parts.append(Part(tenant.account_kind, tenant.account, tenant.project, member, tenant.job_id, e, g))
     return _merge(parts)
 
 
 def _merge(parts: list[Part]) -> list[Part]:
     """Two tenants can land on the same account (e.g. two unresolved pids): one entry each."""
+    if len(parts) == 1:
+        return parts
     merged: dict[tuple[str, str, str, str, str | None], Part] = {}
     for p in parts:
         key = (p.account_kind, p.account, p.project, p.member, p.job_id)

@@ -1,25 +1,81 @@
 """Pricing: normalised GPU-hours, cost and carbon of one attributed part. Pure.
 
-Money and carbon are Decimal, never float. Rounding happens once per entry,
-half-even, at the precision the ledger stores (cost 1e-6, carbon 1e-3 g,
-normalised GPU-hours 1e-9).
+The rule: each figure is the exact rational value of
+
+    normalised GPU-hours = gpu_ms / 3,600,000 × normalisation factor
+    facility kWh         = energy_mj / 3,600,000,000 × PUE
+    cost                 = normalised GPU-hours × GPU-hour rate + facility kWh × energy price
+    carbon               = facility kWh × grid intensity
+
+rounded once, half-even, at the precision the ledger stores (GPU-hours 1e-9,
+cost 1e-6 EUR, carbon 1e-3 g). Config values are decimals, so the exact value
+is a ratio of integers: :class:`Tariff` precomputes it per (GPU model, site)
+and prices a part with two integer products and a division, no Decimal and
+no float on the hot path. Results are integers in units of the stored
+precision; :func:`price_part` gives the same as Decimals.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
+from fractions import Fraction
+from math import lcm
 
 from schemas import GpuModel, Site
 from schemas.consortium import Pricing
 
-__all__ = ["Price", "price_part"]
+__all__ = ["HOURS_SCALE", "COST_SCALE", "CARBON_SCALE", "Price", "Tariff", "price_part", "round_half_even"]
 
-MJ_PER_KWH = Decimal(3_600_000_000)
-MS_PER_HOUR = Decimal(3_600_000)
-Q_HOURS = Decimal("0.000000001")
-Q_COST = Decimal("0.000001")
-Q_CARBON = Decimal("0.001")
+HOURS_SCALE = 9  # decimal places stored
+COST_SCALE = 6
+CARBON_SCALE = 3
+MS_PER_HOUR = 3_600_000
+MJ_PER_KWH = 3_600_000_000
+
+
+def round_half_even(num: int, den: int) -> int:
+    """num / den rounded to the nearest integer, ties to even (den > 0)."""
+    q, r = divmod(num, den)
+    twice = 2 * r
+    if twice > den or (twice == den and q & 1):
+        q += 1
+    return q
+
+
+@dataclass(frozen=True, slots=True)
+class Tariff:
+    """Exact prices of one GPU model at one site as integer ratios.
+
+    Units: ``hours`` in 1e-9 normalised GPU-hours, ``cost`` in 1e-6 EUR,
+    ``carbon`` in 1e-3 g. ``value = (gpu_ms × a + energy_mj × b) / den``.
+    """
+
+    den: int
+    hours_g: int
+    cost_g: int
+    cost_e: int
+    carbon_e: int
+
+    @classmethod
+    def of(cls, model: GpuModel, site: Site, pricing: Pricing) -> Tariff:
+        hours_per_ms = Fraction(model.normalisation_factor) / MS_PER_HOUR
+        kwh_per_mj = Fraction(site.pue) / MJ_PER_KWH
+        coef = {
+            "hours_g": hours_per_ms * 10**HOURS_SCALE,
+            "cost_g": hours_per_ms * Fraction(pricing.gpu_hour_rate) * 10**COST_SCALE,
+            "cost_e": kwh_per_mj * Fraction(site.energy_price_eur_per_kwh) * 10**COST_SCALE,
+            "carbon_e": kwh_per_mj * Fraction(site.grid_gco2_per_kwh) * 10**CARBON_SCALE,
+        }
+        den = lcm(*(c.denominator for c in coef.values()))
+        return cls(den, **{k: int(c * den) for k, c in coef.items()})
+
+    def price(self, energy_mj: int, gpu_ms: int) -> tuple[int, int, int]:
+        """(hours, cost, carbon) in stored units, each rounded half-even once."""
+        den = self.den
+        return (round_half_even(gpu_ms * self.hours_g, den),
+                round_half_even(gpu_ms * self.cost_g + energy_mj * self.cost_e, den),
+                round_half_even(energy_mj * self.carbon_e, den))
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,12 +87,6 @@ class Price:
 
 def price_part(energy_mj: int, gpu_ms: int, model: GpuModel, site: Site, pricing: Pricing) -> Price:
     """Capacity at the consortium GPU-hour rate plus facility energy (meter × PUE)."""
-    norm_hours = Decimal(gpu_ms) / MS_PER_HOUR * model.normalisation_factor
-    facility_kwh = Decimal(energy_mj) / MJ_PER_KWH * site.pue
-    cost = norm_hours * pricing.gpu_hour_rate + facility_kwh * site.energy_price_eur_per_kwh
-    carbon = facility_kwh * site.grid_gco2_per_kwh
-    return Price(
-        normalised_gpu_hours=norm_hours.quantize(Q_HOURS, ROUND_HALF_EVEN),
-        cost_eur=cost.quantize(Q_COST, ROUND_HALF_EVEN),
-        carbon_g=carbon.quantize(Q_CARBON, ROUND_HALF_EVEN),
-    )
+    hours, cost, carbon = Tariff.of(model, site, pricing).price(energy_mj, gpu_ms)
+    return Price(Decimal(hours).scaleb(-HOURS_SCALE), Decimal(cost).scaleb(-COST_SCALE),
+                 Decimal(carbon).scaleb(-CARBON_SCALE))

@@ -8,15 +8,19 @@ offline recomputation run the very same code.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from schemas import ConsortiumConfig, LedgerEntry, TelemetryWindow, WireError
+from schemas.chain import entry_line_fixed, fixed
+from schemas.ledger import EntryRow, entry_from_row
 from schemas.signing import verify_document
-from schemas.telemetry import parse_window
-from streams.attribution import JobBook, attribute_gpu
-from streams.pricing import price_part
+from schemas.telemetry import decode_window_fast
+from streams.attribution import JobSpan, attribute_gpu
+from streams.pricing import CARBON_SCALE, COST_SCALE, HOURS_SCALE, Tariff
+
+JobBook = Mapping[tuple[str, str], JobSpan]
 
 __all__ = ["Outcome", "Rejection", "WindowProcessor", "entry_id"]
 
@@ -52,7 +56,10 @@ def entry_id(window_id: str, gpu_uuid: str, account_kind: str, account: str, job
              member: str) -> str:
     """Deterministic: the same inputs always give the same id, so replays dedup."""
     key = "\x1f".join((window_id, gpu_uuid, account_kind, account, job_id or "", member))
-    return hashlib.sha256(key.encode()).hexdigest()
+    return _sha256(key.encode()).hexdigest()
+
+
+_sha256 = hashlib.sha256
 
 
 class WindowProcessor:
@@ -62,6 +69,11 @@ class WindowProcessor:
     must sign its windows with one of *its* keys, so no site can report for
     another. ``now_ns`` (the broker's timestamp of the message) enables the
     clock-skew check; offline recomputation passes none.
+
+    Two ways in: :meth:`process` (one message to an :class:`Outcome` with
+    LedgerEntry objects; offline tools, tests) and, for the stream's hot path,
+    :meth:`check` then :meth:`attribute_rows` (entries as plain rows,
+    schemas/ledger.py ``ENTRY_ROW_FIELDS``). Both run the same code.
     """
 
     def __init__(self, config: ConsortiumConfig, config_hash: str,
@@ -69,18 +81,24 @@ class WindowProcessor:
         self.config = config
         self.config_hash = config_hash
         self.keys = dict(keys or {})
+        self._tariffs: dict[tuple[str, str], Tariff] = {}
 
     def process(self, raw: bytes, jobs: JobBook | None = None, now_ns: int | None = None) -> Outcome:
         try:
-            if len(raw) > MAX_MESSAGE_BYTES:
-                raise WireError("oversized", f"{len(raw)} bytes > {MAX_MESSAGE_BYTES}")
-            doc, window = parse_window(raw)
-            self._validate(doc, window, now_ns)
+            window = self.check(raw, now_ns)
         except WireError as exc:
             return Outcome(None, rejection=Rejection(exc.reason, exc.detail, raw))
         return Outcome(window, self.attribute(window, jobs))
 
-    def _check_signature(self, doc: dict[str, Any], w: TelemetryWindow, site_keys: list[str]) -> None:
+    def check(self, raw: bytes, now_ns: int | None = None) -> TelemetryWindow:
+        """The window in a message, or :class:`WireError` naming why it is refused."""
+        if len(raw) > MAX_MESSAGE_BYTES:
+            raise WireError("oversized", f"{len(raw)} bytes > {MAX_MESSAGE_BYTES}")
+        window = decode_window_fast(raw)
+        self._validate(raw, window, now_ns)
+        return window
+
+    def _check_signature(self, raw: bytes, w: TelemetryWindow, site_keys: list[str]) -> None:
         if not site_keys:
             return  # this site is not required to sign (development, migration)
         if w.signature is None or w.key_id is None:
@@ -90,16 +108,16 @@ class WindowProcessor:
         key = self.keys.get(w.key_id)
         if key is None:
             raise WireError("unknown_key", f"key {w.key_id!r} is not in the centre's keyring")
-        if not verify_document(doc, key):
+        if not verify_document(json.loads(raw), key):
             raise WireError("bad_signature", f"signature of {w.window_id} does not verify with {w.key_id}")
 
-    def _validate(self, doc: dict[str, Any], w: TelemetryWindow, now_ns: int | None) -> None:
+    def _validate(self, raw: bytes, w: TelemetryWindow, now_ns: int | None) -> None:
         site = self.config.site(w.site_id)
         if site is None:
             raise WireError("unknown_site", f"site_id {w.site_id!r} is not in config {self.config.version}")
         if len(w.gpus) > MAX_GPUS:
             raise WireError("oversized", f"{len(w.gpus)} GPUs in one window > {MAX_GPUS}")
-        self._check_signature(doc, w, site.key_ids)
+        self._check_signature(raw, w, site.key_ids)
         if now_ns is not None and w.window_end_ns > now_ns + MAX_FUTURE_SKEW_NS:
             ahead = (w.window_end_ns - now_ns) / 1e9
             raise WireError("clock_skew", f"window ends {ahead:.0f} s after the broker received it")
@@ -128,42 +146,43 @@ class WindowProcessor:
                 )
 
     def attribute(self, w: TelemetryWindow, jobs: JobBook | None = None) -> list[LedgerEntry]:
-        site = self.config.site(w.site_id)
-        assert site is not None  # validated
-        entries: list[LedgerEntry] = []
+        rows: list[EntryRow] = []
+        self.attribute_rows(w, jobs, rows)
+        return [entry_from_row(r) for r in rows]
+
+    def _tariff(self, model_key: str, site_id: str) -> Tariff:
+        t = self._tariffs.get((model_key, site_id))
+        if t is None:
+            model = next(g for g in self.config.gpu_models if g.key == model_key)
+            site = self.config.site(site_id)
+            assert site is not None  # validated
+            t = self._tariffs[(model_key, site_id)] = Tariff.of(model, site, self.config.pricing)
+        return t
+
+    def attribute_rows(self, w: TelemetryWindow, jobs: JobBook | None, rows: list[EntryRow]) -> None:
+        """Append the window's ledger entries to ``rows`` (a validated window)."""
+        config, config_hash = self.config, self.config_hash
+        window_id, site_id = w.window_id, w.site_id
+        agent_id, boot_id, seq, node = w.agent_id, w.boot_id, w.seq, w.node
+        start, end = w.window_start_ns, w.window_end_ns
+        span = (start, end)
+        sha = _sha256
+        append = rows.append
         for g in w.gpus:
-            model = self.config.gpu_model(g.model)
+            model = config.gpu_model(g.model)
             assert model is not None  # validated
-            for part in attribute_gpu(w.site_id, g, self.config, jobs, (w.window_start_ns, w.window_end_ns)):
-                price = price_part(part.energy_mj, part.gpu_ms, model, site, self.config.pricing)
-                # model_construct: every field is computed here from validated input,
-                # so validating again would only cost time on the hot path
-                entries.append(
-                    LedgerEntry.model_construct(
-                        entry_id=entry_id(w.window_id, g.uuid, part.account_kind, part.account,
-                                          part.job_id, part.member),
-                        window_id=w.window_id,
-                        agent_id=w.agent_id,
-                        boot_id=w.boot_id,
-                        seq=w.seq,
-                        site_id=w.site_id,
-                        node=w.node,
-                        gpu_uuid=g.uuid,
-                        gpu_model=model.key,
-                        window_start_ns=w.window_start_ns,
-                        window_end_ns=w.window_end_ns,
-                        job_id=part.job_id,
-                        account_kind=part.account_kind,
-                        account=part.account,
-                        project=part.project,
-                        member=part.member,
-                        energy_mj=part.energy_mj,
-                        gpu_ms=part.gpu_ms,
-                        normalised_gpu_hours=price.normalised_gpu_hours,
-                        cost_eur=price.cost_eur,
-                        carbon_g=price.carbon_g,
-                        config_hash=self.config_hash,
-                        corrects=None,
-                    )
-                )
-        return entries
+            tariff = self._tariff(model.key, site_id)
+            uuid = g.uuid
+            for part in attribute_gpu(site_id, g, config, jobs, span):
+                hours, cost, carbon = tariff.price(part.energy_mj, part.gpu_ms)
+                kind, account, member, job = part.account_kind, part.account, part.member, part.job_id or ""
+                eid = entry_id(window_id, uuid, kind, account, job, member)
+                h_text, c_text, g_text = fixed(hours, HOURS_SCALE), fixed(cost, COST_SCALE), fixed(
+                    carbon, CARBON_SCALE)
+                e_text, ms_text = str(part.energy_mj), str(part.gpu_ms)
+                digest = sha(entry_line_fixed(eid, window_id, site_id, uuid, job, kind, account, part.project,
+                                              member, e_text, ms_text, h_text, c_text, g_text,
+                                              config_hash)).hexdigest()
+                append((eid, window_id, agent_id, boot_id, seq, site_id, node, uuid, model.key, start, end, job,
+                        kind, account, part.project, member, part.energy_mj, part.gpu_ms, h_text, c_text, g_text,
+                        config_hash, "", digest))

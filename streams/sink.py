@@ -25,11 +25,12 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from schemas import LedgerEntry, TelemetryWindow
-from schemas.chain import GENESIS, batch_hash, entries_hash, entry_digest
+from schemas.chain import GENESIS, batch_hash, entries_hash
 from schemas.jobs import JobEvent
+from schemas.ledger import EntryRow, entry_from_row
 from streams.processing import Rejection
 
-__all__ = ["ClickHouseSink", "LedgerSink", "MemorySink"]
+__all__ = ["ClickHouseSink", "LedgerSink", "MemorySink", "entry_columns"]
 
 log = logging.getLogger(__name__)
 
@@ -50,26 +51,33 @@ JOB_COLUMNS = "site_id, job_id, event, account, node, gpus, exclusive, time_ns, 
 DLQ_COLUMNS = "received_at, reason, detail, site_id, agent_id, raw_sha256, raw"
 
 
+S = 1_000_000_000
+
+
 def _ts(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns // 1_000_000_000, UTC).replace(tzinfo=None)
+    return datetime.fromtimestamp(ns // S, UTC).replace(tzinfo=None)
 
 
 class LedgerSink(Protocol):
     def write(
         self,
         windows: Sequence[tuple[TelemetryWindow, bytes]],
-        entries: Sequence[LedgerEntry],
+        entries: Sequence[EntryRow],
         rejections: Sequence[Rejection] = (),
-    ) -> None: ...
+    ) -> None:
+        """``entries``: rows as schemas/ledger.py ``ENTRY_ROW_FIELDS`` describes them."""
 
     def write_jobs(self, events: Sequence[JobEvent]) -> None: ...
 
 
-def entry_row(batch_id: str, e: LedgerEntry, now: datetime) -> tuple[Any, ...]:
-    return (batch_id, e.entry_id, e.window_id, e.agent_id, e.boot_id, e.seq, e.site_id, e.node, e.gpu_uuid,
-            e.gpu_model, _ts(e.window_start_ns), e.window_start_ns, e.window_end_ns, e.job_id or "",
-            e.account_kind, e.account, e.project, e.member, e.energy_mj, e.gpu_ms, e.normalised_gpu_hours,
-            e.cost_eur, e.carbon_g, e.config_hash, e.corrects or "", now)
+def entry_columns(batch_id: str, rows: Sequence[EntryRow], written_at: int) -> list[list[Any]]:
+    """The ENTRY_COLUMNS of an insert, column by column, from entry rows.
+
+    DateTime columns go as epoch seconds and decimals as their exact text, the
+    forms clickhouse-driver converts cheapest."""
+    n = len(rows)
+    c = [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in range(24)]
+    return [[batch_id] * n, *c[0:9], [ns // S for ns in c[9]], c[9], c[10], *c[11:23], [written_at] * n]
 
 
 class ClickHouseSink:
@@ -122,7 +130,7 @@ class ClickHouseSink:
     def write(
         self,
         windows: Sequence[tuple[TelemetryWindow, bytes]],
-        entries: Sequence[LedgerEntry],
+        entries: Sequence[EntryRow],
         rejections: Sequence[Rejection] = (),
     ) -> None:
         now = self._now()
@@ -134,43 +142,45 @@ class ClickHouseSink:
                  for r in rejections],
             )
         done = self.committed([w for w, _ in windows])
-        windows = [(w, raw) for w, raw in windows if w.window_id not in done]
+        if done:
+            windows = [(w, raw) for w, raw in windows if w.window_id not in done]
+            entries = [e for e in entries if e[1] not in done]  # e[1]: window_id
         if not windows:
             return
-        keep = {w.window_id for w, _ in windows}
-        batch_entries = sorted((e for e in entries if e.window_id in keep), key=lambda e: e.entry_id)
-        self.commit_batch(batch_entries, windows, now)
+        self.commit_batch(entries, windows, now)
 
-    def commit_batch(self, entries: Sequence[LedgerEntry],
+    def commit_batch(self, entries: Sequence[EntryRow],
                      windows: Sequence[tuple[TelemetryWindow, bytes]], now: datetime) -> str:
-        """Insert entries (sorted by entry_id) and windows, then the chain record."""
+        """Insert entries and windows, then the chain record (entries hashed in entry_id order)."""
         batch_id = uuid.uuid4().hex
         seq, prev = self.head()
-        digests = [entry_digest(e.chain_line()) for e in entries]
-        energy = sum(e.energy_mj for e in entries)
-        gpu_ms = sum(e.gpu_ms for e in entries)
+        ordered = sorted(entries)  # by entry_id, the rows' first field (unique)
+        ids = [e[0] for e in ordered]
+        digests = [e[-1] for e in ordered]
+        energy = sum(e[16] for e in entries)
+        gpu_ms = sum(e[17] for e in entries)
         e_hash = entries_hash(digests)
         b_hash = batch_hash(self.chain_id, seq, batch_id, prev, e_hash, len(entries), energy, gpu_ms)
-        starts = [e.window_start_ns for e in entries] or [w.window_start_ns for w, _ in windows]
+        starts = [e[9] for e in entries] or [w.window_start_ns for w, _ in windows]
+        now_s = int(now.replace(tzinfo=UTC).timestamp())
         try:
             self.client.execute(f"INSERT INTO {self.db}.ledger_intents (chain_id, batch_id, started_at) VALUES",
                                 [(self.chain_id, batch_id, now)])
             if entries:
                 # columnar: the driver serialises whole columns, much faster than rows
-                rows = [entry_row(batch_id, e, now) for e in entries]
                 self.client.execute(f"INSERT INTO {self.db}.ledger_entries ({ENTRY_COLUMNS}) VALUES",
-                                    [list(c) for c in zip(*rows, strict=True)], columnar=True)
+                                    entry_columns(batch_id, entries, now_s), columnar=True)
             if windows:
                 rows_w = [(batch_id, w.window_id, w.agent_id, w.site_id, w.node, w.boot_id, w.seq,
-                           _ts(w.window_start_ns), w.window_start_ns, w.window_end_ns, len(w.gpus),
+                           w.window_start_ns // S, w.window_start_ns, w.window_end_ns, len(w.gpus),
                            sum(g.energy_mj for g in w.gpus), sum(g.gpu_ms for g in w.gpus),
-                           raw.decode("utf-8", "replace"), now) for w, raw in windows]
+                           raw.decode("utf-8", "replace"), now_s) for w, raw in windows]
                 self.client.execute(f"INSERT INTO {self.db}.raw_windows ({WINDOW_COLUMNS}) VALUES",
                                     [list(c) for c in zip(*rows_w, strict=True)], columnar=True)
             self.client.execute(
                 f"INSERT INTO {self.db}.ledger_batches ({BATCH_COLUMNS}) VALUES",
                 [(self.chain_id, seq, batch_id, prev, e_hash, b_hash, len(entries), len(windows), energy, gpu_ms,
-                  _ts(min(starts)), _ts(max(starts)), [e.entry_id for e in entries], digests, now)])
+                  _ts(min(starts)), _ts(max(starts)), ids, digests, now)])
         except Exception:
             self._failed.append(batch_id)
             raise
@@ -239,11 +249,11 @@ class MemorySink:
     def write(
         self,
         windows: Sequence[tuple[TelemetryWindow, bytes]],
-        entries: Sequence[LedgerEntry],
+        entries: Sequence[EntryRow],
         rejections: Sequence[Rejection] = (),
     ) -> None:
         self.windows.extend(windows)
-        self.entries.extend(entries)
+        self.entries.extend(entry_from_row(e) for e in entries)
         self.rejections.extend(rejections)
 
     def write_jobs(self, events: Sequence[JobEvent]) -> None:

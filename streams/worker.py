@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 
 from schemas import WireError
 from schemas.jobs import JobEvent, decode_job_event
+from schemas.ledger import EntryRow
 from streams import SinkError
-from streams.attribution import JobSpan, book_jobs
+from streams.attribution import JobBook, book_jobs
 from streams.processing import Rejection, WindowProcessor
 from streams.sink import LedgerSink
 
@@ -82,7 +83,7 @@ class LedgerWorker:
         self.processor = processor
         self.sink = sink
         self.clock_ns = clock_ns
-        self.jobs: dict[tuple[str, str], JobSpan] = {}
+        self.jobs = JobBook()
         self.stats = WorkerStats()
 
     def load_jobs(self, events: Sequence[JobEvent]) -> None:
@@ -98,20 +99,21 @@ class LedgerWorker:
     def handle_windows(self, raws: Sequence[bytes], stamps_ns: Sequence[int | None] | None = None) -> list[Rejection]:
         """``stamps_ns``: the broker timestamps of the messages, for the clock-skew check."""
         accepted = []
-        entries = []
+        entries: list[EntryRow] = []
         rejections = []
         seen: set[str] = set()
+        check, attribute = self.processor.check, self.processor.attribute_rows
         for i, raw in enumerate(raws):
-            out = self.processor.process(raw, self.jobs, stamps_ns[i] if stamps_ns else None)
-            if out.rejection is not None:
-                rejections.append(out.rejection)
+            try:
+                window = check(raw, stamps_ns[i] if stamps_ns else None)
+            except WireError as exc:
+                rejections.append(Rejection(exc.reason, exc.detail, raw))
                 continue
-            assert out.window is not None
-            if out.window.window_id in seen:  # a resend inside one batch
+            if window.window_id in seen:  # a resend inside one batch
                 continue
-            seen.add(out.window.window_id)
-            accepted.append((out.window, raw))
-            entries.extend(out.entries)
+            seen.add(window.window_id)
+            accepted.append((window, raw))
+            attribute(window, self.jobs, entries)
         t0 = time.monotonic()
         try:
             self.sink.write(accepted, entries, rejections)

@@ -12,6 +12,7 @@ from agents.publisher import MemoryPublisher
 from agents.runner import replay_trace
 from ledger.migrate import apply_migrations
 from ledger.reports import member_summary
+from schemas.ledger import row_from_entry
 from streams.processing import WindowProcessor
 from streams.sink import ClickHouseSink
 from tests.chdb_client import ChdbClient
@@ -47,8 +48,9 @@ def test_sink_and_member_report_on_current_engine(engine, trace_dir, config_and_
     outs = [(proc.process(raw), raw) for raw in replay_windows(trace_dir)]
     windows = [(o.window, raw) for o, raw in outs]
     entries = [e for o, _ in outs for e in o.entries]
-    sink.write(windows, entries)
-    sink.write(windows, entries)  # a replayed batch: its windows are committed already, so skipped
+    rows = [row_from_entry(e) for e in entries]
+    sink.write(windows, rows)
+    sink.write(windows, rows)  # a replayed batch: its windows are committed already, so skipped
     total = engine.execute("SELECT sum(energy_mj), count() FROM bridgeledger.ledger")[0]
     assert int(total[0]) == sum(e.energy_mj for e in entries)
     assert int(total[1]) == len(entries)

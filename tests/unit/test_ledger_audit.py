@@ -16,6 +16,7 @@ from ledger.audit import recompute, reconcile
 from ledger.migrate import apply_migrations
 from ledger.verify import verify_ledger
 from schemas import decode_window
+from schemas.ledger import row_from_entry
 from streams.processing import WindowProcessor
 from streams.sink import ClickHouseSink
 
@@ -54,7 +55,7 @@ def ledger_db(chdb_engine, trace_dir, config_and_hash):
     raws = windows(trace_dir, cfg)
     for i in range(0, len(raws), 7):
         outs = [(proc.process(r), r) for r in raws[i:i + 7]]
-        sink.write([(o.window, r) for o, r in outs], [e for o, _ in outs for e in o.entries])
+        sink.write([(o.window, r) for o, r in outs], [row_from_entry(e) for o, _ in outs for e in o.entries])
     return chdb_engine, db
 
 
@@ -141,7 +142,7 @@ def test_resent_windows_are_not_committed_twice(ledger_db, config_and_hash) -> N
     sink = ClickHouseSink(engine, db)
     outs = [proc.process(r[0].encode()) for r in raw]
     sink.write([(o.window, r[0].encode()) for o, r in zip(outs, raw, strict=True)],
-               [e for o in outs for e in o.entries])
+               [row_from_entry(e) for o in outs for e in o.entries])
     assert engine.execute(f"SELECT count(), sum(energy_mj) FROM {db}.ledger")[0] == before
     assert verify_ledger(engine, db, *ALL).ok
     assert decode_window(raw[0][0]).window_id
@@ -168,7 +169,7 @@ def test_interrupted_write_is_invisible_and_cleaned_at_start(ledger_db, trace_di
     outs = [(WindowProcessor(cfg, digest).process(v), v) for _, _, v in pub.messages]
     with pytest.raises(ConnectionError):
         ClickHouseSink(FailOnCommit(engine), db).write([(o.window, r) for o, r in outs],
-                                                      [e for o, _ in outs for e in o.entries])
+                                                      [row_from_entry(e) for o, _ in outs for e in o.entries])
     assert engine.execute(f"SELECT count(), sum(energy_mj) FROM {db}.ledger")[0] == before
     report = verify_ledger(engine, db, *ALL)
     assert report.ok and len(report.interrupted) == 1

@@ -2,7 +2,10 @@ from __future__ import annotations
 
 import json
 
+import msgspec
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas import WireError, decode_window
 
@@ -64,3 +67,85 @@ def test_energy_must_be_an_integer() -> None:
     with pytest.raises(WireError) as err:
         decode_window(json.dumps(doc))
     assert "energy_mj" in err.value.detail
+
+
+# -- the fast decoder (msgspec) never accepts what the pydantic contract refuses ------
+
+def _same(raw: bytes) -> None:
+    """decode_window_fast and decode_window: the same window, or the same WireError."""
+    from schemas.telemetry import _fast_decoder, decode_window_fast
+
+    try:
+        want = decode_window(raw)
+    except WireError as exc:
+        with pytest.raises(WireError) as err:
+            decode_window_fast(raw)
+        assert (err.value.reason, err.value.detail) == (exc.reason, exc.detail)
+        with pytest.raises(Exception):  # noqa: B017 - msgspec's own error types
+            _fast_decoder.decode(raw)
+        return
+    got = decode_window_fast(raw)  # msgspec's window, or pydantic's where msgspec refused
+    got_doc = got.model_dump() if hasattr(got, "model_dump") else msgspec.to_builtins(got)
+    assert got_doc == want.model_dump(), raw
+    assert (got.window_id, got.window_s, [_ms(g) for g in got.gpus]) == (
+        want.window_id, want.window_s, [_ms(g) for g in want.gpus])
+
+
+def _ms(gpu) -> int | str:
+    try:
+        return gpu.gpu_ms
+    except OverflowError:  # 1e308 GPU-seconds: refused later as implausible, by both
+        return "overflow"
+
+
+ODD_VALUES = [None, True, False, 0, -1, 1, 2**63, 2**64, 0.5, 1.0, 1.5, 100.5, -0.0, 1e308, "", "1", "x" * 257,
+              "ok", [], [1], {}, {"a": 1}]
+
+
+@pytest.mark.parametrize("path", [
+    ("schema_version",), ("agent_id",), ("site_id",), ("node",), ("boot_id",), ("seq",), ("window_start_ns",),
+    ("window_end_ns",), ("gpus",), ("key_id",), ("signature",), ("gpus", 0, "uuid"), ("gpus", 0, "model"),
+    ("gpus", 0, "energy_mj"), ("gpus", 0, "gpu_seconds"), ("gpus", 0, "util_gpu"), ("gpus", 0, "mem_used_bytes"),
+    ("gpus", 0, "power_avg_mw"), ("gpus", 0, "power_limit_mw"), ("gpus", 0, "flags"), ("gpus", 0, "processes"),
+    ("gpus", 0, "processes", 0, "pid"), ("gpus", 0, "processes", 0, "job_id"),
+    ("gpus", 0, "processes", 0, "account"), ("gpus", 0, "processes", 0, "sm_share"),
+    ("gpus", 0, "processes", 0, "mem_used_bytes"), ("gpus", 0, "processes", 0, "mig_uuid"),
+])
+def test_fast_decoder_agrees_field_by_field(path: tuple) -> None:
+    for value in [*ODD_VALUES, "__missing__"]:
+        doc = window()
+        target = doc
+        for step in path[:-1]:
+            target = target[step]
+        if value == "__missing__":
+            target.pop(path[-1], None)
+        else:
+            target[path[-1]] = value
+        _same(json.dumps(doc).encode())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner,
+                                                                                max_size=3), max_leaves=8),
+       st.sampled_from(["seq", "gpus", "window_end_ns", "extra", "site_id"]))
+def test_fast_decoder_agrees_on_arbitrary_values(value, key) -> None:
+    _same(json.dumps(window(**{key: value})).encode())
+    doc = window()
+    doc["gpus"][0]["processes"][0][key] = value
+    _same(json.dumps(doc).encode())
+
+
+def test_fast_decoder_agrees_on_the_bad_input_corpus() -> None:
+    import random
+
+    from tests.unit.test_bad_input import BREAKERS, valid
+
+    rng = random.Random(7)
+    for i in range(400):
+        reason = rng.choice(sorted(BREAKERS))
+        _same(BREAKERS[reason](valid(rng, i), rng))
+        _same(json.dumps(valid(rng, i)).encode())
+    for raw in (b"", b"null", b"1", b'{"schema_version": 1}', b"\xff", b'{"a": NaN}', json.dumps(window()).encode()
+                + b" ", b"  " + json.dumps(window()).encode()):
+        _same(raw)
