@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
+from schemas.prometheus import render_metrics
+
 __all__ = ["AgentMetrics"]
 
 
@@ -19,19 +21,11 @@ class AgentMetrics:
     nvml_errors: Counter[str] = field(default_factory=Counter)
 
     def render(self) -> str:
-        lines = []
-        for name, kind, value, help_ in (
+        return render_metrics("bridgeledger_agent", (
             ("samples_total", "counter", self.samples, "GPU readings taken"),
             ("windows_closed_total", "counter", self.windows_closed, "telemetry windows closed"),
             ("windows_sent_total", "counter", self.windows_sent, "windows acknowledged by Kafka"),
             ("windows_dropped_total", "counter", self.windows_dropped, "windows dropped by the spool-full policy"),
             ("spooled_windows", "gauge", self.spooled, "windows waiting in the spool"),
             ("send_failures_total", "counter", self.send_failures, "failed sends (kept in the spool)"),
-        ):
-            lines += [f"# HELP bridgeledger_agent_{name} {help_}", f"# TYPE bridgeledger_agent_{name} {kind}",
-                      f"bridgeledger_agent_{name} {value}"]
-        lines += ["# HELP bridgeledger_agent_nvml_errors_total NVML calls that failed, by call",
-                  "# TYPE bridgeledger_agent_nvml_errors_total counter"]
-        for call, n in sorted(self.nvml_errors.items()):
-            lines.append(f'bridgeledger_agent_nvml_errors_total{{call="{call}"}} {n}')
-        return "\n".join(lines) + "\n"
+        ), [("nvml_errors_total", "counter", "call", self.nvml_errors, "NVML calls that failed, by call")])

@@ -115,6 +115,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--windows", type=int, default=10_000, help="node windows (8 GPUs each)")
     ap.add_argument("--latency-s", type=float, default=20.0)
+    ap.add_argument("--profile", type=Path, default=None,
+                    help="record the worker with py-spy during the throughput phase (collapsed stacks to this "
+                         "file) and print the top functions")
     ap.add_argument("--soak-s", type=float, default=0.0,
                     help="after the latency run, keep producing at half rate this long and print the worker RSS")
     args = ap.parse_args()
@@ -143,6 +146,11 @@ def main() -> None:
     log = open(state / "bench-worker.log", "ab")
     worker = subprocess.Popen([sys.executable, "-m", "bridgeledger.cli", "stream", "run"], env=env, cwd=ROOT,
                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    spy = None
+    if args.profile:
+        spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(worker.pid),
+                                "--format", "raw", "--rate", "200", "--nonblocking", "-o", str(args.profile)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     t_first = None
     first_count = 0
     deadline = time.monotonic() + 1800
@@ -155,6 +163,9 @@ def main() -> None:
         time.sleep(0.25)
     pipe_s = time.perf_counter() - (t_first or time.perf_counter())
     pipe_rate = (n - first_count) / pipe_s if pipe_s > 0 else float("nan")
+    if spy is not None:
+        spy.send_signal(2)
+        spy.wait(60)
 
     # latency at half the pipeline's rate: windows that end "now" when produced
     rate = max(1.0, pipe_rate / 2)
@@ -228,6 +239,28 @@ def main() -> None:
     print(f"worker peak RSS: {rss_kb / 1024:.0f} MiB")
     for sec, sent_n, kb in soak:
         print(f"soak t={sec:>4d} s windows sent {sent_n:>8d} worker RSS {kb / 1024:6.0f} MiB")
+    if args.profile and args.profile.exists():
+        print_profile(args.profile)
+
+
+def print_profile(path: Path, top: int = 25) -> None:
+    """Self and inclusive share of samples per function, from py-spy's collapsed stacks."""
+    own: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = [f.split(" (")[0] + " (" + f.split("/")[-1].rstrip(")").split(":")[0] + ")" for f in stack.split(";")]
+        total += n
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+        for f in set(frames):
+            incl[f] = incl.get(f, 0) + n
+    print(f"profile of the worker during the throughput phase ({total} samples; self %, inclusive %):")
+    for f, n in sorted(own.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"  {100 * n / total:5.1f} {100 * incl[f] / total:5.1f}  {f}")
 
 
 if __name__ == "__main__":

@@ -35,9 +35,13 @@ _SCALES = (9, 6, 3)
 
 def fixed(units: int, scale: int) -> str:
     """An integer count of 10^-scale as plain fixed-point text: fixed(5, 3) == "0.005"."""
-    sign = "-" if units < 0 else ""
-    whole, frac = divmod(abs(units), 10**scale)
-    return f"{sign}{whole}.{frac:0{scale}d}"
+    if units >= 0:
+        return _FORMATS[scale] % divmod(units, _POWERS[scale])
+    return "-" + _FORMATS[scale] % divmod(-units, _POWERS[scale])
+
+
+_FORMATS = {k: f"%d.%0{k}d" for k in range(1, 19)}
+_POWERS = {k: 10**k for k in range(1, 19)}
 
 
 def to_units(v: Decimal | str | int, scale: int) -> int:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from schemas import ConsortiumConfig, GpuWindow, JobEvent
 from schemas.consortium import Project
@@ -106,8 +107,7 @@ def book_jobs(events: Iterable[JobEvent], book: JobBook | None = None) -> JobBoo
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class Part:
+class Part(NamedTuple):  # a tuple: built for every entry, so cheap to build
     account_kind: AccountKind
     account: str
     project: str
@@ -280,9 +280,9 @@ def _merge(parts: list[Part]) -> list[Part]:
     """Two tenants can land on the same account (e.g. two unresolved pids): one entry each."""
     if len(parts) == 1:
         return parts
-    merged: dict[tuple[str, str, str, str, str | None], Part] = {}
+    merged: dict[tuple[str, ...], Part] = {}
     for p in parts:
-        key = (p.account_kind, p.account, p.project, p.member, p.job_id)
+        key = p[:5]  # account_kind, account, project, member, job_id
         prev = merged.get(key)
         if prev is None:
             merged[key] = p

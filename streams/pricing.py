@@ -73,9 +73,14 @@ class Tariff:
     def price(self, energy_mj: int, gpu_ms: int) -> tuple[int, int, int]:
         """(hours, cost, carbon) in stored units, each rounded half-even once."""
         den = self.den
-        return (round_half_even(gpu_ms * self.hours_g, den),
-                round_half_even(gpu_ms * self.cost_g + energy_mj * self.cost_e, den),
-                round_half_even(energy_mj * self.carbon_e, den))
+        out = []
+        for num in (gpu_ms * self.hours_g, gpu_ms * self.cost_g + energy_mj * self.cost_e,
+                    energy_mj * self.carbon_e):
+            q, r = divmod(num, den)  # round_half_even, inlined: this runs for every entry
+            if 2 * r > den or (2 * r == den and q & 1):
+                q += 1
+            out.append(q)
+        return out[0], out[1], out[2]
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,7 +81,7 @@ class WindowProcessor:
         self.config = config
         self.config_hash = config_hash
         self.keys = dict(keys or {})
-        self._tariffs: dict[tuple[str, str], Tariff] = {}
+        self._tariffs: dict[tuple[str, str], tuple[str, Tariff]] = {}
 
     def process(self, raw: bytes, jobs: JobBook | None = None, now_ns: int | None = None) -> Outcome:
         try:
@@ -150,14 +150,15 @@ class WindowProcessor:
         self.attribute_rows(w, jobs, rows)
         return [entry_from_row(r) for r in rows]
 
-    def _tariff(self, model_key: str, site_id: str) -> Tariff:
-        t = self._tariffs.get((model_key, site_id))
-        if t is None:
-            model = next(g for g in self.config.gpu_models if g.key == model_key)
+    def _tariff(self, model_name: str, site_id: str) -> tuple[str, Tariff]:
+        """(model key, tariff) of a GPU model, by the name NVML gives it, at a site."""
+        hit = self._tariffs.get((model_name, site_id))
+        if hit is None:
+            model = self.config.gpu_model(model_name)
             site = self.config.site(site_id)
-            assert site is not None  # validated
-            t = self._tariffs[(model_key, site_id)] = Tariff.of(model, site, self.config.pricing)
-        return t
+            assert model is not None and site is not None  # validated
+            hit = self._tariffs[(model_name, site_id)] = (model.key, Tariff.of(model, site, self.config.pricing))
+        return hit
 
     def attribute_rows(self, w: TelemetryWindow, jobs: JobBook | None, rows: list[EntryRow]) -> None:
         """Append the window's ledger entries to ``rows`` (a validated window)."""
@@ -168,10 +169,9 @@ class WindowProcessor:
         span = (start, end)
         sha = _sha256
         append = rows.append
+        tariffs = self._tariffs
         for g in w.gpus:
-            model = config.gpu_model(g.model)
-            assert model is not None  # validated
-            tariff = self._tariff(model.key, site_id)
+            model_key, tariff = tariffs.get((g.model, site_id)) or self._tariff(g.model, site_id)
             uuid = g.uuid
             for part in attribute_gpu(site_id, g, config, jobs, span):
                 hours, cost, carbon = tariff.price(part.energy_mj, part.gpu_ms)
@@ -183,6 +183,6 @@ class WindowProcessor:
                 digest = sha(entry_line_fixed(eid, window_id, site_id, uuid, job, kind, account, part.project,
                                               member, e_text, ms_text, h_text, c_text, g_text,
                                               config_hash)).hexdigest()
-                append((eid, window_id, agent_id, boot_id, seq, site_id, node, uuid, model.key, start, end, job,
+                append((eid, window_id, agent_id, boot_id, seq, site_id, node, uuid, model_key, start, end, job,
                         kind, account, part.project, member, part.energy_mj, part.gpu_ms, h_text, c_text, g_text,
                         config_hash, "", digest))

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from schemas import WireError
 from schemas.jobs import JobEvent, decode_job_event
 from schemas.ledger import EntryRow
+from schemas.prometheus import render_metrics
 from streams import SinkError
 from streams.attribution import JobBook, book_jobs
 from streams.processing import Rejection, WindowProcessor
@@ -56,21 +57,15 @@ class WorkerStats:
 
     def render(self) -> str:
         """Prometheus text exposition of the worker's counters."""
-        out = []
-        for name, kind, value, help_ in (
+        return render_metrics("bridgeledger_stream", (
             ("windows_total", "counter", self.windows, "windows written to the ledger"),
             ("entries_total", "counter", self.entries, "ledger entries written"),
             ("batches_total", "counter", self.batches, "batches accepted by ClickHouse"),
             ("sink_failures_total", "counter", self.sink_failures, "failed batch writes (retried)"),
             ("sink_seconds_total", "counter", round(self.sink_seconds, 6), "time spent writing batches"),
             ("last_batch_seconds", "gauge", round(self.last_batch_s, 6), "latency of the last batch write"),
-        ):
-            out += [f"# HELP bridgeledger_stream_{name} {help_}", f"# TYPE bridgeledger_stream_{name} {kind}",
-                    f"bridgeledger_stream_{name} {value}"]
-        out += ["# HELP bridgeledger_stream_rejected_total messages sent to the dead-letter topic, by reason",
-                "# TYPE bridgeledger_stream_rejected_total counter"]
-        out += [f'bridgeledger_stream_rejected_total{{reason="{r}"}} {n}' for r, n in sorted(self.rejected.items())]
-        return "\n".join(out) + "\n"
+        ), [("rejected_total", "counter", "reason", self.rejected,
+             "messages sent to the dead-letter topic, by reason")])
 
 
 class LedgerWorker:
