@@ -105,6 +105,22 @@ def clickhouse_ceiling(client, db: str, raws: list[bytes]) -> tuple[float, int]:
     return time.perf_counter() - t, len(rows)
 
 
+def worker_metrics(port: int) -> dict[str, float]:
+    """The worker's Prometheus counters (streams/worker.py), unlabelled ones only."""
+    import urllib.request
+
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#") and "{" not in line:
+            name, value = line.split()
+            out[name.removeprefix("bridgeledger_stream_")] = float(value)
+    return out
+
+
 def count_windows(client, db: str, agents: tuple[str, ...] | None = None) -> int:
     if agents:
         return client.execute(f"SELECT count() FROM {db}.windows WHERE agent_id IN %(a)s", {"a": agents})[0][0]
@@ -141,8 +157,10 @@ def main() -> None:
     raw_s = asyncio.run(raw_ceiling(stack, n))
     ch_s, n_entries = clickhouse_ceiling(client, ch.database, raws)
 
+    metrics_port = stack.ports.clickhouse_tcp + 7
     env = {**os.environ, **stack.client_env(), "BRIDGELEDGER_CONSORTIUM_CONFIG": str(CONFIG),
-           "BRIDGELEDGER_STATE_DIR": str(state), "BRIDGELEDGER_PORT_OFFSET": "20000"}
+           "BRIDGELEDGER_STATE_DIR": str(state), "BRIDGELEDGER_PORT_OFFSET": "20000",
+           "BRIDGELEDGER_METRICS_PORT": str(metrics_port)}
     log = open(state / "bench-worker.log", "ab")
     worker = subprocess.Popen([sys.executable, "-m", "bridgeledger.cli", "stream", "run"], env=env, cwd=ROOT,
                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -153,16 +171,21 @@ def main() -> None:
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     t_first = None
     first_count = 0
+    first_metrics: dict[str, float] = {}
     deadline = time.monotonic() + 1800
     while time.monotonic() < deadline:
         c = count_windows(client, ch.database)
         if c and t_first is None:
             t_first, first_count = time.perf_counter(), c
+            first_metrics = worker_metrics(metrics_port)
         if c >= n:
             break
         time.sleep(0.25)
     pipe_s = time.perf_counter() - (t_first or time.perf_counter())
     pipe_rate = (n - first_count) / pipe_s if pipe_s > 0 else float("nan")
+    last_metrics = worker_metrics(metrics_port)
+    split = {k: last_metrics.get(k, 0.0) - first_metrics.get(k, 0.0)
+             for k in ("process_seconds_total", "sink_seconds_total")}
     if spy is not None:
         spy.send_signal(2)
         spy.wait(60)
@@ -234,6 +257,12 @@ def main() -> None:
     print(f"pipeline Faust worker -> ClickHouse  {pipe_rate * gpu:>12,.0f} GPU-windows/s "
           f"({pipe_rate:,.0f} node windows/s)")
     print(f"ratio pipeline / min(ceilings): {pipe_rate * gpu / min(ceilings.values()):.3f}")
+    if pipe_s > 0:
+        p_s, s_s = split["process_seconds_total"], split["sink_seconds_total"]
+        print(f"worker time over the throughput phase ({pipe_s:.1f} s): decode+validate+attribute {p_s:.1f} s "
+              f"({100 * p_s / pipe_s:.0f} %), ClickHouse sink {s_s:.1f} s ({100 * s_s / pipe_s:.0f} %), "
+              f"the rest (Faust, Kafka fetch, acks, waiting) {pipe_s - p_s - s_s:.1f} s "
+              f"({100 * (pipe_s - p_s - s_s) / pipe_s:.0f} %)")
     print(f"latency at {rate * gpu:,.0f} GPU-windows/s for {args.latency_s:.0f} s: p50 {p50:.2f} s, p99 {p99:.2f} s "
           f"(window end to batch commit, 1 s resolution)")
     print(f"worker peak RSS: {rss_kb / 1024:.0f} MiB")

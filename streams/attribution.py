@@ -170,7 +170,7 @@ def _tenant_for_job(
         cache = _TENANTS[id(config)] = (config, {})
     tenant = cache[1].get(key)
     if tenant is None:
-        if len(cache[1]) > 200_000:  # one per (site, job, account): bounded over months
+        if len(cache[1]) > 50_000:  # one per (site, job, account): bounded over months
             cache[1].clear()
         project = config.project_for_account(account) if account is not None else None
         if job_id is None or project is None:

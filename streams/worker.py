@@ -53,6 +53,7 @@ class WorkerStats:
     rejected: Counter[str] = field(default_factory=Counter)
     sink_failures: int = 0
     sink_seconds: float = 0.0
+    process_seconds: float = 0.0
     last_batch_s: float = 0.0
 
     def render(self) -> str:
@@ -63,6 +64,8 @@ class WorkerStats:
             ("batches_total", "counter", self.batches, "batches accepted by ClickHouse"),
             ("sink_failures_total", "counter", self.sink_failures, "failed batch writes (retried)"),
             ("sink_seconds_total", "counter", round(self.sink_seconds, 6), "time spent writing batches"),
+            ("process_seconds_total", "counter", round(self.process_seconds, 6),
+             "time spent decoding, validating and attributing windows"),
             ("last_batch_seconds", "gauge", round(self.last_batch_s, 6), "latency of the last batch write"),
         ), [("rejected_total", "counter", "reason", self.rejected,
              "messages sent to the dead-letter topic, by reason")])
@@ -98,6 +101,7 @@ class LedgerWorker:
         rejections = []
         seen: set[str] = set()
         check, attribute = self.processor.check, self.processor.attribute_rows
+        t_start = time.monotonic()
         for i, raw in enumerate(raws):
             try:
                 window = check(raw, stamps_ns[i] if stamps_ns else None)
@@ -110,6 +114,7 @@ class LedgerWorker:
             accepted.append((window, raw))
             attribute(window, self.jobs, entries)
         t0 = time.monotonic()
+        self.stats.process_seconds += t0 - t_start
         try:
             self.sink.write(accepted, entries, rejections)
         except Exception as exc:

@@ -32,6 +32,7 @@ from agents.readers.base import GpuSample, ProcessUtil
 __all__ = ["NvmlReader", "probe_nvml"]
 
 log = logging.getLogger(__name__)
+MIG_RECHECK_S = 60.0
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 
 
@@ -78,6 +79,9 @@ class NvmlReader:
                 "name": _text(self.nv.nvmlDeviceGetName(h)),
                 "limit": self._call("power_limit", "", self.nv.nvmlDeviceGetEnforcedPowerLimit, h),
                 "last_ts": 0,
+                "had_procs": True,  # read utilisation at the first sample whatever runs
+                "mig_next": 0.0,
+                "mig_on": False,
             })
         try:
             self._boot = boot_id_path.read_text().strip()
@@ -116,10 +120,13 @@ class NvmlReader:
             dev["last_ts"] = max(dev["last_ts"], max(r.timeStamp for r in rows))
         return tuple(ProcessUtil(int(r.pid), int(r.smUtil)) for r in rows)
 
-    def _mig(self, dev: dict[str, Any]) -> tuple[list[int], tuple[ProcessUtil, ...]] | None:
+    def _mig(self, dev: dict[str, Any], now: float) -> tuple[list[int], tuple[ProcessUtil, ...]] | None:
         h, uuid = dev["handle"], dev["uuid"]
-        mode = self._call("mig_mode", uuid, self.nv.nvmlDeviceGetMigMode, h)
-        if not mode or mode[0] != getattr(self.nv, "NVML_DEVICE_MIG_ENABLE", 1):
+        if now >= dev["mig_next"]:  # MIG mode changes only with a GPU reset: checked once a minute
+            mode = self._call("mig_mode", uuid, self.nv.nvmlDeviceGetMigMode, h)
+            dev["mig_on"] = bool(mode) and mode[0] == getattr(self.nv, "NVML_DEVICE_MIG_ENABLE", 1)
+            dev["mig_next"] = now + MIG_RECHECK_S
+        if not dev["mig_on"]:
             return None
         total_sm = self._call("attributes", uuid, self.nv.nvmlDeviceGetAttributes, h)
         parent_sms = getattr(total_sm, "multiprocessorCount", 0) or 0
@@ -142,9 +149,10 @@ class NvmlReader:
 
     def sample(self) -> list[GpuSample]:
         t = self.clock_ns()
-        read_util = self.monotonic() >= self._next_util
+        now = self.monotonic()
+        read_util = now >= self._next_util
         if read_util:
-            self._next_util = self.monotonic() + self.interval
+            self._next_util = now + self.interval
         out = []
         for dev in self.devices:
             h, uuid = dev["handle"], dev["uuid"]
@@ -154,7 +162,7 @@ class NvmlReader:
                 continue  # the device answers nothing we can account with: flagged missing
             util = self._call("utilization", uuid, self.nv.nvmlDeviceGetUtilizationRates, h)
             mem = self._call("memory", uuid, self.nv.nvmlDeviceGetMemoryInfo, h)
-            mig = self._mig(dev)
+            mig = self._mig(dev, now)
             if mig is not None:
                 pids, putil = mig
                 flags: tuple[str, ...] = ("mig",)
@@ -163,7 +171,13 @@ class NvmlReader:
                 procs = self._call("processes", uuid, self.nv.nvmlDeviceGetComputeRunningProcesses, h) or []
                 pids = [int(p.pid) for p in procs]
                 flags = ()
-                util_reading = self._proc_util(dev) if read_util else None
+                util_reading = None
+                if read_util:
+                    # Per-process utilisation is one of the dearest calls (2.5 ms on an H100,
+                    # docs/benchmarks.md); with no process now and none at the last reading
+                    # there is nothing to share, so it is "read, nothing ran" without asking.
+                    util_reading = self._proc_util(dev) if pids or dev["had_procs"] else ()
+                dev["had_procs"] = bool(pids)
             out.append(GpuSample(
                 uuid=uuid, model=dev["name"], t_ns=t,
                 energy_mj=int(energy) if energy is not None else None,
