@@ -45,7 +45,7 @@ stack-status: install
 
 bench: install
 	$(BIN)/python bench/agent.py
-	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/pipeline.py --windows 20000 --profile .state-bench/worker-profile.txt
 
 clean:
 	-$(BIN)/bridgeledger stack down

@@ -165,8 +165,12 @@ def main() -> None:
     worker = subprocess.Popen([sys.executable, "-m", "bridgeledger.cli", "stream", "run"], env=env, cwd=ROOT,
                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     spy = None
+    py_spy = Path(sys.executable).parent / "py-spy"
+    if args.profile and not py_spy.exists():
+        print(f"--profile needs py-spy ({py_spy} is missing): pip install py-spy; running without a profile")
+        args.profile = None
     if args.profile:
-        spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(worker.pid),
+        spy = subprocess.Popen([str(py_spy), "record", "--pid", str(worker.pid),
                                 "--format", "raw", "--rate", "200", "--nonblocking", "-o", str(args.profile)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     t_first = None
