@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import faust
@@ -67,12 +68,16 @@ def create_app(settings: StreamSettings, worker: LedgerWorker) -> faust.App:
     jobs = app.topic(JOBS_TOPIC, partitions=settings.partitions, value_serializer="raw")
     dlq = app.topic(DLQ_TOPIC, partitions=1, value_serializer="raw")
 
+    # One thread for every ClickHouse write: the client is not thread-safe, and
+    # the window and job agents would otherwise write through it at once.
+    sink_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-sink")
+
     async def _retrying(fn: Callable[..., list[Rejection]], *args: Any) -> list[Rejection]:
         loop = asyncio.get_running_loop()
         delay = 0.5
         while True:
             try:
-                return await loop.run_in_executor(None, fn, *args)
+                return await loop.run_in_executor(sink_thread, fn, *args)
             except SinkError as exc:
                 log.error("%s; retrying in %.1f s (nothing is acked meanwhile)", exc, delay)
                 await asyncio.sleep(delay)
@@ -82,11 +87,16 @@ def create_app(settings: StreamSettings, worker: LedgerWorker) -> faust.App:
         for r in rejections:
             await dlq.send(value=dlq_record(r, topic, time.time_ns()))
 
+    # Decoding and attribution run here, on the event loop (a batch takes well
+    # under a second, far inside the session timeout); only the ClickHouse
+    # writes go to a thread. The loop is then the only thread that reads or
+    # changes the job book, and the Python work of a batch does not contend
+    # for the interpreter lock with Faust's own message handling.
     @app.agent(windows)
     async def account_windows(stream: Any) -> None:
         async for events in stream.noack_take(settings.batch_size, within=settings.batch_s):
-            stamps = [_stamp_ns(e) for e in events]
-            rejections = await _retrying(worker.handle_windows, [e.value for e in events], stamps)
+            batch = worker.prepare([e.value for e in events], [_stamp_ns(e) for e in events])
+            rejections = await _retrying(worker.write, batch)
             await _forward(rejections, WINDOWS_TOPIC)
             for e in events:
                 await stream.ack(e)
@@ -94,7 +104,9 @@ def create_app(settings: StreamSettings, worker: LedgerWorker) -> faust.App:
     @app.agent(jobs)
     async def record_jobs(stream: Any) -> None:
         async for events in stream.noack_take(500, within=settings.batch_s):
-            rejections = await _retrying(worker.handle_jobs, [e.value for e in events])
+            decoded, rejections = worker.decode_jobs([e.value for e in events])
+            rejections = await _retrying(worker.write_jobs, decoded, rejections)
+            worker.book(decoded)
             await _forward(rejections, JOBS_TOPIC)
             for e in events:
                 await stream.ack(e)

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from schemas import WireError
+from schemas import TelemetryWindow, WireError
 from schemas.jobs import JobEvent, decode_job_event
 from schemas.ledger import EntryRow
 from schemas.prometheus import render_metrics
@@ -26,7 +26,7 @@ from streams.attribution import JobBook, book_jobs
 from streams.processing import Rejection, WindowProcessor
 from streams.sink import LedgerSink
 
-__all__ = ["LedgerWorker", "WorkerStats", "dlq_record"]
+__all__ = ["LedgerWorker", "WindowBatch", "WorkerStats", "dlq_record"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,15 @@ class WorkerStats:
              "messages sent to the dead-letter topic, by reason")])
 
 
+@dataclass
+class WindowBatch:
+    """A batch of messages after :meth:`LedgerWorker.prepare`, ready to commit."""
+
+    accepted: list[tuple[TelemetryWindow, bytes]] = field(default_factory=list)
+    entries: list[EntryRow] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+
 class LedgerWorker:
     def __init__(
         self,
@@ -94,11 +103,13 @@ class LedgerWorker:
             del self.jobs[k]
         return len(old)
 
-    def handle_windows(self, raws: Sequence[bytes], stamps_ns: Sequence[int | None] | None = None) -> list[Rejection]:
-        """``stamps_ns``: the broker timestamps of the messages, for the clock-skew check."""
-        accepted = []
-        entries: list[EntryRow] = []
-        rejections = []
+    def prepare(self, raws: Sequence[bytes], stamps_ns: Sequence[int | None] | None = None) -> WindowBatch:
+        """Decode, validate and attribute a batch (CPU only, no I/O).
+
+        ``stamps_ns``: the broker timestamps of the messages, for the clock-skew
+        check. Reads the job book: call it from the thread that updates the
+        book (:meth:`book`), the Faust event loop in the worker."""
+        batch = WindowBatch()
         seen: set[str] = set()
         check, attribute = self.processor.check, self.processor.attribute_rows
         t_start = time.monotonic()
@@ -106,25 +117,32 @@ class LedgerWorker:
             try:
                 window = check(raw, stamps_ns[i] if stamps_ns else None)
             except WireError as exc:
-                rejections.append(Rejection(exc.reason, exc.detail, raw))
+                batch.rejections.append(Rejection(exc.reason, exc.detail, raw))
                 continue
             if window.window_id in seen:  # a resend inside one batch
                 continue
             seen.add(window.window_id)
-            accepted.append((window, raw))
-            attribute(window, self.jobs, entries)
+            batch.accepted.append((window, raw))
+            attribute(window, self.jobs, batch.entries)
+        self.stats.process_seconds += time.monotonic() - t_start
+        return batch
+
+    def write(self, batch: WindowBatch) -> list[Rejection]:
+        """Commit a prepared batch through the sink; returns the rejections for
+        the dead-letter topic. :class:`SinkError` if the sink fails (retry the
+        same batch; nothing of it is acked meanwhile)."""
         t0 = time.monotonic()
-        self.stats.process_seconds += t0 - t_start
         try:
-            self.sink.write(accepted, entries, rejections)
+            self.sink.write(batch.accepted, batch.entries, batch.rejections)
         except Exception as exc:
             self.stats.sink_failures += 1
-            raise SinkError(f"ledger write of {len(accepted)} windows failed: {exc}") from exc
+            raise SinkError(f"ledger write of {len(batch.accepted)} windows failed: {exc}") from exc
         self.stats.last_batch_s = time.monotonic() - t0
         self.stats.sink_seconds += self.stats.last_batch_s
         self.stats.batches += 1
-        self.stats.windows += len(accepted)
-        self.stats.entries += len(entries)
+        self.stats.windows += len(batch.accepted)
+        self.stats.entries += len(batch.entries)
+        rejections = batch.rejections
         if rejections:
             counts = Counter(r.reason for r in rejections)
             self.stats.rejected.update(counts)
@@ -133,7 +151,11 @@ class LedgerWorker:
                         len(rejections), dict(counts), rejections[0].detail)
         return rejections
 
-    def handle_jobs(self, raws: Sequence[bytes]) -> list[Rejection]:
+    def handle_windows(self, raws: Sequence[bytes], stamps_ns: Sequence[int | None] | None = None) -> list[Rejection]:
+        """:meth:`prepare` then :meth:`write`, in the calling thread."""
+        return self.write(self.prepare(raws, stamps_ns))
+
+    def decode_jobs(self, raws: Sequence[bytes]) -> tuple[list[JobEvent], list[Rejection]]:
         events = []
         rejections = []
         for raw in raws:
@@ -141,6 +163,9 @@ class LedgerWorker:
                 events.append(decode_job_event(raw))
             except WireError as exc:
                 rejections.append(Rejection(exc.reason, exc.detail, raw))
+        return events, rejections
+
+    def write_jobs(self, events: Sequence[JobEvent], rejections: Sequence[Rejection]) -> list[Rejection]:
         try:
             self.sink.write_jobs(events)
             if rejections:
@@ -148,5 +173,14 @@ class LedgerWorker:
         except Exception as exc:
             self.stats.sink_failures += 1
             raise SinkError(f"job event write failed: {exc}") from exc
+        return list(rejections)
+
+    def book(self, events: Sequence[JobEvent]) -> None:
+        """Fold job events into the job book (the thread that calls :meth:`prepare`)."""
         book_jobs(events, self.jobs)
-        return rejections
+
+    def handle_jobs(self, raws: Sequence[bytes]) -> list[Rejection]:
+        events, rejections = self.decode_jobs(raws)
+        out = self.write_jobs(events, rejections)
+        self.book(events)
+        return out
