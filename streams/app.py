@@ -92,14 +92,23 @@ def create_app(settings: StreamSettings, worker: LedgerWorker) -> faust.App:
     # writes go to a thread. The loop is then the only thread that reads or
     # changes the job book, and the Python work of a batch does not contend
     # for the interpreter lock with Faust's own message handling.
+    # Two batches in flight at most: while the sink thread commits batch n, the
+    # loop decodes and attributes batch n+1. Commits stay in order (one sink
+    # thread), and each batch is acked only after its own commit.
     @app.agent(windows)
     async def account_windows(stream: Any) -> None:
-        async for events in stream.noack_take(settings.batch_size, within=settings.batch_s):
-            batch = worker.prepare([e.value for e in events], [_stamp_ns(e) for e in events])
+        async def commit(batch: Any, events: list[Any]) -> None:
             rejections = await _retrying(worker.write, batch)
             await _forward(rejections, WINDOWS_TOPIC)
             for e in events:
                 await stream.ack(e)
+
+        previous: asyncio.Task[None] | None = None
+        async for events in stream.noack_take(settings.batch_size, within=settings.batch_s):
+            batch = worker.prepare([e.value for e in events], [_stamp_ns(e) for e in events])
+            if previous is not None:
+                await previous
+            previous = asyncio.ensure_future(commit(batch, events))
 
     @app.agent(jobs)
     async def record_jobs(stream: Any) -> None:
