@@ -3,7 +3,8 @@
 Offsets: the window agent takes batches with ``noack_take`` and acks each
 event only after the ledger accepted the whole batch, so the committed
 offset never passes a window that is not in ClickHouse. A failing sink is
-retried with backoff (back-pressure: nothing further is read meanwhile).
+retried with backoff (back-pressure: at most one more batch is taken and
+prepared meanwhile, none is committed out of order).
 """
 
 from __future__ import annotations
@@ -90,8 +91,7 @@ def create_app(settings: StreamSettings, worker: LedgerWorker) -> faust.App:
     # Decoding and attribution run here, on the event loop (a batch takes well
     # under a second, far inside the session timeout); only the ClickHouse
     # writes go to a thread. The loop is then the only thread that reads or
-    # changes the job book, and the Python work of a batch does not contend
-    # for the interpreter lock with Faust's own message handling.
+    # changes the job book.
     # Two batches in flight at most: while the sink thread commits batch n, the
     # loop decodes and attributes batch n+1. Commits stay in order (one sink
     # thread), and each batch is acked only after its own commit.
