@@ -3,8 +3,12 @@
 # tool, from the repository root). Reads NVML only; changes no GPU setting.
 #
 # That machine has no network: the few packages the agent needs beyond the
-# image's (pydantic and friends, kafka-python) travel as wheels in .whl/
-# (see docs/benchmarks.md, "Real GPU"). The check prints:
+# image's (Python 3.12 there) travel as wheels in .whl/, fetched here with
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#     --implementation cp --platform manylinux2014_x86_64 -d .whl \
+#     pydantic pydantic_core pydantic-settings annotated-types typing-inspection \
+#     typing_extensions python-dotenv kafka-python msgspec
+# (same versions as .venv; .whl/ is not committed). The check prints:
 #   - `agent doctor` with the real NvmlReader;
 #   - bench/agent.py --reader nvml: CPU per sample with real NVML readings;
 #   - tests/gpu (marked gpu) on the real device;
