@@ -16,16 +16,14 @@ from typing import Any
 from ledger import LedgerError
 from ledger.configs import config_by_hash
 from schemas import LedgerEntry
-from schemas.ledger import row_from_entry
-from streams.attribution import SHARE_SCALE, split_exact
+from schemas.ledger import ENTRY_ROW_FIELDS, row_from_entry
+from streams.attribution import owner_weights, split_exact
 from streams.pricing import price_part
 from streams.sink import ClickHouseSink
 
 __all__ = ["CorrectionError", "move_entry"]
 
-FIELDS = ("entry_id", "window_id", "agent_id", "boot_id", "seq", "site_id", "node", "gpu_uuid", "gpu_model",
-          "window_start_ns", "window_end_ns", "job_id", "account_kind", "account", "project", "member",
-          "energy_mj", "gpu_ms", "normalised_gpu_hours", "cost_eur", "carbon_g", "config_hash", "corrects")
+FIELDS = tuple(f for f in ENTRY_ROW_FIELDS if f != "digest")  # a LedgerEntry's fields
 
 
 class CorrectionError(LedgerError):
@@ -61,13 +59,14 @@ def move_entry(client: Any, db: str, entry_id: str, to_account: str, reason: str
         "normalised_gpu_hours": -orig.normalised_gpu_hours, "cost_eur": -orig.cost_eur,
         "carbon_g": -orig.carbon_g, "corrects": entry_id})
     out = [reversal]
-    weights = [int(o.share * SHARE_SCALE) for o in project.owners]
-    for owner, e_mj, g_ms in zip(project.owners, split_exact(orig.energy_mj, weights),
-                                 split_exact(orig.gpu_ms, weights), strict=True):
+    owners = owner_weights(project)
+    weights = [w for _, w in owners]
+    for (member, _), e_mj, g_ms in zip(owners, split_exact(orig.energy_mj, weights),
+                                       split_exact(orig.gpu_ms, weights), strict=True):
         price = price_part(e_mj, g_ms, model, site, cfg.pricing)
         out.append(orig.model_copy(update={
-            "entry_id": _cid(entry_id, to_account, owner.member), "account_kind": "job", "account": to_account,
-            "project": project.id, "member": owner.member, "energy_mj": e_mj, "gpu_ms": g_ms,
+            "entry_id": _cid(entry_id, to_account, member), "account_kind": "job", "account": to_account,
+            "project": project.id, "member": member, "energy_mj": e_mj, "gpu_ms": g_ms,
             "normalised_gpu_hours": price.normalised_gpu_hours, "cost_eur": price.cost_eur,
             "carbon_g": price.carbon_g, "corrects": entry_id}))
     assert sum(e.energy_mj for e in out) == 0 and sum(e.gpu_ms for e in out) == 0

@@ -25,12 +25,16 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
 __all__ = [
-    "GENESIS", "batch_hash", "decimal_text", "entries_hash", "entry_digest", "entry_line", "entry_line_fixed",
-    "fixed", "to_units",
+    "CARBON_SCALE", "COST_SCALE", "GENESIS", "HOURS_SCALE", "batch_hash", "decimal_text", "entries_hash",
+    "entry_digest", "entry_line", "entry_line_fixed", "fixed", "to_units",
 ]
 
 GENESIS = "0" * 64
-_SCALES = (9, 6, 3)
+# Decimal places the ledger stores (and the chain prints) for each decimal figure.
+HOURS_SCALE = 9  # normalised GPU-hours
+COST_SCALE = 6  # EUR
+CARBON_SCALE = 3  # g CO2
+_SCALES = (HOURS_SCALE, COST_SCALE, CARBON_SCALE)
 
 
 def fixed(units: int, scale: int) -> str:

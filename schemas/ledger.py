@@ -87,11 +87,11 @@ def entry_from_row(row: EntryRow) -> LedgerEntry:
 
 
 def row_from_entry(e: LedgerEntry) -> EntryRow:
-    from schemas.chain import decimal_text, entry_digest
+    from schemas.chain import CARBON_SCALE, COST_SCALE, HOURS_SCALE, decimal_text, entry_digest
 
     line = e.chain_line()
     return (e.entry_id, e.window_id, e.agent_id, e.boot_id, e.seq, e.site_id, e.node, e.gpu_uuid, e.gpu_model,
             e.window_start_ns, e.window_end_ns, e.job_id or "", e.account_kind, e.account, e.project, e.member,
-            e.energy_mj, e.gpu_ms, decimal_text(e.normalised_gpu_hours, 9), decimal_text(e.cost_eur, 6),
-            decimal_text(e.carbon_g, 3),
+            e.energy_mj, e.gpu_ms, decimal_text(e.normalised_gpu_hours, HOURS_SCALE),
+            decimal_text(e.cost_eur, COST_SCALE), decimal_text(e.carbon_g, CARBON_SCALE),
             e.config_hash, e.corrects or "", entry_digest(line))

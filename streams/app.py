@@ -115,7 +115,7 @@ def create_app(settings: StreamSettings, worker: LedgerWorker) -> faust.App:
         async for events in stream.noack_take(500, within=settings.batch_s):
             decoded, rejections = worker.decode_jobs([e.value for e in events])
             rejections = await _retrying(worker.write_jobs, decoded, rejections)
-            worker.book(decoded)
+            worker.load_jobs(decoded)
             await _forward(rejections, JOBS_TOPIC)
             for e in events:
                 await stream.ack(e)

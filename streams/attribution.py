@@ -35,7 +35,7 @@ from schemas import ConsortiumConfig, GpuWindow, JobEvent
 from schemas.consortium import Project
 from schemas.ledger import AccountKind
 
-__all__ = ["JobBook", "JobSpan", "Part", "attribute_gpu", "book_jobs", "owner_weights", "split_exact"]
+__all__ = ["JobBook", "JobSpan", "Jobs", "Part", "attribute_gpu", "book_jobs", "owner_weights", "split_exact"]
 
 # Shares are turned into integer weights at this resolution (parts per million).
 SHARE_SCALE = 1_000_000
@@ -53,6 +53,10 @@ class JobSpan:
         return self.start.time_ns < t1_ns and (self.end_ns is None or self.end_ns > t0_ns)
 
 
+# What the pure functions accept: a JobBook, or any mapping of the same shape (tests).
+Jobs = Mapping[tuple[str, str], JobSpan]
+
+
 class JobBook(dict[tuple[str, str], JobSpan]):
     """(site_id, job_id) -> the job's span; the stream keeps it from jobs.events.
 
@@ -61,7 +65,7 @@ class JobBook(dict[tuple[str, str], JobSpan]):
     only by item assignment and ``del`` (what :func:`book_jobs` and the
     worker's pruning do): those keep the index right."""
 
-    def __init__(self, spans: Mapping[tuple[str, str], JobSpan] | None = None) -> None:
+    def __init__(self, spans: Jobs | None = None) -> None:
         super().__init__()
         self._exclusive: dict[tuple[str, str], set[tuple[str, str]]] = {}
         for key, span in (spans or {}).items():
@@ -153,8 +157,7 @@ class _Tenant:
 
 
 def _tenant_for_job(
-    site_id: str, job_id: str | None, account: str | None, config: ConsortiumConfig,
-    jobs: Mapping[tuple[str, str], JobSpan],
+    site_id: str, job_id: str | None, account: str | None, config: ConsortiumConfig, jobs: Jobs,
 ) -> _Tenant:
     if job_id is not None and account is None:
         span = jobs.get((site_id, job_id))
@@ -188,7 +191,6 @@ def _unresolved(site_id: str, account: str | None, job_id: str | None) -> _Tenan
 
 
 _NOBODY = (("", 1),)
-_ONE = [1]
 _TENANTS: dict[int, tuple[ConsortiumConfig, dict[tuple[str, str | None, str | None], _Tenant]]] = {}
 _OWNERS: dict[int, tuple[Project, tuple[tuple[str, int], ...]]] = {}
 
@@ -214,7 +216,7 @@ def _idle(site_id: str) -> _Tenant:
 _IDLE: dict[str, _Tenant] = {}
 
 
-def _exclusive_holder(site_id: str, gpu_uuid: str, jobs: Mapping[tuple[str, str], JobSpan],
+def _exclusive_holder(site_id: str, gpu_uuid: str, jobs: Jobs,
                       window: tuple[int, int] | None) -> JobEvent | None:
     if isinstance(jobs, JobBook):
         spans: Iterable[JobSpan] = jobs.exclusive_on(site_id, gpu_uuid)
@@ -227,14 +229,14 @@ def _exclusive_holder(site_id: str, gpu_uuid: str, jobs: Mapping[tuple[str, str]
 
 
 def attribute_gpu(
-    site_id: str, gpu: GpuWindow, config: ConsortiumConfig, jobs: Mapping[tuple[str, str], JobSpan] | None = None,
+    site_id: str, gpu: GpuWindow, config: ConsortiumConfig, jobs: Jobs | None = None,
     window: tuple[int, int] | None = None,
 ) -> list[Part]:
     """Split one GPU window among accounts; the parts sum exactly to the window.
 
     ``window`` (start, end ns) limits exclusive allocations to jobs that held
     the GPU during it."""
-    book: Mapping[tuple[str, str], JobSpan] = jobs if jobs is not None else {}
+    book: Jobs = jobs if jobs is not None else {}
     weights: dict[tuple[str | None, str | None], int] = {}
     for proc in gpu.processes:
         key = (proc.job_id, proc.account)
@@ -255,7 +257,7 @@ def attribute_gpu(
             tenants = [_tenant_for_job(site_id, holder.job_id, holder.account, config, book)]
         else:
             tenants = [_idle(site_id)]
-        tenant_weights = _ONE
+        tenant_weights = []  # one tenant: nothing to split
 
     energy_mj, gpu_ms = gpu.energy_mj, gpu.gpu_ms
     if len(tenants) == 1:

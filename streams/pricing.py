@@ -23,13 +23,11 @@ from fractions import Fraction
 from math import lcm
 
 from schemas import GpuModel, Site
+from schemas.chain import CARBON_SCALE, COST_SCALE, HOURS_SCALE
 from schemas.consortium import Pricing
 
-__all__ = ["HOURS_SCALE", "COST_SCALE", "CARBON_SCALE", "Price", "Tariff", "price_part", "round_half_even"]
+__all__ = ["Price", "Tariff", "price_part", "round_half_even"]
 
-HOURS_SCALE = 9  # decimal places stored
-COST_SCALE = 6
-CARBON_SCALE = 3
 MS_PER_HOUR = 3_600_000
 MJ_PER_KWH = 3_600_000_000
 
@@ -73,14 +71,9 @@ class Tariff:
     def price(self, energy_mj: int, gpu_ms: int) -> tuple[int, int, int]:
         """(hours, cost, carbon) in stored units, each rounded half-even once."""
         den = self.den
-        out = []
-        for num in (gpu_ms * self.hours_g, gpu_ms * self.cost_g + energy_mj * self.cost_e,
-                    energy_mj * self.carbon_e):
-            q, r = divmod(num, den)  # round_half_even, inlined: this runs for every entry
-            if 2 * r > den or (2 * r == den and q & 1):
-                q += 1
-            out.append(q)
-        return out[0], out[1], out[2]
+        return (round_half_even(gpu_ms * self.hours_g, den),
+                round_half_even(gpu_ms * self.cost_g + energy_mj * self.cost_e, den),
+                round_half_even(energy_mj * self.carbon_e, den))
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,14 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from schemas import ConsortiumConfig, LedgerEntry, TelemetryWindow, WireError
-from schemas.chain import entry_line_fixed, fixed
+from schemas.chain import CARBON_SCALE, COST_SCALE, HOURS_SCALE, entry_digest, entry_line_fixed, fixed
 from schemas.ledger import EntryRow, entry_from_row
 from schemas.signing import verify_document
 from schemas.telemetry import decode_window_fast
-from streams.attribution import JobSpan, attribute_gpu
-from streams.pricing import CARBON_SCALE, COST_SCALE, HOURS_SCALE, Tariff
-
-JobBook = Mapping[tuple[str, str], JobSpan]
+from streams.attribution import Jobs, attribute_gpu
+from streams.pricing import Tariff
 
 __all__ = ["Outcome", "Rejection", "WindowProcessor", "entry_id"]
 
@@ -56,10 +54,7 @@ def entry_id(window_id: str, gpu_uuid: str, account_kind: str, account: str, job
              member: str) -> str:
     """Deterministic: the same inputs always give the same id, so replays dedup."""
     key = "\x1f".join((window_id, gpu_uuid, account_kind, account, job_id or "", member))
-    return _sha256(key.encode()).hexdigest()
-
-
-_sha256 = hashlib.sha256
+    return hashlib.sha256(key.encode()).hexdigest()
 
 
 class WindowProcessor:
@@ -83,7 +78,7 @@ class WindowProcessor:
         self.keys = dict(keys or {})
         self._tariffs: dict[tuple[str, str], tuple[str, Tariff]] = {}
 
-    def process(self, raw: bytes, jobs: JobBook | None = None, now_ns: int | None = None) -> Outcome:
+    def process(self, raw: bytes, jobs: Jobs | None = None, now_ns: int | None = None) -> Outcome:
         try:
             window = self.check(raw, now_ns)
         except WireError as exc:
@@ -145,7 +140,7 @@ class WindowProcessor:
                     f"{limit_mw / 1000:.0f} W × {ENERGY_TOLERANCE}",
                 )
 
-    def attribute(self, w: TelemetryWindow, jobs: JobBook | None = None) -> list[LedgerEntry]:
+    def attribute(self, w: TelemetryWindow, jobs: Jobs | None = None) -> list[LedgerEntry]:
         rows: list[EntryRow] = []
         self.attribute_rows(w, jobs, rows)
         return [entry_from_row(r) for r in rows]
@@ -160,14 +155,13 @@ class WindowProcessor:
             hit = self._tariffs[(model_name, site_id)] = (model.key, Tariff.of(model, site, self.config.pricing))
         return hit
 
-    def attribute_rows(self, w: TelemetryWindow, jobs: JobBook | None, rows: list[EntryRow]) -> None:
+    def attribute_rows(self, w: TelemetryWindow, jobs: Jobs | None, rows: list[EntryRow]) -> None:
         """Append the window's ledger entries to ``rows`` (a validated window)."""
         config, config_hash = self.config, self.config_hash
         window_id, site_id = w.window_id, w.site_id
         agent_id, boot_id, seq, node = w.agent_id, w.boot_id, w.seq, w.node
         start, end = w.window_start_ns, w.window_end_ns
         span = (start, end)
-        sha = _sha256
         append = rows.append
         tariffs = self._tariffs
         for g in w.gpus:
@@ -180,9 +174,9 @@ class WindowProcessor:
                 h_text, c_text, g_text = fixed(hours, HOURS_SCALE), fixed(cost, COST_SCALE), fixed(
                     carbon, CARBON_SCALE)
                 e_text, ms_text = str(part.energy_mj), str(part.gpu_ms)
-                digest = sha(entry_line_fixed(eid, window_id, site_id, uuid, job, kind, account, part.project,
-                                              member, e_text, ms_text, h_text, c_text, g_text,
-                                              config_hash)).hexdigest()
+                digest = entry_digest(entry_line_fixed(eid, window_id, site_id, uuid, job, kind, account,
+                                                       part.project, member, e_text, ms_text, h_text, c_text,
+                                                       g_text, config_hash))
                 append((eid, window_id, agent_id, boot_id, seq, site_id, node, uuid, model_key, start, end, job,
                         kind, account, part.project, member, part.energy_mj, part.gpu_ms, h_text, c_text, g_text,
                         config_hash, "", digest))

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from schemas import LedgerEntry, TelemetryWindow
 from schemas.chain import GENESIS, batch_hash, entries_hash
 from schemas.jobs import JobEvent
-from schemas.ledger import EntryRow, entry_from_row
+from schemas.ledger import ENTRY_ROW_FIELDS, EntryRow, entry_from_row
 from streams.processing import Rejection
 
 __all__ = ["ClickHouseSink", "LedgerSink", "MemorySink", "entry_columns"]
@@ -52,6 +52,9 @@ DLQ_COLUMNS = "received_at, reason, detail, site_id, agent_id, raw_sha256, raw"
 
 
 S = 1_000_000_000
+# positions in an entry row (schemas/ledger.py ENTRY_ROW_FIELDS)
+_ID, _WINDOW, _START, _ENERGY, _GPU_MS, _DIGEST = (
+    ENTRY_ROW_FIELDS.index(f) for f in ("entry_id", "window_id", "window_start_ns", "energy_mj", "gpu_ms", "digest"))
 
 
 def _ts(ns: int) -> datetime:
@@ -76,8 +79,9 @@ def entry_columns(batch_id: str, rows: Sequence[EntryRow], written_at: int) -> l
     DateTime columns go as epoch seconds and decimals as their exact text, the
     forms clickhouse-driver converts cheapest."""
     n = len(rows)
-    c = [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in range(24)]
-    return [[batch_id] * n, *c[0:9], [ns // S for ns in c[9]], c[9], c[10], *c[11:23], [written_at] * n]
+    c = [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in ENTRY_ROW_FIELDS]
+    # the row's fields up to gpu_model, window_start (seconds), then the rest up to corrects
+    return [[batch_id] * n, *c[:_START], [ns // S for ns in c[_START]], *c[_START:_DIGEST], [written_at] * n]
 
 
 class ClickHouseSink:
@@ -144,7 +148,7 @@ class ClickHouseSink:
         done = self.committed([w for w, _ in windows])
         if done:
             windows = [(w, raw) for w, raw in windows if w.window_id not in done]
-            entries = [e for e in entries if e[1] not in done]  # e[1]: window_id
+            entries = [e for e in entries if e[_WINDOW] not in done]
         if not windows:
             return
         self.commit_batch(entries, windows, now)
@@ -155,13 +159,13 @@ class ClickHouseSink:
         batch_id = uuid.uuid4().hex
         seq, prev = self.head()
         ordered = sorted(entries)  # by entry_id, the rows' first field (unique)
-        ids = [e[0] for e in ordered]
-        digests = [e[-1] for e in ordered]
-        energy = sum(e[16] for e in entries)
-        gpu_ms = sum(e[17] for e in entries)
+        ids = [e[_ID] for e in ordered]
+        digests = [e[_DIGEST] for e in ordered]
+        energy = sum(e[_ENERGY] for e in entries)
+        gpu_ms = sum(e[_GPU_MS] for e in entries)
         e_hash = entries_hash(digests)
         b_hash = batch_hash(self.chain_id, seq, batch_id, prev, e_hash, len(entries), energy, gpu_ms)
-        starts = [e[9] for e in entries] or [w.window_start_ns for w, _ in windows]
+        starts = [e[_START] for e in entries] or [w.window_start_ns for w, _ in windows]
         now_s = int(now.replace(tzinfo=UTC).timestamp())
         try:
             self.client.execute(f"INSERT INTO {self.db}.ledger_intents (chain_id, batch_id, started_at) VALUES",

@@ -94,6 +94,7 @@ class LedgerWorker:
         self.stats = WorkerStats()
 
     def load_jobs(self, events: Sequence[JobEvent]) -> None:
+        """Fold job events into the job book (the thread that calls :meth:`prepare`)."""
         book_jobs(events, self.jobs)
 
     def prune_jobs(self, before_ns: int) -> int:
@@ -108,7 +109,7 @@ class LedgerWorker:
 
         ``stamps_ns``: the broker timestamps of the messages, for the clock-skew
         check. Reads the job book: call it from the thread that updates the
-        book (:meth:`book`), the Faust event loop in the worker."""
+        book (:meth:`load_jobs`), the Faust event loop in the worker."""
         batch = WindowBatch()
         seen: set[str] = set()
         check, attribute = self.processor.check, self.processor.attribute_rows
@@ -175,12 +176,8 @@ class LedgerWorker:
             raise SinkError(f"job event write failed: {exc}") from exc
         return list(rejections)
 
-    def book(self, events: Sequence[JobEvent]) -> None:
-        """Fold job events into the job book (the thread that calls :meth:`prepare`)."""
-        book_jobs(events, self.jobs)
-
     def handle_jobs(self, raws: Sequence[bytes]) -> list[Rejection]:
         events, rejections = self.decode_jobs(raws)
         out = self.write_jobs(events, rejections)
-        self.book(events)
+        self.load_jobs(events)
         return out
