@@ -121,6 +121,17 @@ def worker_metrics(port: int) -> dict[str, float]:
     return out
 
 
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU of a process and its reaped children so far (/proc/PID/stat)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+
+
 def count_windows(client, db: str, agents: tuple[str, ...] | None = None) -> int:
     if agents:
         return client.execute(f"SELECT count() FROM {db}.windows WHERE agent_id IN %(a)s", {"a": agents})[0][0]
@@ -175,6 +186,8 @@ def main() -> None:
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     t_first = None
     first_count = 0
+    pids = {"worker": worker.pid, **{s.name: s.pid for s in stack.status()}}
+    first_cpu: dict[str, float] = {}
     first_metrics: dict[str, float] = {}
     deadline = time.monotonic() + 1800
     while time.monotonic() < deadline:
@@ -182,12 +195,14 @@ def main() -> None:
         if c and t_first is None:
             t_first, first_count = time.perf_counter(), c
             first_metrics = worker_metrics(metrics_port)
+            first_cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
         if c >= n:
             break
         time.sleep(0.25)
     pipe_s = time.perf_counter() - (t_first or time.perf_counter())
     pipe_rate = (n - first_count) / pipe_s if pipe_s > 0 else float("nan")
     last_metrics = worker_metrics(metrics_port)
+    cpu = {name: cpu_seconds(pid) - first_cpu.get(name, 0.0) for name, pid in pids.items()}
     split = {k: last_metrics.get(k, 0.0) - first_metrics.get(k, 0.0)
              for k in ("process_seconds_total", "sink_seconds_total")}
     if spy is not None:
@@ -266,6 +281,8 @@ def main() -> None:
         print(f"worker time over the throughput phase ({pipe_s:.1f} s): decode+validate+attribute {p_s:.1f} s "
               f"({100 * p_s / pipe_s:.0f} %, event loop), ClickHouse sink {s_s:.1f} s "
               f"({100 * s_s / pipe_s:.0f} %, sink thread, overlapping the next batch's processing)")
+        shares = ", ".join(f"{name} {sec:.1f} s ({100 * sec / pipe_s:.0f} % of a core)" for name, sec in cpu.items())
+        print(f"CPU over the throughput phase: {shares}; the machine has {os.cpu_count()} cores")
     print(f"latency at {rate * gpu:,.0f} GPU-windows/s for {args.latency_s:.0f} s: p50 {p50:.2f} s, p99 {p99:.2f} s "
           f"(window end to batch commit, 1 s resolution)")
     print(f"worker peak RSS: {rss_kb / 1024:.0f} MiB")

@@ -319,7 +319,7 @@ def stream_run(config_path: Path | None) -> None:
     with needs_extra("streams"):
         import faust  # noqa: F401
 
-        from streams.app import create_app
+        from streams.app import create_app, tune_gc
         from streams.clickhouse import connect
         from streams.processing import WindowProcessor
         from streams.settings import StreamSettings, load_keyring
@@ -361,7 +361,9 @@ def stream_run(config_path: Path | None) -> None:
         serve_text(worker.stats.render, settings.metrics_port)
     from faust.worker import Worker
 
-    Worker(app, loglevel="info").execute_from_commandline()
+    faust_worker = Worker(app, loglevel="info")
+    tune_gc()
+    faust_worker.execute_from_commandline()
 
 
 # -- agents ------------------------------------------------------------------------------

@@ -39,13 +39,13 @@ _SCALES = (HOURS_SCALE, COST_SCALE, CARBON_SCALE)
 
 def fixed(units: int, scale: int) -> str:
     """An integer count of 10^-scale as plain fixed-point text: fixed(5, 3) == "0.005"."""
+    form, power = _FIXED[scale]
     if units >= 0:
-        return _FORMATS[scale] % divmod(units, _POWERS[scale])
-    return "-" + _FORMATS[scale] % divmod(-units, _POWERS[scale])
+        return form % divmod(units, power)
+    return "-" + form % divmod(-units, power)
 
 
-_FORMATS = {k: f"%d.%0{k}d" for k in range(1, 19)}
-_POWERS = {k: 10**k for k in range(1, 19)}
+_FIXED = {k: (f"%d.%0{k}d", 10**k) for k in range(1, 19)}
 
 
 def to_units(v: Decimal | str | int, scale: int) -> int:

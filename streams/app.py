@@ -1,15 +1,18 @@
 """Faust wiring of the stream worker: topics, agents, retry and acks.
 
-Offsets: the window agent takes batches with ``noack_take`` and acks each
-event only after the ledger accepted the whole batch, so the committed
-offset never passes a window that is not in ClickHouse. A failing sink is
-retried with backoff (back-pressure: at most one more batch is taken and
+Telemetry windows are read in batches by :class:`streams.consumer.WindowConsumer`
+(a plain aiokafka consumer, run as an app task: Faust's per-message stream
+was the worker's largest cost) and committed after the ledger accepted each
+batch. Job events are a Faust agent: it takes batches with ``noack_take`` and
+acks each event only after ClickHouse stored it. A failing sink is retried
+with backoff (back-pressure: at most one more window batch is taken and
 prepared meanwhile, none is committed out of order).
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Callable
@@ -20,11 +23,12 @@ import faust
 
 from schemas.topics import DLQ_TOPIC, JOBS_TOPIC, WINDOWS_TOPIC
 from streams import SinkError
+from streams.consumer import WindowConsumer
 from streams.processing import Rejection
 from streams.settings import StreamSettings
 from streams.worker import LedgerWorker, dlq_record
 
-__all__ = ["create_app"]
+__all__ = ["GC_THRESHOLDS", "create_app", "tune_gc"]
 
 log = logging.getLogger(__name__)
 # Jobs that ended longer ago than this are forgotten (bounded state); a window
@@ -32,10 +36,22 @@ log = logging.getLogger(__name__)
 JOB_RETENTION_NS = 7 * 86_400 * 1_000_000_000
 
 
-def _stamp_ns(event: Any) -> int | None:
-    """The Kafka timestamp of a message (seconds as float in Faust), in ns."""
-    ts = getattr(event.message, "timestamp", None)
-    return int(ts * 1e9) if ts else None
+# The worker allocates a few tuples per ledger entry, millions an hour, nearly
+# all short-lived; with CPython's default thresholds (700, 10, 10) collections
+# then cost a fifth of the worker's CPU (docs/benchmarks.md). Cycles are still
+# collected, in fewer, larger passes.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_gc() -> None:
+    """Garbage collection for the worker process: call it once, after start-up.
+
+    What exists by then (modules, the config, the app) lives as long as the
+    process, so it is frozen out of every later collection; the thresholds
+    are raised to :data:`GC_THRESHOLDS`."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def _credentials(settings: StreamSettings) -> Any:
@@ -65,12 +81,11 @@ def create_app(settings: StreamSettings, worker: LedgerWorker) -> faust.App:
         broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 4),
         broker_credentials=_credentials(settings),
     )
-    windows = app.topic(WINDOWS_TOPIC, partitions=settings.partitions, value_serializer="raw")
     jobs = app.topic(JOBS_TOPIC, partitions=settings.partitions, value_serializer="raw")
     dlq = app.topic(DLQ_TOPIC, partitions=1, value_serializer="raw")
 
     # One thread for every ClickHouse write: the client is not thread-safe, and
-    # the window and job agents would otherwise write through it at once.
+    # the window consumer and the job agent would otherwise write through it at once.
     sink_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-sink")
 
     async def _retrying(fn: Callable[..., list[Rejection]], *args: Any) -> list[Rejection]:
@@ -88,27 +103,16 @@ def create_app(settings: StreamSettings, worker: LedgerWorker) -> faust.App:
         for r in rejections:
             await dlq.send(value=dlq_record(r, topic, time.time_ns()))
 
-    # Decoding and attribution run here, on the event loop (a batch takes well
-    # under a second, far inside the session timeout); only the ClickHouse
-    # writes go to a thread. The loop is then the only thread that reads or
-    # changes the job book.
-    # Two batches in flight at most: while the sink thread commits batch n, the
-    # loop decodes and attributes batch n+1. Commits stay in order (one sink
-    # thread), and each batch is acked only after its own commit.
-    @app.agent(windows)
-    async def account_windows(stream: Any) -> None:
-        async def commit(batch: Any, events: list[Any]) -> None:
-            rejections = await _retrying(worker.write, batch)
-            await _forward(rejections, WINDOWS_TOPIC)
-            for e in events:
-                await stream.ack(e)
+    # Decoding and attribution run on the event loop (a batch takes well under
+    # a second, far inside the session timeout); only the ClickHouse writes go
+    # to the thread. The loop is then the only thread that reads or changes
+    # the job book.
+    windows = WindowConsumer(settings, worker, write=lambda batch: _retrying(worker.write, batch),
+                             forward=lambda rejections: _forward(rejections, WINDOWS_TOPIC))
 
-        previous: asyncio.Task[None] | None = None
-        async for events in stream.noack_take(settings.batch_size, within=settings.batch_s):
-            batch = worker.prepare([e.value for e in events], [_stamp_ns(e) for e in events])
-            if previous is not None:
-                await previous
-            previous = asyncio.ensure_future(commit(batch, events))
+    @app.task
+    async def account_windows() -> None:
+        await windows.run()
 
     @app.agent(jobs)
     async def record_jobs(stream: Any) -> None:

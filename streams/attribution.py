@@ -237,45 +237,46 @@ def attribute_gpu(
     ``window`` (start, end ns) limits exclusive allocations to jobs that held
     the GPU during it."""
     book: Jobs = jobs if jobs is not None else {}
+    procs = gpu.processes
+    energy_mj, gpu_ms = gpu.energy_mj, gpu.gpu_ms
+    if not procs:
+        holder = _exclusive_holder(site_id, gpu.uuid, book, window)
+        if holder is None:
+            return _owner_parts(_idle(site_id), energy_mj, gpu_ms)
+        return _owner_parts(_tenant_for_job(site_id, holder.job_id, holder.account, config, book), energy_mj, gpu_ms)
+    if len(procs) == 1 and "mig" not in gpu.flags:  # one tenant holds the whole window
+        proc = procs[0]
+        return _owner_parts(_tenant_for_job(site_id, proc.job_id, proc.account, config, book), energy_mj, gpu_ms)
+
     weights: dict[tuple[str | None, str | None], int] = {}
-    for proc in gpu.processes:
+    for proc in procs:
         key = (proc.job_id, proc.account)
         weights[key] = weights.get(key, 0) + round(proc.sm_share * SHARE_SCALE)
-
-    tenants: list[_Tenant]
-    tenant_weights: list[int]
-    if weights:
-        tenants = [_tenant_for_job(site_id, j, a, config, book) for (j, a) in weights]
-        tenant_weights = list(weights.values())
-        unused = SHARE_SCALE - sum(tenant_weights)
-        if "mig" in gpu.flags and unused > 0:
-            tenants.append(_idle(site_id))
-            tenant_weights.append(unused)
-    else:
-        holder = _exclusive_holder(site_id, gpu.uuid, book, window)
-        if holder is not None:
-            tenants = [_tenant_for_job(site_id, holder.job_id, holder.account, config, book)]
-        else:
-            tenants = [_idle(site_id)]
-        tenant_weights = []  # one tenant: nothing to split
-
-    energy_mj, gpu_ms = gpu.energy_mj, gpu.gpu_ms
+    tenants = [_tenant_for_job(site_id, j, a, config, book) for (j, a) in weights]
+    tenant_weights = list(weights.values())
+    unused = SHARE_SCALE - sum(tenant_weights)
+    if "mig" in gpu.flags and unused > 0:
+        tenants.append(_idle(site_id))
+        tenant_weights.append(unused)
     if len(tenants) == 1:
-        shares = [(tenants[0], energy_mj, gpu_ms)]
-    else:
-        shares = list(zip(tenants, split_exact(energy_mj, tenant_weights), split_exact(gpu_ms, tenant_weights),
-                          strict=True))
+        return _owner_parts(tenants[0], energy_mj, gpu_ms)
     parts: list[Part] = []
-    for tenant, e_mj, g_ms in shares:
-        owners = tenant.owners
-        if len(owners) == 1:
-            parts.append(Part(tenant.account_kind, tenant.account, tenant.project, owners[0][0], tenant.job_id,
-                              e_mj, g_ms))
-            continue
-        weights_ = [w for _, w in owners]
-        for (member, _), e, g in zip(owners, split_exact(e_mj, weights_), split_exact(g_ms, weights_), strict=True):
-            parts.append(Part(tenant.account_kind, tenant.account, tenant.project, member, tenant.job_id, e, g))
+    for tenant, e_mj, g_ms in zip(tenants, split_exact(energy_mj, tenant_weights),
+                                  split_exact(gpu_ms, tenant_weights), strict=True):
+        parts.extend(_owner_parts(tenant, e_mj, g_ms))
     return _merge(parts)
+
+
+def _owner_parts(tenant: _Tenant, energy_mj: int, gpu_ms: int) -> list[Part]:
+    """A tenant's part, split among its project's owners (rule 5)."""
+    owners = tenant.owners
+    if len(owners) == 1:
+        return [Part(tenant.account_kind, tenant.account, tenant.project, owners[0][0], tenant.job_id,
+                     energy_mj, gpu_ms)]
+    weights = [w for _, w in owners]
+    return _merge([Part(tenant.account_kind, tenant.account, tenant.project, member, tenant.job_id, e, g)
+                   for (member, _), e, g in zip(owners, split_exact(energy_mj, weights), split_exact(gpu_ms, weights),
+                                                strict=True)])
 
 
 def _merge(parts: list[Part]) -> list[Part]:

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ClickHouseSettings", "connect"]
+__all__ = ["ClickHouseSettings", "connect", "decimal_units"]
 
 
 class ClickHouseSettings(BaseSettings):
@@ -39,6 +39,7 @@ def connect(settings: ClickHouseSettings, database: str | None = None) -> Any:
     """A clickhouse-driver client; ``database`` overrides the configured one."""
     from clickhouse_driver import Client
 
+    _accept_decimal_units()
     return Client(
         host=settings.host,
         port=settings.port,
@@ -49,3 +50,47 @@ def connect(settings: ClickHouseSettings, database: str | None = None) -> Any:
         send_receive_timeout=60,
         settings={"use_numpy": False},
     )
+
+
+# -- exact integer units for Decimal columns ----------------------------------------
+# clickhouse-driver turns every value it writes to a Decimal(P, S) column into
+# int(Decimal(str(value)) * 10**S), one by one: on the ledger's hot path that
+# was the costliest part of an insert. The stream already holds each decimal
+# as an exact integer count of 10^-S, so it marks such values with the type
+# ``decimal_units(S)`` and the column writes them as they are. A column whose
+# values are not all of its own scale's type converts them the driver's way;
+# a units value there (another scale, or mixed in) is an error, never a
+# silent reinterpretation.
+
+_UNIT_TYPES: dict[int, type[int]] = {}
+
+
+def decimal_units(scale: int) -> type[int]:
+    """The int subclass whose values are exact counts of 10^-scale, for a
+    Decimal column of that scale: ``decimal_units(3)(5)`` writes 0.005."""
+    unit = _UNIT_TYPES.get(scale)
+    if unit is None:
+        unit = _UNIT_TYPES[scale] = type(f"DecimalUnits{scale}", (int,), {"__slots__": (), "scale": scale})
+    return unit
+
+
+def _accept_decimal_units() -> None:
+    from clickhouse_driver.columns.decimalcolumn import DecimalColumn
+
+    convert = DecimalColumn.before_write_items
+    if getattr(convert, "accepts_units", False):
+        return
+    unit_types = _UNIT_TYPES
+
+    def before_write_items(self: Any, items: list[Any], nulls_map: Any = None) -> None:
+        unit = unit_types.get(self.scale)
+        if unit is not None and nulls_map is None and all(type(x) is unit for x in items):
+            return  # already integer units of this column's scale
+        stray = next((x for x in items if type(x) in unit_types.values()), None)
+        if stray is not None:
+            raise TypeError(f"{type(stray).__name__} value {int(stray)} written to a Decimal column of scale "
+                            f"{self.scale}")
+        convert(self, items, nulls_map)
+
+    before_write_items.accepts_units = True  # type: ignore[attr-defined]
+    DecimalColumn.before_write_items = before_write_items

@@ -167,16 +167,16 @@ class WindowProcessor:
         for g in w.gpus:
             model_key, tariff = tariffs.get((g.model, site_id)) or self._tariff(g.model, site_id)
             uuid = g.uuid
-            for part in attribute_gpu(site_id, g, config, jobs, span):
-                hours, cost, carbon = tariff.price(part.energy_mj, part.gpu_ms)
-                kind, account, member, job = part.account_kind, part.account, part.member, part.job_id or ""
+            for kind, account, project, member, job, energy_mj, gpu_ms in attribute_gpu(site_id, g, config, jobs,
+                                                                                        span):
+                hours, cost, carbon = tariff.price(energy_mj, gpu_ms)
+                job = job or ""
                 eid = entry_id(window_id, uuid, kind, account, job, member)
                 h_text, c_text, g_text = fixed(hours, HOURS_SCALE), fixed(cost, COST_SCALE), fixed(
                     carbon, CARBON_SCALE)
-                e_text, ms_text = str(part.energy_mj), str(part.gpu_ms)
-                digest = entry_digest(entry_line_fixed(eid, window_id, site_id, uuid, job, kind, account,
-                                                       part.project, member, e_text, ms_text, h_text, c_text,
-                                                       g_text, config_hash))
+                digest = entry_digest(entry_line_fixed(eid, window_id, site_id, uuid, job, kind, account, project,
+                                                       member, str(energy_mj), str(gpu_ms), h_text, c_text, g_text,
+                                                       config_hash))
                 append((eid, window_id, agent_id, boot_id, seq, site_id, node, uuid, model_key, start, end, job,
-                        kind, account, part.project, member, part.energy_mj, part.gpu_ms, h_text, c_text, g_text,
+                        kind, account, project, member, energy_mj, gpu_ms, h_text, c_text, g_text,
                         config_hash, "", digest))

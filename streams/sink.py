@@ -25,9 +25,10 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from schemas import LedgerEntry, TelemetryWindow
-from schemas.chain import GENESIS, batch_hash, entries_hash
+from schemas.chain import CARBON_SCALE, COST_SCALE, GENESIS, HOURS_SCALE, batch_hash, entries_hash
 from schemas.jobs import JobEvent
 from schemas.ledger import ENTRY_ROW_FIELDS, EntryRow, entry_from_row
+from streams.clickhouse import decimal_units
 from streams.processing import Rejection
 
 __all__ = ["ClickHouseSink", "LedgerSink", "MemorySink", "entry_columns"]
@@ -55,6 +56,8 @@ S = 1_000_000_000
 # positions in an entry row (schemas/ledger.py ENTRY_ROW_FIELDS)
 _ID, _WINDOW, _START, _ENERGY, _GPU_MS, _DIGEST = (
     ENTRY_ROW_FIELDS.index(f) for f in ("entry_id", "window_id", "window_start_ns", "energy_mj", "gpu_ms", "digest"))
+_DECIMALS = tuple((ENTRY_ROW_FIELDS.index(f), decimal_units(scale)) for f, scale in (
+    ("normalised_gpu_hours", HOURS_SCALE), ("cost_eur", COST_SCALE), ("carbon_g", CARBON_SCALE)))
 
 
 def _ts(ns: int) -> datetime:
@@ -76,10 +79,13 @@ class LedgerSink(Protocol):
 def entry_columns(batch_id: str, rows: Sequence[EntryRow], written_at: int) -> list[list[Any]]:
     """The ENTRY_COLUMNS of an insert, column by column, from entry rows.
 
-    DateTime columns go as epoch seconds and decimals as their exact text, the
-    forms clickhouse-driver converts cheapest."""
+    DateTime columns go as epoch seconds and decimals as exact integer units
+    (streams/clickhouse.py ``decimal_units``), the forms clickhouse-driver
+    writes without converting value by value."""
     n = len(rows)
     c = [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in ENTRY_ROW_FIELDS]
+    for i, unit in _DECIMALS:
+        c[i] = [unit(t.replace(".", "")) for t in c[i]]  # the rows' plain fixed-point text, digits only
     # the row's fields up to gpu_model, window_start (seconds), then the rest up to corrects
     return [[batch_id] * n, *c[:_START], [ns // S for ns in c[_START]], *c[_START:_DIGEST], [written_at] * n]
 
@@ -120,14 +126,19 @@ class ClickHouseSink:
         log.info("removed %d interrupted batch write(s)", len(batch_ids))
 
     def committed(self, windows: Sequence[TelemetryWindow]) -> set[str]:
-        """Which of these windows are already in a committed batch (resends, replays)."""
+        """Which of these windows are already in a committed batch (resends, replays).
+
+        The batch's window ids travel as an external table (one column, sent
+        in the native format) rather than as an escaped IN list in the query
+        text: a batch holds thousands of them."""
         if not windows:
             return set()
         rows = self.client.execute(
             f"SELECT window_id FROM {self.db}.windows WHERE site_id IN %(s)s AND agent_id IN %(a)s "
-            f"AND window_id IN %(w)s",
-            {"s": tuple({w.site_id for w in windows}), "a": tuple({w.agent_id for w in windows}),
-             "w": tuple(w.window_id for w in windows)})
+            f"AND window_id IN _batch_windows",
+            {"s": tuple({w.site_id for w in windows}), "a": tuple({w.agent_id for w in windows})},
+            external_tables=[{"name": "_batch_windows", "structure": [("window_id", "String")],
+                              "data": [{"window_id": w.window_id} for w in windows]}])
         return {r[0] for r in rows}
 
     # -- writing --------------------------------------------------------------------

@@ -16,6 +16,9 @@ def literal(v: Any) -> str:
         return "NULL"
     if isinstance(v, bool):
         return "1" if v else "0"
+    scale = getattr(type(v), "scale", None)
+    if isinstance(v, int) and scale is not None:  # streams.clickhouse.decimal_units: exact units of 10^-scale
+        return str(Decimal(int(v)).scaleb(-scale))
     if isinstance(v, (int, Decimal)):
         return str(v)
     if isinstance(v, float):
@@ -42,7 +45,12 @@ class ChdbClient:
         rows = [tuple(_typed(v, t) for v, t in zip(r, types, strict=True)) for r in doc["data"]]
         return [m["name"] for m in doc["meta"]], rows
 
-    def execute(self, query: str, params: Any = None, columnar: bool = False) -> list[tuple[Any, ...]]:
+    def execute(self, query: str, params: Any = None, columnar: bool = False,
+                external_tables: list[dict[str, Any]] | None = None) -> list[tuple[Any, ...]]:
+        for table in external_tables or ():  # one-column tables, used as `x IN name`: inlined as a tuple
+            (column, _), = table["structure"]
+            values = literal(tuple(row[column] for row in table["data"]))
+            query = re.sub(rf"\bIN {table['name']}\b", f"IN {values}", query)
         if isinstance(params, list) and columnar:
             params = [tuple(r) for r in zip(*params, strict=True)]
         if isinstance(params, list):  # INSERT ... VALUES with rows

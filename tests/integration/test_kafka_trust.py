@@ -44,7 +44,7 @@ def secure(stack, tmp_path_factory):
     acls += [ACL("User:stream", "*", ACLOperation.READ, ACLPermissionType.ALLOW, topic),
              ACL("User:stream", "*", ACLOperation.DESCRIBE, ACLPermissionType.ALLOW, topic),
              ACL("User:stream", "*", ACLOperation.READ, ACLPermissionType.ALLOW,
-                 ResourcePattern(ResourceType.GROUP, "bridgeledger-stream"))]
+                 ResourcePattern(ResourceType.GROUP, "bridgeledger-stream", ACLResourcePatternType.PREFIXED))]
     # the stream worker: reads job events, writes dead letters, owns Faust's internal topics
     acls += [ACL("User:stream", "*", op, ACLPermissionType.ALLOW, ResourcePattern(ResourceType.TOPIC, name))
              for name, ops in ((JOBS_TOPIC, (ACLOperation.READ, ACLOperation.DESCRIBE)),

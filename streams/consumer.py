@@ -1,0 +1,132 @@
+"""The telemetry topic's consumer: whole record batches, straight from aiokafka.
+
+Faust's per-message stream machinery cost about 200 µs of CPU per message on
+the benchmark machine, more than decoding, attributing and writing that
+message together (docs/benchmarks.md), so the worker reads the windows topic
+with a plain aiokafka consumer of its own, inside the Faust worker process
+(``streams/app.py`` runs it as an app task; job events stay a Faust agent).
+
+Offsets: auto-commit is off. A batch's offsets are committed only after the
+ledger accepted the batch, so the committed offset never passes a window
+that is not in ClickHouse. Two batches at most are in flight: while batch n
+is written (in the sink thread), batch n+1 is decoded and attributed on the
+event loop; writes and offset commits stay in order.
+
+Rebalancing: before giving up partitions, the consumer finishes every batch
+it has taken (written and committed), so a partition's next owner starts
+after the last window this one booked. Should an offset commit still fail
+(the group moved on), the next owner is sent those windows again and the
+sink skips them as already booked (streams/sink.py ``committed``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from schemas.topics import WINDOWS_TOPIC
+from streams.processing import Rejection
+from streams.settings import StreamSettings
+from streams.worker import LedgerWorker, WindowBatch
+
+__all__ = ["WINDOWS_GROUP_SUFFIX", "WindowConsumer"]
+
+log = logging.getLogger(__name__)
+
+# The windows consumer's group is the app id plus this; Faust's own group (the
+# app id) keeps the job events.
+WINDOWS_GROUP_SUFFIX = "-windows"
+# Per partition and fetch: a batch of 2,000 windows of 8 GPUs is about 6 MB.
+MAX_PARTITION_FETCH_BYTES = 8 << 20
+
+
+class WindowConsumer:
+    """Reads the windows topic in batches, prepares them with the worker, and
+    hands them to ``write`` (the ledger write, retried until it succeeds) and
+    ``forward`` (dead letters), then commits their offsets."""
+
+    def __init__(
+        self,
+        settings: StreamSettings,
+        worker: LedgerWorker,
+        write: Callable[[WindowBatch], Awaitable[list[Rejection]]],
+        forward: Callable[[list[Rejection]], Awaitable[None]],
+    ) -> None:
+        self.settings = settings
+        self.worker = worker
+        self._write = write
+        self._forward = forward
+        self._tail: asyncio.Future[None] | None = None  # the last batch handed on; each awaits the one before
+        self._consumer: Any = None
+
+    def _make_consumer(self) -> Any:
+        from aiokafka import AIOKafkaConsumer
+
+        s = self.settings
+        return AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap,
+            group_id=s.app_id + WINDOWS_GROUP_SUFFIX,
+            client_id=s.app_id + WINDOWS_GROUP_SUFFIX,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
+            session_timeout_ms=int(s.session_timeout_s * 1000),
+            heartbeat_interval_ms=int(max(1.0, s.session_timeout_s / 4) * 1000),
+            **s.aiokafka_options(),
+        )
+
+    async def run(self) -> None:
+        """Consume until cancelled; an unexpected error ends the worker (Faust crashes the app)."""
+        from aiokafka import ConsumerRebalanceListener
+
+        consumer = self._consumer = self._make_consumer()
+        owner = self
+
+        class FinishBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+            async def on_partitions_revoked(self, revoked: Any) -> None:
+                await owner.drain()
+
+            async def on_partitions_assigned(self, assigned: Any) -> None:
+                log.info("windows partitions assigned: %s", sorted(tp.partition for tp in assigned))
+
+        consumer.subscribe([WINDOWS_TOPIC], listener=FinishBeforeRevoke())
+        await consumer.start()
+        timeout_ms, size = int(self.settings.batch_s * 1000), self.settings.batch_size
+        try:
+            while True:
+                records = await consumer.getmany(timeout_ms=timeout_ms, max_records=size)
+                if not records:
+                    continue
+                messages = [m for ms in records.values() for m in ms]
+                # No await between the fetch and handing the batch on: a rebalance
+                # (which waits for the handed-on batches) cannot slip in between.
+                batch = self.worker.prepare([m.value for m in messages],
+                                            [m.timestamp * 1_000_000 if m.timestamp else None for m in messages])
+                offsets = {tp: ms[-1].offset + 1 for tp, ms in records.items()}
+                previous, self._tail = self._tail, asyncio.ensure_future(self._commit(self._tail, batch, offsets))
+                if previous is not None:
+                    await previous  # back-pressure: two batches in flight at most
+        finally:
+            await self.drain()
+            await consumer.stop()
+
+    async def drain(self) -> None:
+        """Wait until every batch taken so far is written and its offsets committed."""
+        if self._tail is not None:
+            await asyncio.wait([self._tail])
+
+    async def _commit(self, previous: asyncio.Future[None] | None, batch: WindowBatch,
+                      offsets: dict[Any, int]) -> None:
+        if previous is not None:
+            await previous  # in order; a failure there has already ended the worker
+        rejections = await self._write(batch)
+        await self._forward(rejections)
+        from aiokafka.errors import CommitFailedError
+
+        try:
+            await self._consumer.commit(offsets)
+        except CommitFailedError as exc:
+            log.warning("offset commit of a booked batch failed (%s); its windows will be skipped as already "
+                        "booked when they come again", exc)
