@@ -63,3 +63,33 @@ def test_writer_is_confined_to_the_ledger_database(ch) -> None:
     with pytest.raises(ServerException) as err:
         ch.execute("CREATE DATABASE elsewhere")
     assert err.value.code == 291
+
+
+def test_decimal_units_are_written_exactly_and_never_reinterpreted(ch) -> None:
+    """streams/clickhouse.py: integer units go into Decimal columns as they are; a
+    units value of another scale, or mixed with other values, is refused."""
+    from decimal import Decimal
+
+    from streams.clickhouse import decimal_units
+
+    table = "bridgeledger.units_check"
+    ch.execute(f"DROP TABLE IF EXISTS {table}")
+    ch.execute(f"CREATE TABLE {table} (i UInt32, h Decimal(18, 9), g Decimal(18, 3)) ENGINE = Memory")
+    try:
+        u9, u3 = decimal_units(9), decimal_units(3)
+        big = 9_000_000_000_000_000_000 // 10  # near the top of Decimal(18, 9)
+        ch.execute(f"INSERT INTO {table} (i, h, g) VALUES",
+                   [[1, 2, 3], [u9(2_777_778), u9(0), u9(big)], [u3(5), u3(-1_234_567), u3(10**15)]], columnar=True)
+        # the driver's own conversion still serves Decimal values
+        ch.execute(f"INSERT INTO {table} (i, h, g) VALUES", [(4, Decimal("0.000000001"), Decimal("-2.5"))])
+        rows = ch.execute(f"SELECT i, toString(h), toString(g) FROM {table} ORDER BY i")
+        assert rows == [(1, "0.002777778", "0.005"), (2, "0.000000000", "-1234.567"),
+                        (3, "900000000.000000000", "1000000000000.000"), (4, "0.000000001", "-2.500")]
+        with pytest.raises(TypeError, match="DecimalUnits3 value 5 written to a Decimal column of scale 9"):
+            ch.execute(f"INSERT INTO {table} (i, h, g) VALUES", [[5], [u3(5)], [u3(5)]], columnar=True)
+        with pytest.raises(TypeError, match="scale 9"):
+            ch.execute(f"INSERT INTO {table} (i, h, g) VALUES",
+                       [[6, 7], [Decimal("1"), u9(1)], [u3(1), u3(1)]], columnar=True)
+        assert ch.execute(f"SELECT count() FROM {table}") == [(4,)]
+    finally:
+        ch.execute(f"DROP TABLE IF EXISTS {table}")
