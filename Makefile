@@ -46,6 +46,7 @@ stack-status: install
 bench: install
 	$(BIN)/python bench/agent.py
 	$(BIN)/python bench/pipeline.py --windows 20000 --profile .state-bench/worker-profile.txt
+	$(BIN)/python bench/consume.py --windows 20000
 
 clean:
 	-$(BIN)/bridgeledger stack down
