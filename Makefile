@@ -47,6 +47,7 @@ bench: install
 	$(BIN)/python bench/agent.py
 	$(BIN)/python bench/pipeline.py --windows 20000 --profile .state-bench/worker-profile.txt
 	$(BIN)/python bench/consume.py --windows 20000
+	$(BIN)/python bench/worker.py
 
 clean:
 	-$(BIN)/bridgeledger stack down
