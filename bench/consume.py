@@ -117,10 +117,12 @@ def main() -> None:
 
     out = subprocess.run([sys.executable, __file__, "--faust-null", str(n), "--bootstrap", stack.kafka_bootstrap],
                          capture_output=True, text=True, timeout=900, cwd=ROOT)
-    line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
+    # Faust's worker sends what the agent prints through its logger: find the line anywhere
+    line = next((x for x in (out.stdout + out.stderr).splitlines() if "RESULT " in x), None)
     if line is None:
         sys.exit(f"the Faust reader did not finish: {out.stdout[-2000:]}{out.stderr[-2000:]}")
-    faust_seen, faust_wall, faust_cpu = int(line.split()[1]), float(line.split()[2]), float(line.split()[3])
+    seen_s, wall_s, cpu_s = line.split("RESULT ", 1)[1].split()[:3]
+    faust_seen, faust_wall, faust_cpu = int(seen_s), float(wall_s), float(cpu_s)
     batch_seen, batch_wall, batch_cpu = asyncio.run(batch_null(stack.kafka_bootstrap, n))
 
     print(f"machine: {os.cpu_count()} cores; {n} node windows of 8 GPUs produced, read by each reader "
