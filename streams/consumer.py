@@ -103,7 +103,7 @@ class WindowConsumer:
                 # No await between the fetch and handing the batch on: a rebalance
                 # (which waits for the handed-on batches) cannot slip in between.
                 batch = self.worker.prepare([m.value for m in messages],
-                                            [m.timestamp * 1_000_000 if m.timestamp else None for m in messages])
+                                            [m.timestamp * 1_000_000 if m.timestamp > 0 else None for m in messages])
                 offsets = {tp: ms[-1].offset + 1 for tp, ms in records.items()}
                 previous, self._tail = self._tail, asyncio.ensure_future(self._commit(self._tail, batch, offsets))
                 if previous is not None:

@@ -39,16 +39,14 @@ class StreamSettings(BaseSettings):
                 "ssl_cafile": str(self.kafka_ca_file) if self.kafka_ca_file else None}
 
     def aiokafka_options(self) -> dict[str, object]:
-        """The same credentials for aiokafka clients (the windows consumer)."""
-        if not self.kafka_username:
-            return {}
-        import ssl
+        """The same credentials for aiokafka clients (the windows consumer): a TLS context, not a CA file."""
+        options = self.kafka_python_options()
+        if options:
+            import ssl
 
-        return {"security_protocol": "SASL_SSL" if self.kafka_ca_file else "SASL_PLAINTEXT",
-                "sasl_mechanism": self.kafka_sasl_mechanism, "sasl_plain_username": self.kafka_username,
-                "sasl_plain_password": self.kafka_password(),
-                "ssl_context": ssl.create_default_context(cafile=str(self.kafka_ca_file)) if self.kafka_ca_file
-                else None}
+            cafile = options.pop("ssl_cafile")
+            options["ssl_context"] = ssl.create_default_context(cafile=str(cafile)) if cafile else None
+        return options
 
     def kafka_password(self) -> str:
         if self.kafka_password_file is None:

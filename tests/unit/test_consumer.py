@@ -166,3 +166,14 @@ def test_tune_gc_raises_the_thresholds_and_freezes_start_up_objects() -> None:
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_the_broker_timestamp_feeds_the_clock_skew_check(worker) -> None:
+    # window 1 ends at 10**18 ns (2001); the broker stamped it at 1 ms after the epoch: refused.
+    # Window 2 has no timestamp (0): nothing to compare with, accepted.
+    fetch = {P0: [Record(raw(seq=1), 0, timestamp=1), Record(raw(seq=2), 1, timestamp=0)]}
+    h = Harness(worker, [fetch], write_s=[])
+    asyncio.run(run_until(h, lambda: len(h.fake.commits) == 1))
+    assert ("dead letters", ["clock_skew"]) in h.events
+    assert [w.seq for w, _ in worker.sink.windows] == [2]
+    assert h.fake.commits == [{P0: 2}]
