@@ -70,6 +70,10 @@ def decimal_units(scale: int) -> type[int]:
     Decimal column of that scale: ``decimal_units(3)(5)`` writes 0.005."""
     unit = _UNIT_TYPES.get(scale)
     if unit is None:
+        try:  # no units value can exist before the driver knows them (else it would read 5 as 5.000)
+            _accept_decimal_units()
+        except ImportError:  # no driver in this process: nothing can write them
+            pass
         unit = _UNIT_TYPES[scale] = type(f"DecimalUnits{scale}", (int,), {"__slots__": (), "scale": scale})
     return unit
 
