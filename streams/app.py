@@ -38,8 +38,8 @@ JOB_RETENTION_NS = 7 * 86_400 * 1_000_000_000
 
 # The worker allocates a few tuples per ledger entry, millions an hour, nearly
 # all short-lived; with CPython's default thresholds (700, 10, 10) collections
-# then cost a fifth of the worker's CPU (docs/benchmarks.md). Cycles are still
-# collected, in fewer, larger passes.
+# then cost about 15 % of the worker's CPU (bench/worker.py, docs/benchmarks.md).
+# Cycles are still collected, in fewer, larger passes.
 GC_THRESHOLDS = (50_000, 20, 100)
 
 
@@ -55,13 +55,12 @@ def tune_gc() -> None:
 
 
 def _credentials(settings: StreamSettings) -> Any:
-    if not settings.kafka_username:
+    """Faust's form of the credentials the windows consumer gets from ``aiokafka_options``."""
+    options = settings.aiokafka_options()
+    if not options:
         return None
-    import ssl
-
-    context = ssl.create_default_context(cafile=str(settings.kafka_ca_file)) if settings.kafka_ca_file else None
-    return faust.SASLCredentials(username=settings.kafka_username, password=settings.kafka_password(),
-                                 ssl_context=context, mechanism=settings.kafka_sasl_mechanism)
+    return faust.SASLCredentials(username=options["sasl_plain_username"], password=options["sasl_plain_password"],
+                                 ssl_context=options["ssl_context"], mechanism=options["sasl_mechanism"])
 
 
 def create_app(settings: StreamSettings, worker: LedgerWorker) -> faust.App:
@@ -78,7 +77,7 @@ def create_app(settings: StreamSettings, worker: LedgerWorker) -> faust.App:
         broker_commit_interval=1.0,
         # a killed worker's partitions go to its replacement within seconds, not a minute
         broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 4),
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
         broker_credentials=_credentials(settings),
     )
     jobs = app.topic(JOBS_TOPIC, partitions=settings.partitions, value_serializer="raw")

@@ -39,7 +39,6 @@ def connect(settings: ClickHouseSettings, database: str | None = None) -> Any:
     """A clickhouse-driver client; ``database`` overrides the configured one."""
     from clickhouse_driver import Client
 
-    _accept_decimal_units()
     return Client(
         host=settings.host,
         port=settings.port,

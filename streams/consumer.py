@@ -26,6 +26,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError
+
 from schemas.topics import WINDOWS_TOPIC
 from streams.processing import Rejection
 from streams.settings import StreamSettings
@@ -62,8 +65,6 @@ class WindowConsumer:
         self._consumer: Any = None
 
     def _make_consumer(self) -> Any:
-        from aiokafka import AIOKafkaConsumer
-
         s = self.settings
         return AIOKafkaConsumer(
             bootstrap_servers=s.kafka_bootstrap,
@@ -73,25 +74,14 @@ class WindowConsumer:
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=MAX_PARTITION_FETCH_BYTES,
             session_timeout_ms=int(s.session_timeout_s * 1000),
-            heartbeat_interval_ms=int(max(1.0, s.session_timeout_s / 4) * 1000),
+            heartbeat_interval_ms=int(s.heartbeat_interval_s * 1000),
             **s.aiokafka_options(),
         )
 
     async def run(self) -> None:
         """Consume until cancelled; an unexpected error ends the worker (Faust crashes the app)."""
-        from aiokafka import ConsumerRebalanceListener
-
         consumer = self._consumer = self._make_consumer()
-        owner = self
-
-        class FinishBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
-            async def on_partitions_revoked(self, revoked: Any) -> None:
-                await owner.drain()
-
-            async def on_partitions_assigned(self, assigned: Any) -> None:
-                log.info("windows partitions assigned: %s", sorted(tp.partition for tp in assigned))
-
-        consumer.subscribe([WINDOWS_TOPIC], listener=FinishBeforeRevoke())
+        consumer.subscribe([WINDOWS_TOPIC], listener=_FinishBeforeRevoke(self))
         await consumer.start()
         timeout_ms, size = int(self.settings.batch_s * 1000), self.settings.batch_size
         try:
@@ -123,10 +113,21 @@ class WindowConsumer:
             await previous  # in order; a failure there has already ended the worker
         rejections = await self._write(batch)
         await self._forward(rejections)
-        from aiokafka.errors import CommitFailedError
-
         try:
             await self._consumer.commit(offsets)
         except CommitFailedError as exc:
             log.warning("offset commit of a booked batch failed (%s); its windows will be skipped as already "
                         "booked when they come again", exc)
+
+
+class _FinishBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Partitions go to another worker only after every batch taken from them is booked."""
+
+    def __init__(self, consumer: WindowConsumer) -> None:
+        self.consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.consumer.drain()
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        log.info("windows partitions assigned: %s", sorted(tp.partition for tp in assigned))

@@ -29,6 +29,11 @@ class StreamSettings(BaseSettings):
     kafka_sasl_mechanism: str = Field(default="SCRAM-SHA-512", pattern=r"^(SCRAM-SHA-256|SCRAM-SHA-512|PLAIN)$")
     kafka_ca_file: Path | None = None
 
+    @property
+    def heartbeat_interval_s(self) -> float:
+        """Heartbeats of both consumer groups: a quarter of the session timeout, at least 1 s."""
+        return max(1.0, self.session_timeout_s / 4)
+
     def kafka_python_options(self) -> dict[str, object]:
         """The same credentials for kafka-python clients (topic declaration)."""
         if not self.kafka_username:

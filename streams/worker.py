@@ -1,10 +1,11 @@
 """The stream worker's logic, independent of Faust so it can be unit tested.
 
-``LedgerWorker.handle_windows`` takes a batch of raw messages, writes the
-accepted windows and their entries through the sink in one call, and returns
-the rejections for the dead-letter topic. It raises :class:`SinkError` when
-the sink fails; the caller retries the same batch and acks nothing until it
-succeeds.
+``LedgerWorker.prepare`` decodes, validates and attributes a batch of raw
+messages (CPU only); ``LedgerWorker.write`` writes the accepted windows and
+their entries through the sink in one call and returns the rejections for
+the dead-letter topic. ``write`` raises :class:`SinkError` when the sink
+fails; the caller retries the same batch and commits nothing until it
+succeeds. ``handle_windows`` is the two in one call.
 """
 
 from __future__ import annotations
