@@ -51,11 +51,13 @@ class NodeAgent:
 
     @classmethod
     def create(cls, reader: GpuReader, resolver: JobResolver, publisher: Publisher, *,
-               agent_id: str, site_id: str, node: str, window_s: float,
+               agent_id: str, site_id: str, node: str, window_s: float, epoch: str,
                first_seq: int = 0) -> NodeAgent:
+        """``epoch``: a replay or a simulation derives it from its input, so that
+        running the same input twice gives the same window ids (booked once)."""
         windower = Windower(agent_id=agent_id, site_id=site_id, node=node,
                             boot_id=reader.boot_id(), window_ns=int(window_s * 1e9),
-                            resolver=resolver, first_seq=first_seq)
+                            resolver=resolver, epoch=epoch, first_seq=first_seq)
         return cls(reader, windower, publisher)
 
     def step(self) -> list[TelemetryWindow]:
@@ -118,7 +120,7 @@ def build_sim_fleet(
                 horizon_ns=horizon_ns,
             )
             agent = NodeAgent.create(reader, reader, publisher, agent_id=node, site_id=site,
-                                     node=node, window_s=window_s)
+                                     node=node, window_s=window_s, epoch=f"sim{seed}")
             fleet.append((agent, reader))
     return fleet
 
@@ -140,7 +142,7 @@ def replay_trace(trace_dir: Path, publisher: Publisher, *, site_id: str, node: s
     )
     node = node or "replay-" + str(reader.static["devices"][0]["uuid"])[4:12]
     agent = NodeAgent.create(reader, resolver, publisher, agent_id=node, site_id=site_id, node=node,
-                             window_s=window_s)
+                             window_s=window_s, epoch="replay")
     while not reader.exhausted:
         agent.step()
     agent.finish()

@@ -69,7 +69,7 @@ class AgentService:
         self.monotonic = monotonic
         self.metrics = metrics or AgentMetrics()
         self.windower = Windower(agent_id=agent_id, site_id=site_id, node=node, boot_id=reader.boot_id(),
-                                 window_ns=int(window_s * 1e9), resolver=resolver)
+                                 window_ns=int(window_s * 1e9), resolver=resolver, epoch=spool.epoch)
         checkpoint = spool.checkpoint()
         if checkpoint and self.windower.restore(checkpoint):
             log.info("resumed after a restart: boot %s, next seq %d, %d window(s) still spooled",

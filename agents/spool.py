@@ -4,8 +4,8 @@ Every closed window is committed to SQLite (WAL, synchronous=FULL) together
 with the windower's checkpoint *before* it is sent, and deleted only after
 Kafka acknowledged it (acks=all). A ``kill -9`` at any moment leaves either
 the window in the spool or the window in Kafka (or, if the kill falls between
-the ack and the delete, both: the resend carries the same agent/boot/seq and
-the centre deduplicates it).
+the ack and the delete, both: the resend is the same bytes under the same
+window id, site/agent/boot/epoch/seq, and the centre books it once).
 
 The spool is bounded (``max_windows``). When it is full, the configured
 policy applies and is counted, never silent: ``drop_oldest`` (default: keep
@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -46,7 +47,8 @@ class SpooledWindow:
 
 class Spool:
     def __init__(self, path: Path, max_windows: int = 1_000_000,
-                 full_policy: FullPolicy = "drop_oldest") -> None:
+                 full_policy: FullPolicy = "drop_oldest",
+                 new_epoch: Callable[[], str] = lambda: secrets.token_hex(8)) -> None:
         if max_windows < 1:
             raise SpoolError("spool max_windows must be at least 1")
         self.path = path
@@ -67,6 +69,10 @@ class Spool:
                 CREATE TABLE IF NOT EXISTS state (name TEXT PRIMARY KEY, value TEXT NOT NULL);
                 """
             )
+            # The spool's epoch: made once, when the spool is created, and part of
+            # every window id, so an agent that lost its spool (seq from 0 again
+            # on the same boot) never reuses the id of a window it sent before.
+            self.db.execute("INSERT OR IGNORE INTO state (name, value) VALUES ('epoch', ?)", (new_epoch(),))
         except sqlite3.Error as exc:
             raise SpoolError(f"cannot open spool {path}: {exc}") from exc
 
@@ -125,6 +131,11 @@ class Spool:
         with self._lock:
             row = self.db.execute("SELECT value FROM state WHERE name = 'dropped'").fetchone()
         return int(row[0]) if row else 0
+
+    @property
+    def epoch(self) -> str:
+        with self._lock:
+            return str(self.db.execute("SELECT value FROM state WHERE name = 'epoch'").fetchone()[0])
 
     def checkpoint(self) -> dict[str, object] | None:
         with self._lock:

@@ -11,13 +11,26 @@ Counter trouble never produces negative or huge energy: a counter that goes
 backwards, or jumps more than the power limit allows, starts a new baseline;
 that interval is estimated from the power reading and the window is flagged
 ``counter_reset``. A device without the counter is integrated from power and
-flagged ``energy_estimated``.
+flagged ``energy_estimated``. A counter that stands still for
+FROZEN_AFTER_NS while the GPU draws power is flagged ``counter_frozen``.
+
+Time: where the reader gives a monotonic clock, intervals are measured on it,
+and the wall clock only places the windows: the windower's timeline is the
+monotonic clock plus an offset taken from the wall clock at the first
+reading. When the wall clock steps (NTP, an operator) by more than
+STEP_TOLERANCE_NS, the open window is closed at the step, the timeline moves
+to the new wall clock, and both windows are flagged ``clock_step``: a step
+back loses no energy and a step forward invents no GPU-seconds.
+
+A GPU missing from a reading stops accruing GPU time at its last reading
+(``gpu_missing``); once it has been away a whole window it is left out of
+the windows until it appears again (``gpu_appeared``, a new baseline).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from agents.jobs import JobRef, JobResolver
 from agents.readers.base import GpuSample
@@ -30,6 +43,12 @@ log = logging.getLogger(__name__)
 # A counter step above limit × time × this is impossible, hence a reset.
 JUMP_FACTOR = 2.0
 DEFAULT_LIMIT_MW = 1_000_000  # when the device does not report its limit
+# The wall clock may drift from the monotonic one by this before it counts as a step.
+STEP_TOLERANCE_NS = 1_000_000_000
+# An energy counter that has not moved for this long while the GPU draws at
+# least FROZEN_MIN_MW is stuck (an idle H100 draws ~70 W, so it always moves).
+FROZEN_AFTER_NS = 3_000_000_000
+FROZEN_MIN_MW = 20_000
 
 
 @dataclass
@@ -52,6 +71,10 @@ class _GpuState:
     # that ends before the window closes is gone from /proc by then
     pid_job: dict[int, JobRef | None] = field(default_factory=dict)
     seen: bool = True
+    # timeline time from which this GPU accrues (its first reading)
+    since: int = 0
+    # how long the counter has stood still while the GPU drew power
+    still_ns: int = 0
 
     def reset_window(self) -> None:
         self.energy_mj = 0
@@ -73,6 +96,7 @@ class Windower:
         boot_id: str,
         window_ns: int,
         resolver: JobResolver,
+        epoch: str,
         first_seq: int = 0,
     ) -> None:
         if window_ns <= 0:
@@ -81,6 +105,9 @@ class Windower:
         self.site_id = site_id
         self.node = node
         self.boot_id = boot_id
+        self.epoch = epoch
+        # timeline = monotonic + offset (None until the first reading with a monotonic clock)
+        self._offset: int | None = None
         self.window_ns = window_ns
         self.resolver = resolver
         self.seq = first_seq
@@ -91,10 +118,25 @@ class Windower:
     def _next_boundary(self, t: int) -> int:
         return (t // self.window_ns + 1) * self.window_ns
 
+    def _times(self, samples: list[GpuSample]) -> tuple[list[GpuSample], int]:
+        """The samples with t_ns on the windower's timeline, and the wall clock's
+        step from it (0 without a monotonic clock, or within tolerance)."""
+        if any(s.mono_ns is None for s in samples):
+            return samples, 0
+        wall = max(s.t_ns for s in samples)
+        mono = max(s.mono_ns for s in samples)  # type: ignore[type-var]
+        if self._offset is None:
+            self._offset = wall - mono
+        offset = self._offset
+        step = wall - (mono + offset)
+        timed = [replace(s, t_ns=s.mono_ns + offset) for s in samples]  # type: ignore[operator]
+        return timed, (step if abs(step) > STEP_TOLERANCE_NS else 0)
+
     def add(self, samples: list[GpuSample]) -> list[TelemetryWindow]:
         """Feed one reading of all GPUs; return the windows it closed (usually none)."""
         if not samples:
             return []
+        samples, step = self._times(samples)
         t = max(s.t_ns for s in samples)
         if self.win_start is None:
             self.win_start = t
@@ -131,7 +173,7 @@ class Windower:
                 st.last_t = b
                 if st.last_counter is not None:
                     st.last_counter = st.last_counter + part if measured[s.uuid] else None
-            closed.append(self._close(b))
+            self._emit(closed, b)
             b += self.window_ns
         for s in samples:
             st = self.gpus.get(s.uuid)
@@ -147,7 +189,32 @@ class Windower:
             self._observe(st, s)
         for uuid, st in self.gpus.items():
             st.seen = uuid in present
+        if step:
+            self._step(closed, t, step)
         return closed
+
+    def _step(self, closed: list[TelemetryWindow], t: int, step: int) -> None:
+        """The wall clock stepped by ``step`` ns: close the open window at the
+        step and carry on on the new wall clock. Nothing is lost or invented:
+        the windows keep the monotonic durations."""
+        log.warning("wall clock stepped by %+.3f s on %s; window closed at the step (flag clock_step)",
+                    step / 1e9, self.node)
+        assert self.win_start is not None and self._offset is not None
+        for st in self.gpus.values():
+            st.flags.add("clock_step")
+        if t > self.win_start:
+            self._emit(closed, t)
+        self._offset += step
+        self.win_start = t + step
+        for st in self.gpus.values():
+            st.last_t += step
+            st.since += step
+            st.flags.add("clock_step")  # the first window on the new clock says so too
+
+    def _emit(self, closed: list[TelemetryWindow], end: int) -> None:
+        window = self._close(end)
+        if window is not None:
+            closed.append(window)
 
     def checkpoint(self) -> dict[str, object] | None:
         """State as of the last closed window, to resume from after a restart: the
@@ -160,6 +227,7 @@ class Windower:
             "boot_id": self.boot_id,
             "seq": self.seq,
             "win_start": self.win_start,
+            "offset": self._offset,
             "gpus": {
                 u: {"model": st.model, "last_t": st.last_t, "last_counter": st.last_counter,
                     "last_power_mw": st.last_power_mw, "power_limit_mw": st.power_limit_mw}
@@ -180,9 +248,11 @@ class Windower:
         self.win_start = int(state["win_start"])  # type: ignore[call-overload]
         self.gpus = {
             u: _GpuState(g["model"], g["last_t"], g["last_counter"], g["last_power_mw"],
-                         g["power_limit_mw"], flags={"agent_restart"})
+                         g["power_limit_mw"], flags={"agent_restart"}, since=g["last_t"])
             for u, g in gpus.items()
         }
+        offset = state.get("offset")
+        self._offset = int(offset) if isinstance(offset, int) else None  # type: ignore[arg-type]
         return True
 
     def flush(self) -> TelemetryWindow | None:
@@ -197,7 +267,7 @@ class Windower:
     # -- internals ------------------------------------------------------------------
     @staticmethod
     def _new_state(s: GpuSample) -> _GpuState:
-        return _GpuState(s.model, s.t_ns, s.energy_mj, s.power_mw, s.power_limit_mw)
+        return _GpuState(s.model, s.t_ns, s.energy_mj, s.power_mw, s.power_limit_mw, since=s.t_ns)
 
     def _delta(self, s: GpuSample) -> tuple[int, bool]:
         """Energy of the interval since this GPU's last sample, in mJ, never negative,
@@ -222,7 +292,17 @@ class Windower:
                 s.uuid, st.last_counter, s.energy_mj, dt / 1e9,
             )
             st.flags.update(("counter_reset", "energy_estimated"))
+            st.still_ns = 0
             return estimate, False
+        if d == 0 and (s.power_mw or 0) >= FROZEN_MIN_MW:
+            st.still_ns += dt
+            if st.still_ns >= FROZEN_AFTER_NS:
+                if "counter_frozen" not in st.flags:
+                    log.warning("GPU %s energy counter has not moved for %.1f s at %d mW: frozen",
+                                s.uuid, st.still_ns / 1e9, s.power_mw)
+                st.flags.add("counter_frozen")
+        else:
+            st.still_ns = 0
         return d, True
 
     def _observe(self, st: _GpuState, s: GpuSample) -> None:
@@ -264,18 +344,27 @@ class Windower:
                                     mig_uuid=st.pid_mig.get(pid)))
         return out
 
-    def _close(self, end: int) -> TelemetryWindow:
+    def _close(self, end: int) -> TelemetryWindow | None:
+        """Close the window at ``end``; None when no GPU was there at all (the
+        time passes, no seq is used)."""
         assert self.win_start is not None
         start = self.win_start
         length = end - start
         gpus = []
-        for uuid, st in self.gpus.items():
+        for uuid, st in list(self.gpus.items()):
+            # a GPU accrues from its first reading to its last: one that fell off
+            # the bus stops at its last reading, one that appeared starts at its first
+            covered = min(st.last_t, end) - max(st.since, start)
+            if covered <= 0 and not st.seen:
+                del self.gpus[uuid]  # away the whole window: left out until it appears again
+                continue
+            covered = max(0, covered)
             gpus.append(
                 GpuWindow(
                     uuid=uuid,
                     model=st.model,
                     energy_mj=st.energy_mj,
-                    gpu_seconds=length / 1e9,
+                    gpu_seconds=covered / 1e9,
                     util_gpu=round(st.util_sum / st.util_n, 2) if st.util_n else 0.0,
                     mem_used_bytes=st.mem_used,
                     power_avg_mw=st.energy_mj * 1_000_000_000 // length,
@@ -285,18 +374,24 @@ class Windower:
                 )
             )
             st.reset_window()
+            if not st.seen:
+                st.flags.add("gpu_missing")
+        self.win_start = end
+        if not gpus:
+            self._take_snapshot()
+            return None
         window = TelemetryWindow(
             schema_version=SCHEMA_VERSION,
             agent_id=self.agent_id,
             site_id=self.site_id,
             node=self.node,
             boot_id=self.boot_id,
+            epoch=self.epoch,
             seq=self.seq,
             window_start_ns=start,
             window_end_ns=end,
             gpus=gpus,
         )
         self.seq += 1
-        self.win_start = end
         self._take_snapshot()
         return window

@@ -321,6 +321,7 @@ def stream_run(config_path: Path | None) -> None:
 
         from streams.app import create_app, tune_gc
         from streams.clickhouse import connect
+        from streams.lease import ChainLease, LeaseError
         from streams.processing import WindowProcessor
         from streams.settings import StreamSettings, load_keyring
         from streams.sink import ClickHouseSink
@@ -333,15 +334,20 @@ def stream_run(config_path: Path | None) -> None:
     path = config_path or settings.consortium_config
     cfg, digest, content = _load_config(path)
     ch = _ch_settings()
-    sink = ClickHouseSink(connect(ch), ch.database, chain_id=settings.chain_id)
+    client = connect(ch)
+    lease = ChainLease(client, ch.database, settings.chain_id, ttl_s=settings.lease_ttl_s)
+    sink = ClickHouseSink(client, ch.database, chain_id=settings.chain_id, lease=lease)
     delay = 1.0
     while True:  # the ledger database may still be starting: wait for it, loudly
         try:
             sink.record_config(digest, cfg.version, content,
                                [(m.code, m.name, m.contribution_share) for m in cfg.members])
+            lease.acquire()  # before recover(): never delete another live worker's in-flight rows
             removed = sink.recover()
             jobs_known = sink.load_jobs()
             break
+        except LeaseError:
+            raise
         except Exception as exc:  # clickhouse-driver's network and server errors
             click.echo(f"ClickHouse at {ch.host}:{ch.port} not usable ({exc.__class__.__name__}: "
                        f"{str(exc).splitlines()[0]}); retrying in {delay:.0f} s", err=True)
@@ -350,7 +356,7 @@ def stream_run(config_path: Path | None) -> None:
     if removed:
         click.echo(f"removed {removed} interrupted batch write(s)")
     keys = load_keyring(settings.site_keys_dir)
-    worker = LedgerWorker(WindowProcessor(cfg, digest, keys), sink)
+    worker = LedgerWorker(WindowProcessor(cfg, digest, keys, max_age_ns=int(settings.max_window_age_s * 1e9)), sink)
     worker.load_jobs(jobs_known)
     click.echo(f"stream worker: config {path} version {cfg.version} sha256 {digest[:12]}…, "
                f"kafka {settings.kafka_bootstrap}, clickhouse {ch.host}:{ch.port}/{ch.database}")
@@ -655,15 +661,18 @@ def jobs_schedule(schedule: Path, site: str, to_kafka: bool, out: Path | None) -
 @click.option("--config", "config_path", required=True, type=click.Path(path_type=Path))
 @click.option("--out", required=True, type=click.Path(path_type=Path))
 def attribute(windows_path: Path, jobs_path: Path | None, config_path: Path, out: Path) -> None:
-    """Offline: the stream's validation, attribution and pricing over JSON-lines files."""
+    """Offline: the stream's validation, attribution and pricing over JSON-lines files.
+
+    A bad line is reported (file, line, reason) and skipped; the rest is booked."""
     from schemas import WireError
     from schemas.jobs import decode_job_event
     from streams.attribution import book_jobs
-    from streams.processing import WindowProcessor
+    from streams.processing import WindowProcessor, conflicting_duplicate
 
     cfg, digest, _ = _load_config(config_path)
     proc = WindowProcessor(cfg, digest)
     events = []
+    bad_jobs = 0
     if jobs_path:
         for n, line in enumerate(jobs_path.read_bytes().splitlines(), 1):
             if not line.strip():
@@ -671,28 +680,33 @@ def attribute(windows_path: Path, jobs_path: Path | None, config_path: Path, out
             try:
                 events.append(decode_job_event(line))
             except WireError as exc:
-                raise click.ClickException(f"{jobs_path}:{n}: {exc}") from exc
+                bad_jobs += 1
+                click.echo(f"{jobs_path}:{n}: rejected: {exc.reason}: {exc.detail[:300]}", err=True)
     jobs = book_jobs(events)
     entries = rejected = seen = 0
-    ids: set[str] = set()
+    first: dict[str, bytes] = {}
     with out.open("w") as f:
-        for line in windows_path.read_bytes().splitlines():
+        for n, line in enumerate(windows_path.read_bytes().splitlines(), 1):
             if not line.strip():
                 continue
             seen += 1
             res = proc.process(line, jobs)
-            if res.rejection is not None:
+            rejection = res.rejection
+            if rejection is None and res.window is not None and res.window.window_id in first:
+                if first[res.window.window_id] == line:
+                    continue  # a resend: the same bytes, booked once
+                rejection = conflicting_duplicate(res.window.window_id, line, first[res.window.window_id])
+            if rejection is not None:
                 rejected += 1
-                click.echo(f"rejected line {seen}: {res.rejection.reason}: {res.rejection.detail}", err=True)
+                click.echo(f"{windows_path}:{n}: rejected: {rejection.reason}: {rejection.detail[:300]}", err=True)
                 continue
             assert res.window is not None
-            if res.window.window_id in ids:
-                continue
-            ids.add(res.window.window_id)
+            first[res.window.window_id] = line
             for e in res.entries:
                 f.write(json.dumps(e.to_record(), separators=(",", ":")) + "\n")
                 entries += 1
-    click.echo(f"{seen} windows read, {rejected} rejected, {entries} ledger entries -> {out}")
+    click.echo(f"{seen} windows read, {rejected} rejected, {entries} ledger entries -> {out}"
+               + (f"; {bad_jobs} job event line(s) rejected" if bad_jobs else ""))
 
 
 @cli.command("demo")

@@ -63,7 +63,7 @@ class GpuModel(_Strict):
     names: list[str] = Field(min_length=1)
     # H100-equivalents per GPU-hour, the consortium's unit of normalised usage.
     normalisation_factor: Decimal = Field(gt=0)
-    power_limit_w: int = Field(gt=0)
+    power_limit_w: int = Field(gt=0, le=10_000)
 
 
 class Owner(_Strict):

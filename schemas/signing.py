@@ -35,10 +35,13 @@ def sign_document(doc: dict[str, Any], key_id: str, key: bytes) -> dict[str, Any
 
 def verify_document(doc: Mapping[str, Any], key: bytes) -> bool:
     sig = doc.get("signature")
-    if not isinstance(sig, str):
+    if not isinstance(sig, str) or not sig.isascii():
         return False
-    expected = hmac.new(key, canonical_bytes(doc), hashlib.sha256).hexdigest()
-    return hmac.compare_digest(sig, expected)
+    try:
+        expected = hmac.new(key, canonical_bytes(doc), hashlib.sha256).hexdigest()
+    except (UnicodeEncodeError, TypeError, ValueError):  # content no canonical form exists for
+        return False
+    return hmac.compare_digest(sig.encode(), expected.encode())
 
 
 def read_secret_key(path: Path) -> bytes:

@@ -9,6 +9,7 @@ exact.
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -20,50 +21,84 @@ SCHEMA_VERSION = 1
 # Shares are floats on the wire; rounding in the agent may overshoot 1 by a hair.
 SHARE_TOLERANCE = 1e-6
 
+# Bounds of the contract (docs/attribution.md "What a window may carry"). Every
+# number fits its ClickHouse column, and so do the sums of a whole batch
+# (2,000 windows x 64 GPUs x MAX_ENERGY_MJ < 2^63); the consortium config's
+# power limits then bound energy far more tightly (streams/processing.py).
+MAX_GPUS = 64
+MAX_PROCESSES = 1024
+MAX_FLAGS = 16
+MAX_SEQ = 2**63 - 1
+MIN_TIME_NS = 946_684_800 * 10**9  # 2000-01-01
+MAX_TIME_NS = 4_102_444_800 * 10**9  # 2100-01-01 (DateTime columns end in 2106)
+MAX_ENERGY_MJ = 10**13
+MAX_GPU_SECONDS = 3700.0
+MAX_POWER_MW = 10**9
+MAX_MEM_BYTES = 2**50
+MAX_PID = 2**32
+# A message nested deeper than this is refused before it is parsed further.
+MAX_DEPTH = 32
+# Identifiers (agent, node, site, boot, epoch, GPU uuid, job, account, flags):
+# ASCII letters and digits first, then also . _ : @ + = -; at most 128
+# characters. No spaces, no control characters, no '/' (the window id joins
+# identifiers with '/', so it can always be split back).
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127}$"
+# Free text (a GPU model's NVML name, a MIG instance id): 1-256 characters,
+# no control characters, no surrounding white space.
+TEXT_PATTERN = r"^[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]{0,254}[^\x00-\x20\x7f])?$"
+
 __all__ = [
+    "ID_PATTERN",
+    "MAX_DEPTH",
+    "MAX_GPUS",
     "SCHEMA_VERSION",
     "GpuWindow",
     "ProcessShare",
     "TelemetryWindow",
     "decode_window",
     "decode_window_fast",
+    "json_depth",
     "parse_window",
+    "read_json",
 ]
 
-NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
+Ident = Annotated[str, Field(pattern=ID_PATTERN)]
+Text = Annotated[str, Field(pattern=TEXT_PATTERN)]
+_STRICT = ConfigDict(extra="ignore", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class ProcessShare(BaseModel):
     """One process seen on a GPU during the window."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = _STRICT
 
-    pid: int = Field(ge=0)
-    job_id: str | None = Field(default=None, max_length=256)
+    pid: int = Field(ge=0, le=MAX_PID)
+    job_id: Ident | None = None
     # Scheduler account or Kubernetes namespace, when the node could resolve it.
-    account: str | None = Field(default=None, max_length=256)
+    account: Ident | None = None
     sm_share: float = Field(ge=0.0, le=1.0)
-    mem_used_bytes: int | None = Field(default=None, ge=0)
-    mig_uuid: str | None = Field(default=None, max_length=256)
+    mem_used_bytes: int | None = Field(default=None, ge=0, le=MAX_MEM_BYTES)
+    mig_uuid: Text | None = None
 
 
 class GpuWindow(BaseModel):
     """One GPU (or MIG parent) over one window."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = _STRICT
 
-    uuid: NonEmpty
-    model: NonEmpty
-    energy_mj: int = Field(ge=0, description="energy-counter delta over the window")
-    gpu_seconds: float = Field(ge=0.0)
+    uuid: Ident
+    model: Text
+    energy_mj: int = Field(ge=0, le=MAX_ENERGY_MJ, description="energy-counter delta over the window")
+    gpu_seconds: float = Field(ge=0.0, le=MAX_GPU_SECONDS)
     util_gpu: float = Field(default=0.0, ge=0.0, le=100.0)
-    mem_used_bytes: int = Field(default=0, ge=0)
-    power_avg_mw: int = Field(default=0, ge=0)
-    power_limit_mw: int | None = Field(default=None, ge=0)
+    mem_used_bytes: int = Field(default=0, ge=0, le=MAX_MEM_BYTES)
+    power_avg_mw: int = Field(default=0, ge=0, le=MAX_POWER_MW)
+    power_limit_mw: int | None = Field(default=None, ge=0, le=MAX_POWER_MW)
     # counter_reset, energy_estimated, agent_restart, gpu_missing, gpu_appeared,
-    # mig (a partitioned GPU: unused slices are idle, not the tenants') — agents/windowing.py
-    flags: list[str] = Field(default_factory=list)
-    processes: list[ProcessShare] = Field(default_factory=list)
+    # counter_frozen, clock_step, mig (a partitioned GPU: unused slices are idle,
+    # not the tenants') — agents/windowing.py
+    flags: list[Ident] = Field(default_factory=list, max_length=MAX_FLAGS)
+    processes: list[ProcessShare] = Field(default_factory=list, max_length=MAX_PROCESSES)
 
     @model_validator(mode="after")
     def _shares_fit(self) -> GpuWindow:
@@ -80,19 +115,22 @@ class GpuWindow(BaseModel):
 class TelemetryWindow(BaseModel):
     """One node over one window: the unit the agents send and the centre dedups."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    model_config = _STRICT
 
     schema_version: Literal[1]
-    agent_id: NonEmpty
-    site_id: NonEmpty
-    node: NonEmpty
-    boot_id: NonEmpty
-    seq: int = Field(ge=0)
-    window_start_ns: int = Field(ge=0)
-    window_end_ns: int = Field(ge=0)
-    gpus: list[GpuWindow] = Field(min_length=1)
-    key_id: str | None = None
-    signature: str | None = None
+    agent_id: Ident
+    site_id: Ident
+    node: Ident
+    boot_id: Ident
+    # Made at random when the agent's spool is created: an agent that restarts
+    # without its spool (seq from 0 again on the same boot) never reuses an id.
+    epoch: Ident
+    seq: int = Field(ge=0, le=MAX_SEQ)
+    window_start_ns: int = Field(ge=MIN_TIME_NS, le=MAX_TIME_NS)
+    window_end_ns: int = Field(ge=MIN_TIME_NS, le=MAX_TIME_NS)
+    gpus: list[GpuWindow] = Field(min_length=1, max_length=MAX_GPUS)
+    key_id: Ident | None = None
+    signature: Ident | None = None
 
     @model_validator(mode="after")
     def _window_order(self) -> TelemetryWindow:
@@ -102,8 +140,10 @@ class TelemetryWindow(BaseModel):
 
     @property
     def window_id(self) -> str:
-        """Identity of a window: resends and replays carry the same one."""
-        return f"{self.agent_id}/{self.boot_id}/{self.seq}"
+        """Identity of a window: resends and replays carry the same one.
+
+        ``site/agent/boot/epoch/seq``; no identifier contains '/'."""
+        return f"{self.site_id}/{self.agent_id}/{self.boot_id}/{self.epoch}/{self.seq}"
 
     @property
     def window_s(self) -> float:
@@ -120,60 +160,102 @@ def decode_window(raw: bytes | str) -> TelemetryWindow:
     return parse_window(raw)[1]
 
 
+_BRACKETS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+
+
+def json_depth(raw: bytes) -> int:
+    """How deeply a JSON text nests arrays and objects (brackets inside strings
+    do not count), without building anything: safe on any bytes."""
+    depth = deepest = 0
+    for m in _BRACKETS.finditer(raw):
+        c = m.group()
+        if c in (b"[", b"{"):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+        elif c in (b"]", b"}"):
+            depth -= 1
+    return deepest
+
+
+def read_json(raw: bytes | str) -> Any:
+    """Any bytes to a JSON value, or WireError: bounded depth, strict UTF-8, no
+    lone surrogate escapes, no NaN or Infinity (msgspec's decoder refuses both)."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+    if not data.strip():
+        raise WireError("malformed_json", "empty message")
+    if json_depth(data) > MAX_DEPTH:
+        raise WireError("too_deep", f"JSON nested deeper than {MAX_DEPTH} levels")
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise WireError("malformed_json", f"not UTF-8: {exc.reason} at byte {exc.start}") from exc
+    try:
+        return msgspec.json.decode(data)
+    except (msgspec.DecodeError, RecursionError, UnicodeDecodeError) as exc:
+        detail = str(exc)
+        if b"\\u" in data and "truncated" in detail:
+            detail = "malformed \\u escape or lone surrogate (a string must be valid Unicode)"
+        raise WireError("malformed_json", detail) from exc
+
+
 def parse_window(raw: bytes | str) -> tuple[dict[str, Any], TelemetryWindow]:
     """Like :func:`decode_window`, also returning the JSON object (for signature checks)."""
-    try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise WireError("malformed_json", str(exc)) from exc
+    doc = read_json(raw)
     if not isinstance(doc, dict):
         raise WireError("schema_invalid", "a telemetry window must be a JSON object")
     version = doc.get("schema_version")
-    if version != SCHEMA_VERSION:
+    # strict: 1.0 and true equal 1 in Python but are not the integer 1
+    if type(version) is not int or version != SCHEMA_VERSION:
         raise WireError(
-            "unsupported_version", f"schema_version {version!r}; this build reads {SCHEMA_VERSION}"
+            "unsupported_version", f"schema_version {version!r}; this build reads the integer {SCHEMA_VERSION}"
         )
     try:
         return doc, TelemetryWindow.model_validate(doc)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise WireError("schema_invalid", f"{where}: {first['msg']}") from exc
+        # too many GPUs, processes or flags: a message larger than any honest one
+        reason = "oversized" if first["type"] == "too_long" and isinstance(first["loc"][-1], str) else "schema_invalid"
+        raise WireError(reason, f"{where}: {first['msg']}") from exc
 
 
 # -- fast decoding -----------------------------------------------------------------
 # The stream decodes every window; pydantic costs ~100 µs for an 8-GPU window,
 # msgspec a tenth of that. These structs mirror the models above field for
 # field, with the same constraints, and are only ever *narrower*: whatever they
-# refuse (or cannot express, such as pydantic's lax coercions) goes through
-# parse_window, which stays the authority on what is accepted and on the
-# rejection reason. tests/unit/test_telemetry.py checks the two agree.
+# refuse (or cannot express) goes through parse_window, which stays the
+# authority on what is accepted and on the rejection reason.
+# tests/unit/test_telemetry.py checks the two agree.
 
-_Str256 = Annotated[str, msgspec.Meta(max_length=256)]
-_NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-_Count = Annotated[int, msgspec.Meta(ge=0)]
+_Id = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
+_Text = Annotated[str, msgspec.Meta(pattern=TEXT_PATTERN)]
+
+
+def _count(high: int) -> Any:
+    return Annotated[int, msgspec.Meta(ge=0, le=high)]
 
 
 class _FastProcess(msgspec.Struct, frozen=True):
-    pid: _Count
+    pid: _count(MAX_PID)  # type: ignore[valid-type]
     sm_share: Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
-    job_id: _Str256 | None = None
-    account: _Str256 | None = None
-    mem_used_bytes: _Count | None = None
-    mig_uuid: _Str256 | None = None
+    job_id: _Id | None = None
+    account: _Id | None = None
+    mem_used_bytes: _count(MAX_MEM_BYTES) | None = None  # type: ignore[valid-type]
+    mig_uuid: _Text | None = None
 
 
 class _FastGpu(msgspec.Struct, frozen=True):
-    uuid: _NonEmpty
-    model: _NonEmpty
-    energy_mj: _Count
-    gpu_seconds: Annotated[float, msgspec.Meta(ge=0.0)]
+    uuid: _Id
+    model: _Text
+    energy_mj: _count(MAX_ENERGY_MJ)  # type: ignore[valid-type]
+    gpu_seconds: Annotated[float, msgspec.Meta(ge=0.0, le=MAX_GPU_SECONDS)]
     util_gpu: Annotated[float, msgspec.Meta(ge=0.0, le=100.0)] = 0.0
-    mem_used_bytes: _Count = 0
-    power_avg_mw: _Count = 0
-    power_limit_mw: _Count | None = None
-    flags: list[str] = []
-    processes: list[_FastProcess] = []
+    mem_used_bytes: _count(MAX_MEM_BYTES) = 0  # type: ignore[valid-type]
+    power_avg_mw: _count(MAX_POWER_MW) = 0  # type: ignore[valid-type]
+    power_limit_mw: _count(MAX_POWER_MW) | None = None  # type: ignore[valid-type]
+    flags: Annotated[list[_Id], msgspec.Meta(max_length=MAX_FLAGS)] = []
+    processes: Annotated[list[_FastProcess], msgspec.Meta(max_length=MAX_PROCESSES)] = []
 
     def __post_init__(self) -> None:
         if len(self.processes) > 1:  # one share alone is at most 1 by its own constraint
@@ -188,18 +270,22 @@ class _FastGpu(msgspec.Struct, frozen=True):
         return round(self.gpu_seconds * 1000)
 
 
+_Time = Annotated[int, msgspec.Meta(ge=MIN_TIME_NS, le=MAX_TIME_NS)]
+
+
 class _FastWindow(msgspec.Struct, frozen=True):
     schema_version: Literal[1]
-    agent_id: _NonEmpty
-    site_id: _NonEmpty
-    node: _NonEmpty
-    boot_id: _NonEmpty
-    seq: _Count
-    window_start_ns: _Count
-    window_end_ns: _Count
-    gpus: Annotated[list[_FastGpu], msgspec.Meta(min_length=1)]
-    key_id: str | None = None
-    signature: str | None = None
+    agent_id: _Id
+    site_id: _Id
+    node: _Id
+    boot_id: _Id
+    epoch: _Id
+    seq: _count(MAX_SEQ)  # type: ignore[valid-type]
+    window_start_ns: _Time
+    window_end_ns: _Time
+    gpus: Annotated[list[_FastGpu], msgspec.Meta(min_length=1, max_length=MAX_GPUS)]
+    key_id: _Id | None = None
+    signature: _Id | None = None
 
     def __post_init__(self) -> None:
         if self.window_end_ns <= self.window_start_ns:
@@ -214,8 +300,17 @@ _fast_decoder = msgspec.json.Decoder(_FastWindow)
 
 def decode_window_fast(raw: bytes) -> TelemetryWindow:
     """Same result as :func:`decode_window` (a window with the same fields, or the
-    same :class:`WireError`), several times faster on valid input."""
+    same :class:`WireError`), several times faster on valid input.
+
+    Safe on any bytes: whatever the fast decoder does not accept (including what
+    makes it raise: invalid UTF-8 in a string, nesting past its recursion
+    limit) is decided by :func:`parse_window`."""
+    if not raw.isascii():
+        try:  # msgspec leaves invalid UTF-8 inside unknown fields alone; the contract does not
+            raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise WireError("malformed_json", f"not UTF-8: {exc.reason} at byte {exc.start}") from exc
     try:
         return _fast_decoder.decode(raw)  # type: ignore[return-value]
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         return parse_window(raw)[1]

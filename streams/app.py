@@ -123,6 +123,13 @@ def create_app(settings: StreamSettings, worker: LedgerWorker) -> faust.App:
             for e in events:
                 await stream.ack(e)
 
+    lease = getattr(worker.sink, "lease", None)
+    if lease is not None:
+        @app.timer(interval=max(1.0, lease.ttl_s / 3))
+        async def keep_lease() -> None:
+            # on the sink thread, like every ClickHouse call; LeaseError ends the worker
+            await asyncio.get_running_loop().run_in_executor(sink_thread, lease.renew)
+
     @app.timer(interval=30.0)
     async def report() -> None:
         worker.prune_jobs(time.time_ns() - JOB_RETENTION_NS)

@@ -34,7 +34,7 @@ from streams.processing import Rejection
 from streams.settings import StreamSettings
 from streams.worker import LedgerWorker, WindowBatch
 
-__all__ = ["WINDOWS_GROUP_SUFFIX", "WindowConsumer"]
+__all__ = ["WINDOWS_GROUP_SUFFIX", "WindowConsumer", "broker_time_ns"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,19 @@ log = logging.getLogger(__name__)
 WINDOWS_GROUP_SUFFIX = "-windows"
 # Per partition and fetch: a batch of 2,000 windows of 8 GPUs is about 6 MB.
 MAX_PARTITION_FETCH_BYTES = 8 << 20
+
+
+LOG_APPEND_TIME = 1  # a record's timestamp_type when the broker stamped it
+
+
+def broker_time_ns(record: Any) -> int | None:
+    """When the broker appended the record, if the topic says so (LogAppendTime).
+
+    A producer's own timestamp (CreateTime) is the agent's word and is not used
+    for the time checks: then the worker's clock stands in."""
+    if getattr(record, "timestamp_type", None) != LOG_APPEND_TIME or not record.timestamp or record.timestamp <= 0:
+        return None
+    return int(record.timestamp) * 1_000_000
 
 
 class WindowConsumer:
@@ -92,8 +105,7 @@ class WindowConsumer:
                 messages = [m for ms in records.values() for m in ms]
                 # No await between the fetch and handing the batch on: a rebalance
                 # (which waits for the handed-on batches) cannot slip in between.
-                batch = self.worker.prepare([m.value for m in messages],
-                                            [m.timestamp * 1_000_000 if m.timestamp > 0 else None for m in messages])
+                batch = self.worker.prepare([m.value for m in messages], [broker_time_ns(m) for m in messages])
                 offsets = {tp: ms[-1].offset + 1 for tp, ms in records.items()}
                 previous, self._tail = self._tail, asyncio.ensure_future(self._commit(self._tail, batch, offsets))
                 if previous is not None:

@@ -8,7 +8,6 @@ offline recomputation run the very same code.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -16,31 +15,56 @@ from schemas import ConsortiumConfig, LedgerEntry, TelemetryWindow, WireError
 from schemas.chain import CARBON_SCALE, COST_SCALE, HOURS_SCALE, entry_digest, entry_line_fixed, fixed
 from schemas.ledger import EntryRow, entry_from_row
 from schemas.signing import verify_document
-from schemas.telemetry import decode_window_fast
+from schemas.telemetry import decode_window_fast, parse_window
 from streams.attribution import Jobs, attribute_gpu
 from streams.pricing import Tariff
 
-__all__ = ["Outcome", "Rejection", "WindowProcessor", "entry_id"]
+__all__ = ["Outcome", "Rejection", "WindowProcessor", "conflicting_duplicate", "entry_id"]
 
 # Energy may exceed limit × time by this factor before a window is called
 # implausible: power limits are enforced over a moving average, and the
 # counter and the window clock are read a few milliseconds apart.
 ENERGY_TOLERANCE = 1.25
 MAX_WINDOW_S = 3600.0
-# No node has more GPUs than this, and no honest window is larger than this:
-# a bigger message is refused before it is parsed.
-MAX_GPUS = 64
+# No honest window is larger than this: a bigger message is refused before it is parsed.
 MAX_MESSAGE_BYTES = 256 * 1024
-# A window may not end later than this after the time Kafka stamped it: an
-# agent clock that runs ahead would book usage in the future.
+# A window may not end later than this after the broker appended it (the
+# topic's LogAppendTime): an agent clock that runs ahead would book usage in
+# the future.
 MAX_FUTURE_SKEW_NS = 120 * 1_000_000_000
+# A window that started longer ago than this is refused (``too_old``): closed
+# months stay closed; a correction books what arrives that late.
+DEFAULT_MAX_AGE_NS = 7 * 86_400 * 1_000_000_000
+# Detail texts of rejections are cut to this (they may quote hostile input).
+MAX_DETAIL_CHARS = 500
 
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
+    """A refused message: machine-readable reason, bounded printable detail, original bytes."""
+
     reason: str
     detail: str
     raw: bytes
+
+    @classmethod
+    def of(cls, reason: str, detail: str, raw: bytes | None) -> Rejection:
+        """Detail cut to MAX_DETAIL_CHARS and made encodable (no lone surrogates),
+        so that writing the dead letter can never fail on its content."""
+        text = detail[:MAX_DETAIL_CHARS].encode("utf-8", "backslashreplace").decode("utf-8")
+        return cls(reason, text, b"" if raw is None else bytes(raw))
+
+    @classmethod
+    def internal(cls, exc: BaseException, raw: bytes | None) -> Rejection:
+        """An unexpected error inside the per-message path: a dead letter, never a crash."""
+        return cls.of("internal_error", f"{type(exc).__name__}: {exc}", raw)
+
+
+def conflicting_duplicate(window_id: str, raw: bytes, booked: bytes | str) -> Rejection:
+    """A window whose identity is taken by other content: never booked, never silent."""
+    first = booked if isinstance(booked, str) else hashlib.sha256(booked).hexdigest()
+    return Rejection.of("conflicting_duplicate", f"window {window_id}: content sha256 "
+                        f"{hashlib.sha256(raw).hexdigest()} differs from the first one, {first}", raw)
 
 
 @dataclass(slots=True)
@@ -62,8 +86,10 @@ class WindowProcessor:
 
     ``keys`` maps key ids to site keys; a site with ``key_ids`` in the config
     must sign its windows with one of *its* keys, so no site can report for
-    another. ``now_ns`` (the broker's timestamp of the message) enables the
-    clock-skew check; offline recomputation passes none.
+    another. ``now_ns`` (the broker's append time of the message, or the
+    worker's clock) enables the time checks: a window may end at most
+    MAX_FUTURE_SKEW_NS after it and start at most ``max_age_ns`` before it.
+    Offline recomputation passes none.
 
     Two ways in: :meth:`process` (one message to an :class:`Outcome` with
     LedgerEntry objects; offline tools, tests) and, for the stream's hot path,
@@ -72,21 +98,27 @@ class WindowProcessor:
     """
 
     def __init__(self, config: ConsortiumConfig, config_hash: str,
-                 keys: Mapping[str, bytes] | None = None) -> None:
+                 keys: Mapping[str, bytes] | None = None, max_age_ns: int = DEFAULT_MAX_AGE_NS) -> None:
         self.config = config
         self.config_hash = config_hash
         self.keys = dict(keys or {})
+        self.max_age_ns = max_age_ns
         self._tariffs: dict[tuple[str, str], tuple[str, Tariff]] = {}
 
-    def process(self, raw: bytes, jobs: Jobs | None = None, now_ns: int | None = None) -> Outcome:
+    def process(self, raw: bytes | None, jobs: Jobs | None = None, now_ns: int | None = None) -> Outcome:
+        """One message to its entries or its rejection; never raises on content."""
         try:
             window = self.check(raw, now_ns)
+            return Outcome(window, self.attribute(window, jobs))
         except WireError as exc:
-            return Outcome(None, rejection=Rejection(exc.reason, exc.detail, raw))
-        return Outcome(window, self.attribute(window, jobs))
+            return Outcome(None, rejection=Rejection.of(exc.reason, exc.detail, raw))
+        except Exception as exc:  # a bug must cost one message, not the ledger
+            return Outcome(None, rejection=Rejection.internal(exc, raw))
 
-    def check(self, raw: bytes, now_ns: int | None = None) -> TelemetryWindow:
+    def check(self, raw: bytes | None, now_ns: int | None = None) -> TelemetryWindow:
         """The window in a message, or :class:`WireError` naming why it is refused."""
+        if raw is None:
+            raise WireError("empty", "a record without a value (tombstone)")
         if len(raw) > MAX_MESSAGE_BYTES:
             raise WireError("oversized", f"{len(raw)} bytes > {MAX_MESSAGE_BYTES}")
         window = decode_window_fast(raw)
@@ -103,19 +135,22 @@ class WindowProcessor:
         key = self.keys.get(w.key_id)
         if key is None:
             raise WireError("unknown_key", f"key {w.key_id!r} is not in the centre's keyring")
-        if not verify_document(json.loads(raw), key):
+        if not verify_document(parse_window(raw)[0], key):
             raise WireError("bad_signature", f"signature of {w.window_id} does not verify with {w.key_id}")
 
     def _validate(self, raw: bytes, w: TelemetryWindow, now_ns: int | None) -> None:
         site = self.config.site(w.site_id)
         if site is None:
             raise WireError("unknown_site", f"site_id {w.site_id!r} is not in config {self.config.version}")
-        if len(w.gpus) > MAX_GPUS:
-            raise WireError("oversized", f"{len(w.gpus)} GPUs in one window > {MAX_GPUS}")
         self._check_signature(raw, w, site.key_ids)
-        if now_ns is not None and w.window_end_ns > now_ns + MAX_FUTURE_SKEW_NS:
-            ahead = (w.window_end_ns - now_ns) / 1e9
-            raise WireError("clock_skew", f"window ends {ahead:.0f} s after the broker received it")
+        if now_ns is not None:
+            if w.window_end_ns > now_ns + MAX_FUTURE_SKEW_NS:
+                ahead = (w.window_end_ns - now_ns) / 1e9
+                raise WireError("clock_skew", f"window ends {ahead:.0f} s after the broker received it")
+            if w.window_start_ns < now_ns - self.max_age_ns:
+                age_h = (now_ns - w.window_start_ns) / 3.6e12
+                raise WireError("too_old", f"window started {age_h:.1f} h before the broker received it "
+                                           f"(limit {self.max_age_ns / 3.6e12:.0f} h); book it with a correction")
         window_s = w.window_s
         if window_s > MAX_WINDOW_S:
             raise WireError("implausible_window", f"window of {window_s:.0f} s > {MAX_WINDOW_S:.0f} s")
@@ -131,13 +166,14 @@ class WindowProcessor:
                 raise WireError(
                     "implausible_window", f"GPU {g.uuid}: {g.gpu_seconds} GPU-s in a {window_s} s window"
                 )
-            limit_mw = g.power_limit_mw or model.power_limit_w * 1000
+            # the config's limit, never the window's own claim: a site cannot raise its ceiling
+            limit_mw = model.power_limit_w * 1000
             ceiling = limit_mw * window_s * ENERGY_TOLERANCE
             if g.energy_mj > ceiling:
                 raise WireError(
                     "implausible_energy",
                     f"GPU {g.uuid}: {g.energy_mj} mJ in {window_s:.3f} s exceeds "
-                    f"{limit_mw / 1000:.0f} W × {ENERGY_TOLERANCE}",
+                    f"{limit_mw / 1000:.0f} W (config, {model.key}) × {ENERGY_TOLERANCE}",
                 )
 
     def attribute(self, w: TelemetryWindow, jobs: Jobs | None = None) -> list[LedgerEntry]:

@@ -23,6 +23,10 @@ class StreamSettings(BaseSettings):
     batch_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=30.0, gt=0)
     session_timeout_s: float = Field(default=10.0, ge=6, le=300)
+    # A window older than this when it reaches the broker is dead-lettered (too_old).
+    max_window_age_s: float = Field(default=7 * 86_400, gt=0)
+    # The chain's lease (streams/lease.py): a dead worker's chain is free after this.
+    lease_ttl_s: int = Field(default=30, ge=5, le=3600)
     # SASL/SCRAM over TLS to the broker (all unset: PLAINTEXT, the local stack)
     kafka_username: str | None = None
     kafka_password_file: Path | None = None

@@ -10,16 +10,22 @@ the retried batch skips windows already committed, so nothing is lost and
 nothing is counted twice.
 
 One chain per sink: two workers writing one database use distinct
-``chain_id`` values (``BRIDGELEDGER_CHAIN_ID``).
+``chain_id`` values (``BRIDGELEDGER_CHAIN_ID``); a lease (streams/lease.py)
+stops a second worker configured with a chain id that a live one holds.
+
+A commit record whose acknowledgement was lost is still a commit: the retry
+finds its windows booked, and the sink's clean-up of its own failed attempts
+keeps every batch that ``ledger_batches`` holds.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
+import re
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Protocol
@@ -29,9 +35,10 @@ from schemas.chain import CARBON_SCALE, COST_SCALE, GENESIS, HOURS_SCALE, batch_
 from schemas.jobs import JobEvent
 from schemas.ledger import ENTRY_ROW_FIELDS, EntryRow, entry_from_row
 from streams.clickhouse import decimal_units
-from streams.processing import Rejection
+from streams.lease import ChainLease
+from streams.processing import Rejection, conflicting_duplicate
 
-__all__ = ["ClickHouseSink", "LedgerSink", "MemorySink", "entry_columns"]
+__all__ = ["ClickHouseSink", "LedgerSink", "MemorySink", "Written", "entry_columns"]
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +71,26 @@ def _ts(ns: int) -> datetime:
     return datetime.fromtimestamp(ns // S, UTC).replace(tzinfo=None)
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What a sink write booked, and the windows it refused as conflicting duplicates."""
+
+    windows: int = 0
+    entries: int = 0
+    conflicts: list[Rejection] = field(default_factory=list)
+
+
 class LedgerSink(Protocol):
     def write(
         self,
         windows: Sequence[tuple[TelemetryWindow, bytes]],
         entries: Sequence[EntryRow],
         rejections: Sequence[Rejection] = (),
-    ) -> None:
-        """``entries``: rows as schemas/ledger.py ``ENTRY_ROW_FIELDS`` describes them."""
+    ) -> Written:
+        """``entries``: rows as schemas/ledger.py ``ENTRY_ROW_FIELDS`` describes them.
+
+        Windows already booked with the same bytes are skipped (resends); with
+        other bytes they are not booked and come back as ``conflicts``."""
 
     def write_jobs(self, events: Sequence[JobEvent]) -> None: ...
 
@@ -92,12 +111,14 @@ def entry_columns(batch_id: str, rows: Sequence[EntryRow], written_at: int) -> l
 
 class ClickHouseSink:
     def __init__(self, client: Any, database: str, chain_id: str = "main",
-                 now: Callable[[], datetime] | None = None) -> None:
+                 now: Callable[[], datetime] | None = None, lease: ChainLease | None = None) -> None:
         self.client = client
         self.db = database
         self.chain_id = chain_id
         self._now = now or (lambda: datetime.now(UTC).replace(tzinfo=None))
         self._failed: list[str] = []
+        # the worker's hold on its chain (streams/lease.py), checked before each batch
+        self.lease = lease
 
     # -- the chain ------------------------------------------------------------------
     def head(self) -> tuple[int, str]:
@@ -125,21 +146,22 @@ class ClickHouseSink:
                                 {"b": tuple(batch_ids)})
         log.info("removed %d interrupted batch write(s)", len(batch_ids))
 
-    def committed(self, windows: Sequence[TelemetryWindow]) -> set[str]:
-        """Which of these windows are already in a committed batch (resends, replays).
+    def committed(self, windows: Sequence[TelemetryWindow]) -> dict[str, str]:
+        """Which of these windows are already in a committed batch (resends,
+        replays), each with the SHA-256 of the bytes booked under its id.
 
         The batch's window ids travel as an external table (one column, sent
         in the native format) rather than as an escaped IN list in the query
         text: a batch holds thousands of them."""
         if not windows:
-            return set()
+            return {}
         rows = self.client.execute(
-            f"SELECT window_id FROM {self.db}.windows WHERE site_id IN %(s)s AND agent_id IN %(a)s "
-            f"AND window_id IN _batch_windows",
+            f"SELECT window_id, lower(hex(SHA256(payload))) FROM {self.db}.windows "
+            f"WHERE site_id IN %(s)s AND agent_id IN %(a)s AND window_id IN _batch_windows",
             {"s": tuple({w.site_id for w in windows}), "a": tuple({w.agent_id for w in windows})},
             external_tables=[{"name": "_batch_windows", "structure": [("window_id", "String")],
                               "data": [{"window_id": w.window_id} for w in windows]}])
-        return {r[0] for r in rows}
+        return {r[0]: r[1] for r in rows}
 
     # -- writing --------------------------------------------------------------------
     def write(
@@ -147,26 +169,39 @@ class ClickHouseSink:
         windows: Sequence[tuple[TelemetryWindow, bytes]],
         entries: Sequence[EntryRow],
         rejections: Sequence[Rejection] = (),
-    ) -> None:
+    ) -> Written:
         now = self._now()
-        if rejections:
-            self.client.execute(
-                f"INSERT INTO {self.db}.dlq_records ({DLQ_COLUMNS}) VALUES",
-                [(now, r.reason, r.detail[:2000], _field(r.raw, "site_id"), _field(r.raw, "agent_id"),
-                  hashlib.sha256(r.raw).hexdigest(), r.raw.decode("utf-8", "replace")[:1_000_000])
-                 for r in rejections],
-            )
         done = self.committed([w for w, _ in windows])
+        conflicts: list[Rejection] = []
         if done:
+            for w, raw in windows:
+                booked = done.get(w.window_id)
+                if booked is not None and booked != hashlib.sha256(raw).hexdigest():
+                    conflicts.append(conflicting_duplicate(w.window_id, raw, booked))
             windows = [(w, raw) for w, raw in windows if w.window_id not in done]
             entries = [e for e in entries if e[_WINDOW] not in done]
-        if not windows:
-            return
-        self.commit_batch(entries, windows, now)
+        if rejections or conflicts:
+            self.write_dead_letters([*rejections, *conflicts], now)
+        if windows:
+            self.commit_batch(entries, windows, now)
+        elif self._failed:
+            self._forget_failed()
+        return Written(len(windows), len(entries), conflicts)
+
+    def write_dead_letters(self, rejections: Sequence[Rejection], now: datetime) -> None:
+        """Rejected messages for data-quality reports: the original bytes as they
+        are (a String column holds any bytes), reason and detail bounded."""
+        self.client.execute(
+            f"INSERT INTO {self.db}.dlq_records ({DLQ_COLUMNS}) VALUES",
+            [(now, r.reason[:64], r.detail, _field(r.raw, b"site_id"), _field(r.raw, b"agent_id"),
+              hashlib.sha256(r.raw).hexdigest(), r.raw) for r in rejections],
+        )
 
     def commit_batch(self, entries: Sequence[EntryRow],
                      windows: Sequence[tuple[TelemetryWindow, bytes]], now: datetime) -> str:
         """Insert entries and windows, then the chain record (entries hashed in entry_id order)."""
+        if self.lease is not None:
+            self.lease.renew()  # LeaseError: another worker holds the chain; write nothing
         batch_id = uuid.uuid4().hex
         seq, prev = self.head()
         ordered = sorted(entries)  # by entry_id, the rows' first field (unique)
@@ -189,7 +224,7 @@ class ClickHouseSink:
                 rows_w = [(batch_id, w.window_id, w.agent_id, w.site_id, w.node, w.boot_id, w.seq,
                            w.window_start_ns // S, w.window_start_ns, w.window_end_ns, len(w.gpus),
                            sum(g.energy_mj for g in w.gpus), sum(g.gpu_ms for g in w.gpus),
-                           raw.decode("utf-8", "replace"), now_s) for w, raw in windows]
+                           raw, now_s) for w, raw in windows]
                 self.client.execute(f"INSERT INTO {self.db}.raw_windows ({WINDOW_COLUMNS}) VALUES",
                                     [list(c) for c in zip(*rows_w, strict=True)], columnar=True)
             self.client.execute(
@@ -199,10 +234,19 @@ class ClickHouseSink:
         except Exception:
             self._failed.append(batch_id)
             raise
-        if self._failed:  # our own interrupted attempts: nobody else writes these ids
-            failed, self._failed = self._failed, []
-            self._delete_batches(failed)
+        if self._failed:
+            self._forget_failed()
         return batch_id
+
+    def _forget_failed(self) -> None:
+        """Delete the rows of this sink's own failed attempts, except an attempt
+        whose commit record did reach the server (its acknowledgement was lost):
+        that batch is committed, and the retry skipped its windows as booked."""
+        failed, self._failed = self._failed, []
+        committed = {r[0] for r in self.client.execute(
+            f"SELECT batch_id FROM {self.db}.ledger_batches WHERE chain_id = %(c)s AND batch_id IN %(b)s",
+            {"c": self.chain_id, "b": tuple(failed)})}
+        self._delete_batches([b for b in failed if b not in committed])
 
     def write_jobs(self, events: Sequence[JobEvent]) -> None:
         if not events:
@@ -242,14 +286,16 @@ class ClickHouseSink:
         ]
 
 
-def _field(raw: bytes, name: str) -> str:
-    """Best effort: which site/agent sent a rejected message, for per-site DLQ counts."""
-    try:
-        doc = json.loads(raw)
-        value = doc.get(name) if isinstance(doc, dict) else None
-        return value[:256] if isinstance(value, str) else ""
-    except (ValueError, UnicodeDecodeError):
-        return ""
+_ID_VALUE = re.compile(rb'"(site_id|agent_id)"\s*:\s*"([A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127})"')
+
+
+def _field(raw: bytes, name: bytes) -> str:
+    """Best effort: which site/agent sent a rejected message, for per-site DLQ
+    counts. A pattern over the bytes, not a parse: safe on any message."""
+    for m in _ID_VALUE.finditer(raw[:65536]):
+        if m.group(1) == name:
+            return m.group(2).decode("ascii")
+    return ""
 
 
 class MemorySink:
@@ -266,10 +312,18 @@ class MemorySink:
         windows: Sequence[tuple[TelemetryWindow, bytes]],
         entries: Sequence[EntryRow],
         rejections: Sequence[Rejection] = (),
-    ) -> None:
-        self.windows.extend(windows)
-        self.entries.extend(entry_from_row(e) for e in entries)
-        self.rejections.extend(rejections)
+    ) -> Written:
+        """Like the ClickHouse sink: resends skipped, conflicting duplicates refused."""
+        booked = {w.window_id: raw for w, raw in self.windows}
+        conflicts = [conflicting_duplicate(w.window_id, raw, booked[w.window_id])
+                     for w, raw in windows if w.window_id in booked and booked[w.window_id] != raw]
+        new = [(w, raw) for w, raw in windows if w.window_id not in booked]
+        ids = {w.window_id for w, _ in new}
+        rows = [e for e in entries if e[_WINDOW] in ids]
+        self.windows.extend(new)
+        self.entries.extend(entry_from_row(e) for e in rows)
+        self.rejections.extend([*rejections, *conflicts])
+        return Written(len(new), len(rows), conflicts)
 
     def write_jobs(self, events: Sequence[JobEvent]) -> None:
         self.jobs.extend(events)

@@ -23,12 +23,18 @@ class TopicSpec:
     name: str
     partitions: int
     retention_ms: int
+    # LogAppendTime: the broker stamps each record, so the worker's time checks
+    # use the broker's clock, not the producer's claim.
+    timestamp_type: str = "CreateTime"
+
+    def configs(self) -> dict[str, str]:
+        return {"retention.ms": str(self.retention_ms), "message.timestamp.type": self.timestamp_type}
 
 
 def topic_specs(partitions: int) -> list[TopicSpec]:
     fortnight = 14 * 24 * 3600 * 1000
     return [
-        TopicSpec(WINDOWS_TOPIC, partitions, fortnight),
+        TopicSpec(WINDOWS_TOPIC, partitions, fortnight, "LogAppendTime"),
         TopicSpec(JOBS_TOPIC, partitions, fortnight),
         # Dead letters wait for a person: kept 90 days.
         TopicSpec(DLQ_TOPIC, 1, 90 * 24 * 3600 * 1000),
@@ -36,8 +42,9 @@ def topic_specs(partitions: int) -> list[TopicSpec]:
 
 
 def declare_topics(bootstrap: str, partitions: int, **client_options: object) -> list[str]:
-    """Create missing topics; return the names created. Existing ones are left alone."""
-    from kafka.admin import KafkaAdminClient, NewTopic
+    """Create missing topics; return the names created. An existing topic keeps
+    its partitions; its retention and timestamp type are set to the spec's."""
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
     try:
@@ -53,11 +60,18 @@ def declare_topics(bootstrap: str, partitions: int, **client_options: object) ->
         created = []
         for spec in wanted:
             try:
-                admin.create_topics([NewTopic(spec.name, spec.partitions, 1,
-                                              topic_configs={"retention.ms": str(spec.retention_ms)})])
+                admin.create_topics([NewTopic(spec.name, spec.partitions, 1, topic_configs=spec.configs())])
                 created.append(spec.name)
             except TopicAlreadyExistsError:
                 pass
+        for spec in topic_specs(partitions):
+            if spec.name in existing:
+                try:  # a topic made by an earlier version: same settings as a new one
+                    admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, spec.name, configs=spec.configs())])
+                except KafkaError as exc:  # e.g. no AlterConfigs ACL: the topic's owner sets them
+                    log.warning("topic %s keeps its own configs (%s); wanted %s. Without LogAppendTime the "
+                                "worker's clock stands in for the broker's in the time checks",
+                                spec.name, exc, spec.configs())
         return created
     finally:
         admin.close()

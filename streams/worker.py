@@ -11,6 +11,7 @@ succeeds. ``handle_windows`` is the two in one call.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import time
@@ -24,7 +25,8 @@ from schemas.ledger import EntryRow
 from schemas.prometheus import render_metrics
 from streams import SinkError
 from streams.attribution import JobBook, book_jobs
-from streams.processing import Rejection, WindowProcessor
+from streams.lease import LeaseError
+from streams.processing import Rejection, WindowProcessor, conflicting_duplicate
 from streams.sink import LedgerSink
 
 __all__ = ["LedgerWorker", "WindowBatch", "WorkerStats", "dlq_record"]
@@ -32,18 +34,31 @@ __all__ = ["LedgerWorker", "WindowBatch", "WorkerStats", "dlq_record"]
 log = logging.getLogger(__name__)
 
 
+# The dead-letter topic's records carry the original bytes up to this size
+# (base64 makes them a third larger; the broker's default record limit is
+# 1 MiB). A larger original keeps its length and SHA-256 there, and its whole
+# bytes in the ledger's dlq_records table.
+MAX_DLQ_RAW_BYTES = 512 * 1024
+
+
 def dlq_record(rejection: Rejection, source_topic: str, now_ns: int) -> bytes:
-    """Dead-letter message: machine-readable reason plus the original bytes."""
-    return json.dumps(
-        {
-            "reason": rejection.reason,
-            "detail": rejection.detail,
-            "source_topic": source_topic,
-            "rejected_at_ns": now_ns,
-            "raw_b64": base64.b64encode(rejection.raw).decode(),
-        },
-        separators=(",", ":"),
-    ).encode()
+    """Dead-letter message: machine-readable reason plus the original bytes.
+
+    Cannot fail on content: the detail is already bounded and encodable
+    (:meth:`Rejection.of`), the bytes travel as base64, the size is bounded."""
+    raw = rejection.raw
+    doc: dict[str, object] = {
+        "reason": rejection.reason,
+        "detail": rejection.detail,
+        "source_topic": source_topic,
+        "rejected_at_ns": now_ns,
+        "raw_len": len(raw),
+        "raw_sha256": hashlib.sha256(raw).hexdigest(),
+        "raw_b64": base64.b64encode(raw[:MAX_DLQ_RAW_BYTES]).decode(),
+    }
+    if len(raw) > MAX_DLQ_RAW_BYTES:
+        doc["raw_truncated"] = True
+    return json.dumps(doc, separators=(",", ":")).encode()
 
 
 @dataclass
@@ -105,27 +120,44 @@ class LedgerWorker:
             del self.jobs[k]
         return len(old)
 
-    def prepare(self, raws: Sequence[bytes], stamps_ns: Sequence[int | None] | None = None) -> WindowBatch:
+    def prepare(self, raws: Sequence[bytes | None],
+                stamps_ns: Sequence[int | None] | None = None) -> WindowBatch:
         """Decode, validate and attribute a batch (CPU only, no I/O).
 
-        ``stamps_ns``: the broker timestamps of the messages, for the clock-skew
-        check. Reads the job book: call it from the thread that updates the
-        book (:meth:`load_jobs`), the Faust event loop in the worker."""
+        Never raises on a message's content: each message is accepted or
+        becomes a rejection (``internal_error`` for anything unexpected).
+        ``stamps_ns``: the broker's append times of the messages, for the time
+        checks; where one is missing the worker's own clock stands in. A
+        window id seen twice in the batch is a resend if the bytes are the
+        same (skipped) and ``conflicting_duplicate`` if they differ. Reads the
+        job book: call it from the thread that updates the book
+        (:meth:`load_jobs`), the Faust event loop in the worker."""
         batch = WindowBatch()
-        seen: set[str] = set()
+        seen: dict[str, bytes] = {}
         check, attribute = self.processor.check, self.processor.attribute_rows
+        entries, rejections = batch.entries, batch.rejections
         t_start = time.monotonic()
+        clock_now = self.clock_ns()
         for i, raw in enumerate(raws):
+            stamp = stamps_ns[i] if stamps_ns else None
+            n_entries = len(entries)
             try:
-                window = check(raw, stamps_ns[i] if stamps_ns else None)
+                window = check(raw, clock_now if stamp is None else stamp)
+                assert raw is not None  # check refuses a missing value
+                first = seen.get(window.window_id)
+                if first is not None:
+                    if first != raw:
+                        rejections.append(conflicting_duplicate(window.window_id, raw, first))
+                    continue
+                seen[window.window_id] = raw
+                attribute(window, self.jobs, entries)
+                batch.accepted.append((window, raw))
             except WireError as exc:
-                batch.rejections.append(Rejection(exc.reason, exc.detail, raw))
-                continue
-            if window.window_id in seen:  # a resend inside one batch
-                continue
-            seen.add(window.window_id)
-            batch.accepted.append((window, raw))
-            attribute(window, self.jobs, batch.entries)
+                rejections.append(Rejection.of(exc.reason, exc.detail, raw))
+            except Exception as exc:  # a bug costs this message, never the worker
+                del entries[n_entries:]
+                rejections.append(Rejection.internal(exc, raw))
+                log.exception("internal error on one message (dead-lettered)")
         self.stats.process_seconds += time.monotonic() - t_start
         return batch
 
@@ -135,16 +167,19 @@ class LedgerWorker:
         same batch; nothing of it is acked meanwhile)."""
         t0 = time.monotonic()
         try:
-            self.sink.write(batch.accepted, batch.entries, batch.rejections)
+            written = self.sink.write(batch.accepted, batch.entries, batch.rejections)
+        except LeaseError:
+            raise  # another worker holds the chain: stop, never retry into a fork
         except Exception as exc:
             self.stats.sink_failures += 1
             raise SinkError(f"ledger write of {len(batch.accepted)} windows failed: {exc}") from exc
         self.stats.last_batch_s = time.monotonic() - t0
         self.stats.sink_seconds += self.stats.last_batch_s
         self.stats.batches += 1
-        self.stats.windows += len(batch.accepted)
-        self.stats.entries += len(batch.entries)
-        rejections = batch.rejections
+        self.stats.windows += written.windows
+        self.stats.entries += written.entries
+        # windows whose identity the ledger already holds with other content
+        rejections = batch.rejections + written.conflicts
         if rejections:
             counts = Counter(r.reason for r in rejections)
             self.stats.rejected.update(counts)
@@ -157,14 +192,18 @@ class LedgerWorker:
         """:meth:`prepare` then :meth:`write`, in the calling thread."""
         return self.write(self.prepare(raws, stamps_ns))
 
-    def decode_jobs(self, raws: Sequence[bytes]) -> tuple[list[JobEvent], list[Rejection]]:
+    def decode_jobs(self, raws: Sequence[bytes | None]) -> tuple[list[JobEvent], list[Rejection]]:
+        """Job events, and a rejection for every message that is not one (never raises on content)."""
         events = []
         rejections = []
         for raw in raws:
             try:
                 events.append(decode_job_event(raw))
             except WireError as exc:
-                rejections.append(Rejection(exc.reason, exc.detail, raw))
+                rejections.append(Rejection.of(exc.reason, exc.detail, raw))
+            except Exception as exc:
+                rejections.append(Rejection.internal(exc, raw))
+                log.exception("internal error on one job event (dead-lettered)")
         return events, rejections
 
     def write_jobs(self, events: Sequence[JobEvent], rejections: Sequence[Rejection]) -> list[Rejection]:

@@ -25,6 +25,8 @@ def literal(v: Any) -> str:
         return repr(v)
     if isinstance(v, datetime):
         return f"'{v:%Y-%m-%d %H:%M:%S}'"
+    if isinstance(v, bytes):  # a String column holds any bytes
+        return "'" + "".join(chr(b) if 32 <= b < 127 and b not in (39, 92) else f"\\x{b:02x}" for b in v) + "'"
     if isinstance(v, (list, tuple)):
         inner = ", ".join(literal(x) for x in v)
         return f"[{inner}]" if isinstance(v, list) else f"({inner})"

@@ -38,6 +38,9 @@ class GpuSample:
     process_util: tuple[ProcessUtil, ...] | None = None
     # "mig": the GPU is partitioned; shares are per-instance slices (see agents/readers/nvml.py)
     flags: tuple[str, ...] = ()
+    # monotonic clock of the reading (ns); None when the reader has none (a
+    # trace without it, the simulator's virtual clock): then t_ns is the time
+    mono_ns: int | None = None
 
 
 class GpuReader(Protocol):

@@ -179,7 +179,7 @@ class NvmlReader:
                     util_reading = self._proc_util(dev) if pids or dev["had_procs"] else ()
                 dev["had_procs"] = bool(pids)
             out.append(GpuSample(
-                uuid=uuid, model=dev["name"], t_ns=t,
+                uuid=uuid, model=dev["name"], t_ns=t, mono_ns=int(now * 1e9),
                 energy_mj=int(energy) if energy is not None else None,
                 power_mw=int(power) if power is not None else None,
                 util_gpu=int(util.gpu) if util is not None else None,

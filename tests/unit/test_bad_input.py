@@ -53,7 +53,7 @@ BREAKERS = {
 def test_ten_thousand_bad_windows_interleaved_with_good_ones() -> None:
     rng = random.Random(20261126)
     sink = MemorySink()
-    worker = LedgerWorker(processor(), sink)
+    worker = LedgerWorker(processor(), sink, clock_ns=lambda: 10**18 + 60 * 10**9)
     expected_energy = 0
     expected_reasons: Counter[str] = Counter()
     batch: list[bytes] = []

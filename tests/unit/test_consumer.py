@@ -13,7 +13,7 @@ from aiokafka.structs import TopicPartition
 
 from schemas.topics import WINDOWS_TOPIC
 from streams.app import GC_THRESHOLDS, tune_gc
-from streams.consumer import WindowConsumer
+from streams.consumer import WindowConsumer, broker_time_ns
 from streams.processing import WindowProcessor
 from streams.settings import StreamSettings
 from streams.sink import MemorySink
@@ -23,11 +23,17 @@ from tests.unit.test_worker import raw
 P0, P1 = TopicPartition(WINDOWS_TOPIC, 0), TopicPartition(WINDOWS_TOPIC, 1)
 
 
+WINDOW_END_NS = 10**18 + 10**10  # tests/unit/test_telemetry.py window()
+WINDOW_END_MS = WINDOW_END_NS // 10**6
+DAY_MS = 86_400_000
+
+
 @dataclass
 class Record:
     value: bytes
     offset: int
     timestamp: int = 0
+    timestamp_type: int = 1  # LogAppendTime, as the windows topic is declared
 
 
 class MemoryConsumer:
@@ -85,7 +91,8 @@ class Harness(WindowConsumer):
 
 @pytest.fixture()
 def worker(config_and_hash) -> LedgerWorker:
-    return LedgerWorker(WindowProcessor(*config_and_hash), MemorySink())
+    # the test windows are from 2001 (tests/unit/test_telemetry.py): the worker's clock a minute later
+    return LedgerWorker(WindowProcessor(*config_and_hash), MemorySink(), clock_ns=lambda: WINDOW_END_NS + 60 * 10**9)
 
 
 def records(partition_seqs: list[tuple[TopicPartition, list[int]]], first_offset: int = 0) -> dict:
@@ -168,12 +175,23 @@ def test_tune_gc_raises_the_thresholds_and_freezes_start_up_objects() -> None:
         gc.set_threshold(*before)
 
 
-def test_the_broker_timestamp_feeds_the_clock_skew_check(worker) -> None:
-    # window 1 ends at 10**18 ns (2001); the broker stamped it at 1 ms after the epoch: refused.
-    # Window 2 has no timestamp (0): nothing to compare with, accepted.
-    fetch = {P0: [Record(raw(seq=1), 0, timestamp=1), Record(raw(seq=2), 1, timestamp=0)]}
+def test_the_broker_append_time_feeds_the_time_checks(worker) -> None:
+    # The test windows end at 10**18 ns (2001). Window 1: the broker appended it at
+    # 1 ms after the epoch, so it ends decades in the future: refused. Window 2:
+    # appended 8 days after it ended: too old. Window 3: no broker time (0), so
+    # the worker's clock (a minute after the window) stands in: accepted.
+    # Window 4: a producer's CreateTime of 1 ms is the agent's word, not used: accepted.
+    fetch = {P0: [Record(raw(seq=1), 0, timestamp=1), Record(raw(seq=2), 1, timestamp=WINDOW_END_MS + 8 * DAY_MS),
+                  Record(raw(seq=3), 2, timestamp=0), Record(raw(seq=4), 3, timestamp=1, timestamp_type=0)]}
     h = Harness(worker, [fetch], write_s=[])
     asyncio.run(run_until(h, lambda: len(h.fake.commits) == 1))
-    assert ("dead letters", ["clock_skew"]) in h.events
-    assert [w.seq for w, _ in worker.sink.windows] == [2]
-    assert h.fake.commits == [{P0: 2}]
+    assert ("dead letters", ["clock_skew", "too_old"]) in h.events
+    assert [w.seq for w, _ in worker.sink.windows] == [3, 4]
+    assert h.fake.commits == [{P0: 4}]
+
+
+def test_broker_time_is_read_only_from_log_append_time() -> None:
+    assert broker_time_ns(Record(b"", 0, timestamp=5, timestamp_type=1)) == 5_000_000
+    assert broker_time_ns(Record(b"", 0, timestamp=5, timestamp_type=0)) is None
+    assert broker_time_ns(Record(b"", 0, timestamp=-1, timestamp_type=1)) is None
+    assert broker_time_ns(Record(b"", 0, timestamp=0, timestamp_type=1)) is None

@@ -13,7 +13,7 @@ from schemas import WireError, decode_window
 def window(**over) -> dict:
     doc = {
         "schema_version": 1, "agent_id": "a1", "site_id": "kr-daejeon", "node": "n1",
-        "boot_id": "b1", "seq": 3, "window_start_ns": 10**18, "window_end_ns": 10**18 + 10**10,
+        "boot_id": "b1", "epoch": "e1", "seq": 3, "window_start_ns": 10**18, "window_end_ns": 10**18 + 10**10,
         "gpus": [{"uuid": "GPU-1", "model": "NVIDIA H100 80GB HBM3", "energy_mj": 5000,
                   "gpu_seconds": 10.0, "util_gpu": 50, "mem_used_bytes": 1, "power_avg_mw": 500,
                   "processes": [{"pid": 1, "job_id": "7", "sm_share": 0.5}]}],
@@ -33,7 +33,7 @@ def test_round_trip_keeps_the_contract_names() -> None:
                 "power_avg_mw", "processes"):
         assert key in g
     assert g["processes"][0] == {"pid": 1, "job_id": "7", "sm_share": 0.5}
-    assert w.window_id == "a1/b1/3"
+    assert w.window_id == "kr-daejeon/a1/b1/e1/3"
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ S = 1_000_000_000
 
 def replay(trace: Path, window_s: float = 10.0) -> tuple[ReplayReader, list[TelemetryWindow]]:
     reader = ReplayReader(trace)
-    w = Windower(agent_id="a", site_id="s", node="n", boot_id=reader.boot_id(),
+    w = Windower(agent_id="a", site_id="s", node="n", boot_id=reader.boot_id(), epoch="e",
                  window_ns=int(window_s * S), resolver=ProcInfoResolver.from_file(trace / "proc_info.json"))
     out: list[TelemetryWindow] = []
     while not reader.exhausted:
@@ -89,8 +89,11 @@ def test_any_trace_in_the_format_works(trace_dir: Path, tmp_path: Path) -> None:
         reader.samples[-1].energy_mj - reader.samples[0].energy_mj)
 
 
+T0 = 1_700_000_000 * S  # test readings start here (a multiple of the window)
+
+
 def sample(t_s: float, energy: int | None, power_mw: int = 100_000, uuid: str = "GPU-1") -> GpuSample:
-    return GpuSample(uuid=uuid, model="NVIDIA H100 80GB HBM3", t_ns=int(t_s * S), energy_mj=energy,
+    return GpuSample(uuid=uuid, model="NVIDIA H100 80GB HBM3", t_ns=T0 + int(t_s * S), energy_mj=energy,
                      power_mw=power_mw, util_gpu=50, mem_used_bytes=0, power_limit_mw=700_000,
                      running_pids=())
 
@@ -101,7 +104,7 @@ class NoJobs:
 
 
 def windower() -> Windower:
-    return Windower(agent_id="a", site_id="s", node="n", boot_id="b", window_ns=10 * S, resolver=NoJobs())
+    return Windower(agent_id="a", site_id="s", node="n", boot_id="b", epoch="e", window_ns=10 * S, resolver=NoJobs())
 
 
 def test_counter_reset_is_flagged_and_never_negative(caplog) -> None:
@@ -173,7 +176,7 @@ def test_job_of_a_process_that_ended_before_the_window_closed_is_kept() -> None:
     # Seen on the H100 (bench/device_check.sh): the load exited mid-window and
     # the window came out with its process share but no job.
     procs = LiveProcesses()
-    w = Windower(agent_id="a", site_id="s", node="n", boot_id="b", window_ns=10 * S, resolver=procs)
+    w = Windower(agent_id="a", site_id="s", node="n", boot_id="b", epoch="e", window_ns=10 * S, resolver=procs)
     busy = (ProcessUtil(pid=77, sm_util=90),)
     procs.alive[77] = "4242"
     w.add([sample(0, 0)])

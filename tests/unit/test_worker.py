@@ -23,13 +23,13 @@ class FlakySink(MemorySink):
         if self.failures:
             self.failures -= 1
             raise ConnectionError("clickhouse down")
-        super().write(windows, entries, rejections)
+        return super().write(windows, entries, rejections)
 
 
 @pytest.fixture()
 def make(config_and_hash):
     def _make(sink):
-        return LedgerWorker(WindowProcessor(*config_and_hash), sink, clock_ns=lambda: 123)
+        return LedgerWorker(WindowProcessor(*config_and_hash), sink, clock_ns=lambda: 10**18 + 60 * 10**9)
     return _make
 
 
