@@ -15,7 +15,7 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agents import AgentError
-from schemas.signing import read_secret_key
+from schemas.signing import read_secret_file, read_secret_key
 
 __all__ = ["AgentConfigError", "AgentSettings", "KafkaSecurity", "load_agent_settings", "read_key_file"]
 
@@ -40,8 +40,12 @@ class KafkaSecurity(BaseSettings):
         if self.protocol.startswith("SASL"):
             if not (self.sasl_mechanism and self.username and self.password_file):
                 raise AgentConfigError("kafka_security: SASL needs sasl_mechanism, username and password_file")
+            try:
+                password = read_secret_file(self.password_file, "Kafka password").decode()
+            except ValueError as exc:
+                raise AgentConfigError(f"kafka_security.password_file: {exc}") from exc
             opts.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.username,
-                        sasl_plain_password=self.password_file.read_text().strip())
+                        sasl_plain_password=password)
         if self.protocol.endswith("SSL"):
             opts.update(ssl_cafile=str(self.ca_file) if self.ca_file else None,
                         ssl_certfile=str(self.cert_file) if self.cert_file else None,

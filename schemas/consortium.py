@@ -32,7 +32,10 @@ __all__ = [
 
 Iso2 = Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 code")]
 Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
-Share = Annotated[Decimal, Field(gt=0, le=1)]
+KeyId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127}$")]
+# Shares become integer weights in parts per million (streams/attribution.py
+# SHARE_SCALE): a share with more than six decimals would be rounded silently.
+Share = Annotated[Decimal, Field(gt=0, le=1, decimal_places=6)]
 # Shares are written with a few decimals by people; exact Decimal sums must hit 1.
 _ONE = Decimal(1)
 
@@ -54,7 +57,7 @@ class Site(_Strict):
     pue: Decimal = Field(ge=1, le=3)
     grid_gco2_per_kwh: Decimal = Field(ge=0)
     # The keys that may sign this site's windows (issue: trust); empty = unsigned allowed.
-    key_ids: list[str] = Field(default_factory=list)
+    key_ids: list[KeyId] = Field(default_factory=list)
 
 
 class GpuModel(_Strict):
@@ -115,6 +118,8 @@ class ConsortiumConfig(_Strict):
         _unique("gpu_models names", [n for g in self.gpu_models for n in g.names])
         _unique("projects", [p.id for p in self.projects])
         _unique("projects accounts", [a for p in self.projects for a in p.accounts])
+        # a key that signs for two sites would let one site report as the other
+        _unique("sites key_ids (a key belongs to one site)", [k for site in self.sites for k in site.key_ids])
         for p in self.projects:
             for o in p.owners:
                 if o.member not in codes:
@@ -151,10 +156,28 @@ def _unique(what: str, values: list[str]) -> None:
         seen.add(v)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice in one mapping: YAML
+    keeps the last silently, so two members could read one file two ways."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[object, object]:
+        seen: dict[object, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(f"key {key!r} appears twice in one mapping (lines {seen[key]} and {line}); "
+                                  f"keep one")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_config(text: bytes, source: str = "<config>") -> tuple[ConsortiumConfig, str]:
     """Parse config bytes; return the config and its content hash (hex SHA-256)."""
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
     if not isinstance(doc, dict):

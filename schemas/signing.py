@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["canonical_bytes", "read_secret_key", "sign_document", "verify_document"]
+__all__ = ["canonical_bytes", "read_secret_file", "read_secret_key", "sign_document", "verify_document"]
 
 MIN_KEY_BYTES = 32
 
@@ -44,16 +44,25 @@ def verify_document(doc: Mapping[str, Any], key: bytes) -> bool:
     return hmac.compare_digest(sig.encode(), expected.encode())
 
 
-def read_secret_key(path: Path) -> bytes:
-    """A key file: at least 32 bytes, readable by its owner only. Raises ValueError."""
+def read_secret_file(path: Path, what: str = "secret") -> bytes:
+    """A secret file (key, password): readable by its owner only, not empty.
+    Raises ValueError naming the file and the fix."""
     try:
         st = path.stat()
         data = path.read_bytes().strip()
     except OSError as exc:
-        raise ValueError(f"{path}: cannot read key: {exc.strerror}") from exc
+        raise ValueError(f"{path}: cannot read {what}: {exc.strerror}") from exc
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ValueError(f"{path}: key is readable by group or others (mode {stat.S_IMODE(st.st_mode):o}); "
+        raise ValueError(f"{path}: {what} is readable by group or others (mode {stat.S_IMODE(st.st_mode):o}); "
                          f"run: chmod 600 {path}")
+    if not data:
+        raise ValueError(f"{path}: {what} file is empty")
+    return data
+
+
+def read_secret_key(path: Path) -> bytes:
+    """A key file: at least 32 bytes, readable by its owner only. Raises ValueError."""
+    data = read_secret_file(path, "key")
     if len(data) < MIN_KEY_BYTES:
         raise ValueError(f"{path}: key is shorter than {MIN_KEY_BYTES} bytes")
     return data

@@ -27,10 +27,9 @@ class ClickHouseSettings(BaseSettings):
     @model_validator(mode="after")
     def _read_password_file(self) -> ClickHouseSettings:
         if self.password_file is not None and not self.password.get_secret_value():
-            try:
-                secret = self.password_file.read_text().strip()
-            except OSError as exc:
-                raise ValueError(f"password_file {self.password_file}: {exc.strerror}") from exc
+            from schemas.signing import read_secret_file
+
+            secret = read_secret_file(self.password_file, "ClickHouse password").decode()  # ValueError: bad file
             object.__setattr__(self, "password", SecretStr(secret))
         return self
 

@@ -58,9 +58,11 @@ class StreamSettings(BaseSettings):
         return options
 
     def kafka_password(self) -> str:
+        from schemas.signing import read_secret_file
+
         if self.kafka_password_file is None:
             raise ValueError("BRIDGELEDGER_KAFKA_PASSWORD_FILE is needed with BRIDGELEDGER_KAFKA_USERNAME")
-        return self.kafka_password_file.read_text().strip()
+        return read_secret_file(self.kafka_password_file, "Kafka password").decode()
     # Site keys: one file per key id, <key_id>.key, mode 600 (see docs/security.md).
     site_keys_dir: Path | None = None
     metrics_port: int | None = Field(default=None, ge=1, le=65535)

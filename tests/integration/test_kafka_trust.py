@@ -128,6 +128,7 @@ def test_agent_doctor_over_sasl_ssl(secure, tmp_path) -> None:
 
     pw = tmp_path / "kafka.password"
     pw.write_text(secure.passwords["site-kr-daejeon"])
+    pw.chmod(0o600)
     s = AgentSettings(agent_id="a", site_id="kr-daejeon", kafka_bootstrap=secure.bootstrap,
                       kafka_security={"protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
                                       "username": "site-kr-daejeon", "password_file": str(pw),
@@ -147,6 +148,7 @@ def test_the_stream_worker_reads_over_sasl_ssl_and_books_the_window(secure, stac
 
     pw = tmp_path / "stream.password"
     pw.write_text(secure.passwords["stream"])
+    pw.chmod(0o600)
     env = {**os.environ, **stack.client_env(), "BRIDGELEDGER_KAFKA_BOOTSTRAP": secure.bootstrap,
            "BRIDGELEDGER_KAFKA_USERNAME": "stream", "BRIDGELEDGER_KAFKA_PASSWORD_FILE": str(pw),
            "BRIDGELEDGER_KAFKA_CA_FILE": str(secure.ca), "BRIDGELEDGER_CONSORTIUM_CONFIG": str(CONFIG),

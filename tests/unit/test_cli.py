@@ -98,3 +98,29 @@ def test_replay_needs_exactly_one_destination(trace_dir: Path) -> None:
     r = CliRunner().invoke(cli, ["agent", "replay", str(trace_dir)])
     assert r.exit_code == 2
     assert "exactly one of --out FILE or --kafka" in r.output
+
+
+def test_attribute_reports_each_bad_line_and_books_the_rest(tmp_path: Path) -> None:
+    """Hostile lines never end the offline tool in a traceback (issue: poison-proof worker)."""
+    import json
+
+    from tests.unit.test_telemetry import window
+
+    good = [json.dumps(window(seq=i)).encode() for i in range(3)]
+    forged = json.dumps({**window(seq=1), "gpus": [{**window()["gpus"][0], "energy_mj": 9}]}).encode()
+    lines = [good[0], b"\xff\xfe", b"[" * 5000, good[1], b'{"schema_version": true}', forged, good[1], good[2]]
+    src = tmp_path / "w.jsonl"
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_bytes(b'{"event":"start"}\n\xff\n')
+    r = CliRunner().invoke(cli, ["attribute", "--windows", str(src), "--jobs", str(jobs), "--config", str(CONFIG),
+                                 "--out", str(tmp_path / "out.jsonl")])
+    assert r.exit_code == 0, r.output
+    assert r.exception is None
+    for n, reason in ((2, "malformed_json"), (3, "too_deep"), (5, "unsupported_version"),
+                      (6, "conflicting_duplicate")):
+        assert f"w.jsonl:{n}: rejected: {reason}" in r.output
+    assert "jobs.jsonl:1: rejected: schema_invalid" in r.output and "jobs.jsonl:2: rejected: malformed_json" in r.output
+    assert "8 windows read, 4 rejected" in r.output and "2 job event line(s) rejected" in r.output
+    booked = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert sum(e["energy_mj"] for e in booked) == 3 * 5000

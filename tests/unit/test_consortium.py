@@ -37,6 +37,16 @@ def _mutated(mutate) -> bytes:
         (lambda d: d["projects"][1].update(accounts=["kr-llm"]), "(top level)", "listed twice"),
         (lambda d: d.pop("pricing"), "pricing", "required"),
         (lambda d: d["sites"][0].update(colour="red"), "sites.0.colour", "not permitted"),
+        (lambda d: (d["sites"][0].update(key_ids=["k1"]), d["sites"][1].update(key_ids=["k1"])), "(top level)",
+         "'k1' is listed twice"),
+        (lambda d: d["sites"][0].update(key_ids=[""]), "sites.0.key_ids.0", "pattern"),
+        (lambda d: d["sites"][0].update(key_ids=[" k1"]), "sites.0.key_ids.0", "pattern"),
+        (lambda d: (d["members"][0].update(contribution_share="0.2399999"),
+                    d["members"][1].update(contribution_share="0.1800001")), "members.0.contribution_share",
+         "6 decimal places"),
+        (lambda d: d["projects"][5]["owners"][0].update(share="0.5000001"), "projects.5.owners.0.share",
+         "6 decimal places"),
+        (lambda d: d["gpu_models"][0].update(power_limit_w=10**30), "gpu_models.0.power_limit_w", "less than"),
     ],
 )
 def test_bad_config_names_file_and_field(mutate, field: str, words: str) -> None:
@@ -54,3 +64,18 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
     bad.write_text("members: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize(("text", "key", "lines"), [
+    (b'version: "a"\nversion: "b"\n', "'version'", "lines 1 and 2"),
+    (b"members:\n  - {code: KR, code: GB}\n", "'code'", "lines 2 and 2"),
+])
+def test_a_key_written_twice_is_refused_naming_key_and_lines(text: bytes, key: str, lines: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "consortium.yaml")
+    msg = str(err.value)
+    assert msg.startswith("consortium.yaml: ") and key in msg and lines in msg and "twice" in msg
+
+
+def test_the_example_has_no_key_twice() -> None:
+    load_config(EXAMPLE)  # the strict loader accepts the shipped file

@@ -4,6 +4,7 @@ import itertools
 import json
 import logging
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,80 @@ def _with_process(s: GpuSample, util: tuple[ProcessUtil, ...]) -> GpuSample:
     from dataclasses import replace
 
     return replace(s, running_pids=tuple(p.pid for p in util), process_util=util)
+
+
+# -- clocks and devices that misbehave (issue: poison-proof worker, agent side) ------------------
+def _run(readings: list[tuple[float, float, int]], power_mw: int = 100_000,
+         uuids: tuple[str, ...] = ("GPU-1",), missing: dict[str, float] | None = None) -> list:
+    """Readings (wall s, monotonic s, counter mJ) through a windower; every closed window and the flush."""
+    w = windower()
+    out = []
+    for wall, mono, counter in readings:
+        samples = [replace(sample(wall, counter, power_mw, uuid=u), mono_ns=int(mono * S))
+                   for u in uuids if not (missing and u in missing and mono > missing[u])]
+        out += w.add(samples)
+    last = w.flush()
+    return out + ([last] if last else [])
+
+
+def _totals(windows: list, uuid: str = "GPU-1") -> tuple[int, float]:
+    gpus = [g for x in windows for g in x.gpus if g.uuid == uuid]
+    return sum(g.energy_mj for g in gpus), sum(g.gpu_seconds for g in gpus)
+
+
+@pytest.mark.parametrize(("step_s", "name"), [(-3600, "back an hour"), (86_400, "forward a day"), (-5, "back 5 s")])
+def test_a_wall_clock_step_neither_loses_energy_nor_invents_gpu_time(step_s: int, name: str, caplog) -> None:
+    # 60 s of readings at 1 s, 100 W; the wall clock steps once, at 35 s (mid-window)
+    readings = [(i + (step_s if i >= 35 else 0), i, i * 100_000) for i in range(61)]
+    windows = _run(readings)
+    energy, gpu_s = _totals(windows)
+    assert energy == 60 * 100_000
+    assert gpu_s == pytest.approx(60.0)
+    stepped = [x for x in windows if "clock_step" in x.gpus[0].flags]
+    assert len(stepped) == 2  # the window closed at the step and the first one after it
+    assert stepped[1].window_start_ns == stepped[0].window_end_ns + step_s * S
+    assert "wall clock stepped" in caplog.text
+    assert [x.seq for x in windows] == list(range(len(windows)))
+
+
+def test_small_drift_between_the_clocks_is_not_a_step() -> None:
+    readings = [(i * 1.0001, i, i * 100_000) for i in range(61)]  # 100 ppm: 6 ms over the minute
+    windows = _run(readings)
+    assert not any("clock_step" in g.flags for x in windows for g in x.gpus)
+    assert _totals(windows) == (6_000_000, pytest.approx(60.0))
+
+
+def test_a_frozen_counter_is_flagged() -> None:
+    # counter moves for 10 s, then stands still for 10 s while the GPU draws 300 W
+    readings = [(i, i, min(i, 10) * 300_000) for i in range(21)]
+    windows = _run(readings, power_mw=300_000)
+    flags = [x.gpus[0].flags for x in windows]
+    assert "counter_frozen" not in flags[0]
+    assert "counter_frozen" in flags[1]
+
+
+def test_an_idle_gpu_whose_counter_barely_moves_is_not_frozen() -> None:
+    readings = [(i, i, 0) for i in range(21)]  # 0 W: nothing to count
+    windows = _run(readings, power_mw=0)
+    assert not any("counter_frozen" in g.flags for x in windows for g in x.gpus)
+
+
+def test_a_gpu_that_falls_off_the_bus_stops_accruing_at_its_last_reading() -> None:
+    readings = [(i, i, i * 100_000) for i in range(41)]
+    windows = _run(readings, uuids=("GPU-1", "GPU-2"), missing={"GPU-2": 15})
+    assert _totals(windows, "GPU-1") == (40 * 100_000, pytest.approx(40.0))
+    energy2, seconds2 = _totals(windows, "GPU-2")
+    assert seconds2 == pytest.approx(15.0) and energy2 == 15 * 100_000
+    [w2] = [x for x in windows if x.window_start_ns == T0 + 10 * S]
+    lost = {g.uuid: g for g in w2.gpus}["GPU-2"]
+    assert "gpu_missing" in lost.flags and lost.gpu_seconds == pytest.approx(5.0)
+    assert all(g.uuid == "GPU-1" for x in windows if x.window_start_ns >= T0 + 30 * S for g in x.gpus)
+
+
+def test_windows_of_a_node_whose_every_gpu_is_gone_are_not_sent() -> None:
+    readings = [(i, i, i * 100_000) for i in range(41)]
+    w = windower()
+    out = []
+    for wall, mono, counter in readings:
+        out += w.add([replace(sample(wall, counter), mono_ns=int(mono * S))] if mono <= 12 else [])
+    assert [x.seq for x in out] == [0]

@@ -1,0 +1,153 @@
+"""The commit path on a current ClickHouse engine (chdb): a lost acknowledgement,
+conflicting duplicates across batches, dead letters of any bytes, and the
+chain lease. The same cases run on the Debian 18.16 server in
+tests/integration/test_poison_stack.py."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from ledger.migrate import apply_migrations
+from ledger.verify import verify_ledger
+from streams.lease import ChainLease, LeaseError
+from streams.processing import Rejection, WindowProcessor
+from streams.sink import ClickHouseSink
+from streams.worker import LedgerWorker
+from tests.unit.test_telemetry import window
+
+ALL = (datetime(1970, 1, 1), datetime(2100, 1, 1))
+NOW_NS = 10**18 + 60 * 10**9
+_n = itertools.count()
+
+
+@pytest.fixture()
+def db(chdb_engine: Any) -> tuple[Any, str]:
+    name = f"bl_commit{next(_n)}"
+    apply_migrations(chdb_engine, name)
+    return chdb_engine, name
+
+
+def raw(seq: int, energy: int = 5000, **over: Any) -> bytes:
+    doc = window(seq=seq, **over)
+    doc["gpus"][0]["energy_mj"] = energy
+    return json.dumps(doc).encode()
+
+
+class LostAck:
+    """A client whose next ledger_batches insert reaches the server but whose
+    acknowledgement is lost (the driver raises after the server stored it)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.lose_next_commit = False
+
+    def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        out = self.client.execute(query, *args, **kwargs)
+        if self.lose_next_commit and "INSERT INTO" in query and ".ledger_batches" in query:
+            self.lose_next_commit = False
+            raise ConnectionResetError("connection reset after the insert")
+        return out
+
+
+def test_a_commit_whose_acknowledgement_is_lost_is_kept_exactly_once(db, config_and_hash) -> None:
+    engine, name = db
+    client = LostAck(engine)
+    w = LedgerWorker(WindowProcessor(*config_and_hash), ClickHouseSink(client, name), clock_ns=lambda: NOW_NS)
+    first = w.prepare([raw(1), raw(2)])
+    client.lose_next_commit = True
+    with pytest.raises(Exception, match="connection reset"):
+        w.write(first)
+    w.write(first)  # the retry: both windows are already committed, nothing is written twice
+    w.handle_windows([raw(3)])  # the next batch must not delete the batch whose ack was lost
+    w.handle_windows([raw(4)])
+    booked = engine.execute(f"SELECT window_id, sum(energy_mj) FROM {name}.ledger GROUP BY window_id "
+                            f"ORDER BY window_id")
+    assert [(r[0].rsplit("/", 1)[1], int(r[1])) for r in booked] == [("1", 5000), ("2", 5000), ("3", 5000),
+                                                                      ("4", 5000)]
+    report = verify_ledger(engine, name, *ALL)
+    assert report.ok, [p.line() for p in report.problems]
+    assert report.batches == 3
+
+
+def test_a_conflicting_duplicate_across_batches_is_dead_lettered_with_both_hashes(db, config_and_hash) -> None:
+    engine, name = db
+    import hashlib
+
+    w = LedgerWorker(WindowProcessor(*config_and_hash), ClickHouseSink(engine, name), clock_ns=lambda: NOW_NS)
+    original, forged = raw(7, 5000), raw(7, 900_000)
+    assert w.handle_windows([original]) == []
+    assert w.handle_windows([original]) == []  # a resend: skipped, not a conflict
+    [rejection] = w.handle_windows([forged])
+    assert rejection.reason == "conflicting_duplicate"
+    assert hashlib.sha256(original).hexdigest() in rejection.detail
+    assert hashlib.sha256(forged).hexdigest() in rejection.detail
+    assert int(engine.execute(f"SELECT sum(energy_mj) FROM {name}.ledger")[0][0]) == 5000
+    rows = engine.execute(f"SELECT reason, raw_sha256 FROM {name}.dlq_records")
+    assert rows == [("conflicting_duplicate", hashlib.sha256(forged).hexdigest())]
+
+
+def test_dead_letters_of_any_bytes_are_stored_as_they_are(db) -> None:
+    engine, name = db
+    sink = ClickHouseSink(engine, name)
+    odd = [b"\xff\xfe\x00", b'{"site_id":"kr-daejeon","x":"\xc3("}', b"", "\ud800".encode("utf-8", "surrogatepass")]
+    rejections = [Rejection.of("malformed_json", "detail with a lone surrogate \ud800 and \x00", r) for r in odd]
+    sink.write([], [], rejections)
+    rows = engine.execute(f"SELECT hex(raw), site_id, detail FROM {name}.dlq_records ORDER BY raw_sha256")
+    assert sorted(r[0] for r in rows) == sorted(r.hex().upper() for r in odd)
+    assert {r[1] for r in rows} == {"", "kr-daejeon"}
+    assert all("\\ud800" in r[2] for r in rows)
+
+
+# -- the chain lease -------------------------------------------------------------------------
+def test_a_second_worker_on_a_held_chain_refuses_to_start(db) -> None:
+    engine, name = db
+    first = ChainLease(engine, name, "main", holder="remote-host:1:aaaa")
+    first.acquire(wait_s=0)
+    second = ChainLease(engine, name, "main", holder="other-host:2:bbbb", sleep=lambda s: None)
+    with pytest.raises(LeaseError, match=r"held by another live worker \(remote-host:1:aaaa"):
+        second.acquire(wait_s=0)
+    ChainLease(engine, name, "other-chain", holder="other-host:2:bbbb").acquire(wait_s=0)  # another chain: fine
+    first.release()
+    second.acquire(wait_s=0)
+    with pytest.raises(LeaseError, match="no longer holds"):
+        first.renew(force=True)
+
+
+def test_a_dead_holder_on_this_host_is_taken_over_at_once(db) -> None:
+    import socket
+
+    engine, name = db
+    dead = ChainLease(engine, name, "main", holder=f"{socket.gethostname()}:999999:dead")
+    dead.acquire(wait_s=0)
+    ChainLease(engine, name, "main", alive=lambda pid: pid == os.getpid()).acquire(wait_s=0)
+
+
+def test_an_expired_lease_is_taken_over_and_its_old_holder_stops(db) -> None:
+    engine, name = db
+    old = ChainLease(engine, name, "main", holder="remote-host:1:aaaa", ttl_s=1)
+    old.acquire(wait_s=0)
+    time.sleep(2.2)
+    ChainLease(engine, name, "main", holder="remote-host:2:bbbb").acquire(wait_s=0)
+    with pytest.raises(LeaseError):
+        old.renew(force=True)
+
+
+def test_the_sink_checks_its_lease_before_every_batch(db, config_and_hash) -> None:
+    engine, name = db
+    lease = ChainLease(engine, name, "main", holder="remote-host:1:aaaa", ttl_s=1)
+    lease.acquire(wait_s=0)
+    w = LedgerWorker(WindowProcessor(*config_and_hash), ClickHouseSink(engine, name, lease=lease),
+                     clock_ns=lambda: NOW_NS)
+    w.handle_windows([raw(1)])
+    time.sleep(2.2)
+    ChainLease(engine, name, "main", holder="remote-host:2:bbbb").acquire(wait_s=0)
+    with pytest.raises(LeaseError):
+        w.handle_windows([raw(2)])
+    assert int(engine.execute(f"SELECT count() FROM {name}.ledger_entries")[0][0]) == 1

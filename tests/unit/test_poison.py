@@ -1,0 +1,269 @@
+"""No message can stop the ledger (issue: poison-proof worker).
+
+Hypothesis drives the worker's real per-message path (decode -> check ->
+attribute, ``LedgerWorker.prepare``) and the dead-letter writers (the Kafka
+record and the ClickHouse row) with arbitrary bytes and with mutations of
+valid windows: never an exception out of them, and every message is either
+booked or dead-lettered with a reason and its original bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+from collections import Counter
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from schemas.telemetry import MAX_DEPTH, MAX_TIME_NS, json_depth
+from streams.processing import MAX_DETAIL_CHARS, MAX_MESSAGE_BYTES, Rejection
+from streams.sink import MemorySink
+from streams.worker import MAX_DLQ_RAW_BYTES, LedgerWorker, dlq_record
+from tests.unit.test_bad_input import processor
+from tests.unit.test_telemetry import window
+
+NOW_NS = 10**18 + 60 * 10**9  # a minute after the test windows end
+
+
+def worker() -> LedgerWorker:
+    return LedgerWorker(processor(), MemorySink(), clock_ns=lambda: NOW_NS)
+
+
+def good(seq: int = 1, **over: Any) -> bytes:
+    return json.dumps(window(seq=seq, **over)).encode()
+
+
+def accounted(w: LedgerWorker, raws: list[bytes | None]) -> tuple[int, list[Rejection]]:
+    """Run a batch through prepare and write; every message is booked, a resend,
+    or dead-lettered, and each dead letter serialises for both DLQ sinks."""
+    batch = w.prepare(raws)
+    rejections = w.write(batch)
+    for r in rejections:
+        assert r.reason and len(r.detail) <= MAX_DETAIL_CHARS
+        r.detail.encode("utf-8")  # the ClickHouse row and the log line can always be written
+        doc = json.loads(dlq_record(r, "telemetry.gpu.windows", NOW_NS))
+        assert doc["raw_len"] == len(r.raw)
+        assert base64.b64decode(doc["raw_b64"]) == r.raw[:MAX_DLQ_RAW_BYTES]
+    return len(batch.accepted), rejections
+
+
+# -- strategies --------------------------------------------------------------------------
+def _mutate(data: bytes, rnd: random.Random) -> bytes:
+    b = bytearray(data)
+    for _ in range(rnd.randint(1, 4)):
+        op = rnd.randrange(5)
+        i = rnd.randrange(len(b) + 1)
+        if op == 0 and b:  # flip a byte
+            b[min(i, len(b) - 1)] = rnd.randrange(256)
+        elif op == 1:  # truncate
+            del b[i:]
+        elif op == 2:  # insert an edge-case token
+            b[i:i] = rnd.choice([b"\\ud800", b"\xff", b"\xc3(", b"\x00", b"NaN", b"1e400", b"-0", b'"', b"[" * 40,
+                                 b"18446744073709551616", b"true", b"1.0", b"\\u0000", b"\xed\xa0\x80"])
+        elif op == 3 and b:  # duplicate a slice
+            j = rnd.randrange(len(b))
+            b[i:i] = b[j:j + rnd.randrange(1, 64)]
+        else:  # drop a slice
+            del b[i:i + rnd.randrange(1, 32)]
+    return bytes(b)
+
+
+EDGE_NUMBERS = st.sampled_from([-1, 0, 1, 2**31, 2**32, 2**53 + 1, 2**63 - 1, 2**63, 2**64, 10**30, -(2**63),
+                                MAX_TIME_NS, MAX_TIME_NS + 1, 1.0, 0.5, 1e308, -0.0, True, False, "5000000", None])
+FIELDS = ["seq", "window_start_ns", "window_end_ns", "schema_version", "gpus.energy_mj", "gpus.gpu_seconds",
+          "gpus.power_limit_mw", "gpus.mem_used_bytes", "gpus.util_gpu", "processes.pid", "processes.sm_share"]
+TEXTS = st.one_of(st.text(max_size=40), st.sampled_from(["", " a", "a ", "a/b", "a\nb", "\x00", "\ud800", "é",
+                                                         "x" * 129, "GPU-1", "\u202e", "a\tb"]))
+TEXT_FIELDS = ["agent_id", "site_id", "node", "boot_id", "epoch", "gpus.uuid", "gpus.model", "processes.job_id",
+               "processes.account", "signature", "key_id", "gpus.flags"]
+
+
+def _set(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    gpu = doc["gpus"][0]
+    if path.startswith("gpus."):
+        gpu[path[5:]] = [value] if path == "gpus.flags" else value
+    elif path.startswith("processes."):
+        gpu["processes"][0][path[10:]] = value
+    else:
+        doc[path] = value
+    return doc
+
+
+def _encode(doc: Any) -> bytes:
+    # surrogates and any code point: what a hostile producer can put on the wire
+    return json.dumps(doc, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+@st.composite
+def hostile(draw: st.DrawFn) -> bytes | None:
+    kind = draw(st.sampled_from(["bytes", "mutated", "number", "text", "deep", "wide", "unknown", "empty"]))
+    seq = draw(st.integers(0, 50))
+    if kind == "bytes":
+        return draw(st.binary(max_size=600))
+    if kind == "mutated":
+        return _mutate(good(seq), random.Random(draw(st.integers())))
+    if kind == "number":
+        return _encode(_set(window(seq=seq), draw(st.sampled_from(FIELDS)), draw(EDGE_NUMBERS)))
+    if kind == "text":
+        return _encode(_set(window(seq=seq), draw(st.sampled_from(TEXT_FIELDS)), draw(TEXTS)))
+    if kind == "deep":
+        n = draw(st.integers(MAX_DEPTH - 2, 5000))
+        inner = b"[" * n + b"]" * n
+        return good(seq)[:-1] + b',"extra":' + inner + b"}"
+    if kind == "wide":
+        n = draw(st.sampled_from([65, 1025, 20_000]))
+        doc = window(seq=seq)
+        doc["gpus"][0]["processes"] = [{"pid": i, "sm_share": 0.0} for i in range(n)]
+        return _encode(doc)
+    if kind == "unknown":
+        return _encode({**window(seq=seq), draw(TEXTS): draw(st.one_of(TEXTS, EDGE_NUMBERS))})
+    return draw(st.sampled_from([None, b"", b" ", b"null", b"{}", b"[]", b"\n"]))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(hostile(), min_size=1, max_size=8), st.randoms())
+def test_any_message_is_booked_or_dead_lettered_and_the_worker_goes_on(messages: list[bytes | None],
+                                                                      rnd: random.Random) -> None:
+    w = worker()
+    valid = [good(seq=1000 + i, agent_id=f"v{i}") for i in range(3)]
+    batch = [*messages, *valid]
+    rnd.shuffle(batch)
+    booked, rejections = accounted(w, batch)
+    # every message is booked once, a resend of an earlier one, or dead-lettered
+    distinct_booked = {x.window_id for x, _ in w.sink.windows}
+    assert booked == len(distinct_booked)
+    resends = len(batch) - booked - len(rejections)
+    assert resends >= 0
+    assert all(json.loads(v)["agent_id"] in {x.agent_id for x, _ in w.sink.windows} for v in valid)
+    # the worker keeps working after the batch
+    after, _ = accounted(w, [good(seq=7, agent_id="after")])
+    assert after == 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(min_size=0, max_size=2048))
+def test_arbitrary_bytes_never_raise_out_of_the_processor(data: bytes) -> None:
+    out = processor().process(data, None, NOW_NS)
+    assert (out.window is None) == (out.rejection is not None)
+    if out.rejection is not None:
+        assert out.rejection.raw == data
+
+
+# -- the classes named in the issue, one by one ---------------------------------------------
+POISON = {
+    "invalid UTF-8 in a string value": (good()[:-2] + b',"node":"n\xff"}', "malformed_json"),
+    "invalid UTF-8 in an unknown field": (good()[:-1] + b',"x":"\xc3("}', "malformed_json"),
+    "5,000 levels of nesting": (good()[:-1] + b',"x":' + b"[" * 5000 + b"]" * 5000 + b"}", "too_deep"),
+    "lone surrogate escape in an unknown field": (good()[:-1] + b',"x":"\\ud800"}', "malformed_json"),
+    "non-ASCII signature": (_encode({**window(), "key_id": "ca-1", "signature": "\u00e9" * 64}), "schema_invalid"),
+    "energy 10^30 with a self-declared limit of 10^30": (
+        _encode(_set(_set(window(), "gpus.energy_mj", 10**30), "gpus.power_limit_mw", 10**30)), "schema_invalid"),
+    "energy under the schema bound but over the config's limit, window claims a huge limit": (
+        _encode(_set(_set(window(), "gpus.energy_mj", 10**12), "gpus.power_limit_mw", 10**9)),
+        "implausible_energy"),
+    "seq 2^64": (_encode(_set(window(), "seq", 2**64)), "schema_invalid"),
+    "window after 2106": (_encode({**window(), "window_start_ns": 2**62, "window_end_ns": 2**62 + 10**10}),
+                          "schema_invalid"),
+    "energy as a string": (_encode(_set(window(), "gpus.energy_mj", "5000000")), "schema_invalid"),
+    "energy as a boolean": (_encode(_set(window(), "gpus.energy_mj", True)), "schema_invalid"),
+    "schema_version 1.0": (_encode(window(schema_version=1.0)), "unsupported_version"),
+    "schema_version true": (_encode(window(schema_version=True)), "unsupported_version"),
+    "a window from 1970": (_encode({**window(), "window_start_ns": 0, "window_end_ns": 10**10}), "schema_invalid"),
+    "a window eight days old": (_encode({**window(), "window_start_ns": NOW_NS - 8 * 86_400 * 10**9,
+                                         "window_end_ns": NOW_NS - 8 * 86_400 * 10**9 + 10**10}), "too_old"),
+    "a node name with a slash": (_encode(window(node="a/b")), "schema_invalid"),
+    "an agent id with a control character": (_encode(window(agent_id="a\x07")), "schema_invalid"),
+    "a site id with surrounding space": (_encode(window(site_id=" kr-daejeon")), "schema_invalid"),
+    "a tombstone": (None, "empty"),
+    "an empty value": (b"", "malformed_json"),
+    "oversized": (b"[" + b"1," * (MAX_MESSAGE_BYTES // 2) + b"1]", "oversized"),
+}
+
+
+@pytest.mark.parametrize("name", list(POISON))
+def test_each_poison_class_is_dead_lettered_with_its_reason(name: str) -> None:
+    raw, reason = POISON[name]
+    w = worker()
+    booked, rejections = accounted(w, [raw, good(seq=99)])
+    assert booked == 1
+    assert [r.reason for r in rejections] == [reason], rejections
+    assert rejections[0].raw == (raw or b"")
+
+
+def test_an_unexpected_error_in_attribution_is_an_internal_error_dead_letter(monkeypatch) -> None:
+    w = worker()
+
+    def broken(*args: Any) -> None:
+        raise ZeroDivisionError("a bug")
+
+    calls = Counter[str]()
+    real = w.processor.attribute_rows
+
+    def half_broken(window: Any, jobs: Any, rows: list[Any]) -> None:
+        calls["n"] += 1
+        real(window, jobs, rows)  # rows appended, then the failure: they must not stay
+        if window.seq == 2:
+            raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(w.processor, "attribute_rows", half_broken)
+    booked, rejections = accounted(w, [good(seq=1), good(seq=2), good(seq=3)])
+    assert booked == 2
+    assert [(r.reason, r.detail) for r in rejections] == [("internal_error", "ZeroDivisionError: a bug")]
+    assert {e.seq for e in w.sink.entries} == {1, 3}
+
+
+def test_the_dead_letter_of_the_largest_message_fits_a_kafka_record() -> None:
+    raw = b"{" * (1 << 20)  # what a broker with the default limit may deliver: 1 MiB
+    out = processor().process(raw, None, NOW_NS)
+    assert out.rejection is not None and out.rejection.reason == "oversized"
+    record = dlq_record(out.rejection, "telemetry.gpu.windows", NOW_NS)
+    assert len(record) < 1_000_000  # the broker's default max.message.bytes is 1,048,588
+    doc = json.loads(record)
+    assert doc["raw_truncated"] is True and doc["raw_len"] == 1 << 20
+
+
+def test_json_depth_ignores_brackets_in_strings() -> None:
+    assert json_depth(b'{"a":"[[[[{{{{","b":[[1]]}') == 3
+    assert json_depth(b'"\\"[["') == 0
+    assert json_depth(b"\xff[[\x00]]") == 2
+
+
+def test_conflicting_duplicate_in_one_batch_and_across_batches() -> None:
+    w = worker()
+    first = good(seq=5)
+    other = _encode({**window(seq=5), "gpus": [{**window()["gpus"][0], "energy_mj": 6000}]})
+    _, rejections = accounted(w, [first, first, other])  # a resend (skipped) and a conflict
+    assert [r.reason for r in rejections] == ["conflicting_duplicate"]
+    assert "differs" in rejections[0].detail
+    _, again = accounted(w, [first, other])  # next batch: the resend skipped, the conflict refused
+    assert [r.reason for r in again] == ["conflicting_duplicate"]
+    assert sum(e.energy_mj for e in w.sink.entries) == 5000
+
+
+def test_an_agent_restarted_without_its_spool_keeps_its_new_windows() -> None:
+    # same agent, boot and seq, but a new spool and so a new epoch: not a duplicate
+    w = worker()
+    before, _ = accounted(w, [good(seq=0, epoch="e1")])
+    after, rejections = accounted(w, [good(seq=0, epoch="e2")])
+    assert (before, after, rejections) == (1, 1, [])
+    ids = sorted(x.window_id for x, _ in w.sink.windows)
+    assert ids == ["kr-daejeon/a1/b1/e1/0", "kr-daejeon/a1/b1/e2/0"]
+
+
+def test_another_site_with_the_same_agent_ids_is_a_different_window() -> None:
+    # two sites that both name their agent a1 (and boot b1, epoch e1): two windows
+    w = worker()
+    booked, rejections = accounted(w, [good(seq=0), good(seq=0, site_id="de-juelich")])
+    assert (booked, rejections) == (2, [])
+    assert sum(e.energy_mj for e in w.sink.entries) == 2 * 5000
+
+
+def test_the_window_processor_used_offline_never_raises() -> None:
+    p = processor()
+    assert p.process(None).rejection.reason == "empty"
+    assert p.process(b"\xff").rejection.reason == "malformed_json"
+    assert p.process(b"[" * 100_000).rejection.reason == "too_deep"
