@@ -238,8 +238,10 @@ def ledger_reconcile(start: str | None, end: str | None, record: bool) -> None:
         click.echo(f"RESIDUAL {window_id} {gpu}: {d_mj:+d} mJ, {d_ms:+d} GPU-ms not in the ledger")
     click.echo(f"residual: {rep.residual_mj:+d} mJ, {rep.residual_gpu_ms:+d} GPU-ms "
                f"in {len(rep.residuals)} GPU window(s)")
+    for window_id, why in rep.unreadable[:100]:
+        click.echo(f"UNREADABLE {window_id}: stored payload does not parse: {why}")
     for agent, boot, a, b in rep.gaps[:100]:
-        click.echo(f"gap: agent {agent} boot {boot} seq {a}..{b} missing ({b - a + 1} window(s))")
+        click.echo(f"gap: agent {agent} boot/epoch {boot} seq {a}..{b} missing ({b - a + 1} window(s))")
     for site, reason, n in rep.dlq:
         click.echo(f"dead letters: site {site}: {n} × {reason}")
     if not rep.ok:

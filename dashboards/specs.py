@@ -146,9 +146,12 @@ GROUP BY site_id ORDER BY site_id""", ("site_id", "attributed_kwh", "idle_kwh", 
             3, "Agents: last seen and missing windows", "table", "short",
             "Per agent: the end of its latest window in the ledger, windows received in the range, and windows "
             "missing from its sequence numbers (gaps) in the range.",
-            """SELECT agent_id, site_id, toDateTime(intDiv(max(window_end_ns), 1000000000)) AS last_seen,
-       count() AS windows, max(seq) - min(seq) + 1 - count() AS missing
-FROM windows WHERE $__timeFilter(window_start) AND site_id IN (${site:singlequote})
+            """SELECT agent_id, site_id, toDateTime(intDiv(max(last_end_ns), 1000000000)) AS last_seen,
+       sum(n) AS windows, sum(gap) AS missing
+FROM (SELECT agent_id, site_id, max(window_end_ns) AS last_end_ns, count() AS n,
+             max(seq) - min(seq) + 1 - count() AS gap
+      FROM windows WHERE $__timeFilter(window_start) AND site_id IN (${site:singlequote})
+      GROUP BY agent_id, site_id, boot_id, splitByChar('/', window_id)[4])
 GROUP BY agent_id, site_id ORDER BY missing DESC, agent_id""",
             ("agent_id", "site_id", "last_seen", "windows", "missing")),
         PanelSpec(

@@ -15,7 +15,6 @@ changed, which is what a correction is for.)
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from ledger.configs import all_configs
-from schemas import TelemetryWindow
+from schemas import WireError, decode_window
 from streams.attribution import book_jobs
 from streams.processing import WindowProcessor
 from streams.sink import ClickHouseSink
@@ -43,12 +42,14 @@ class ReconcileReport:
     windows: int = 0
     gpu_windows: int = 0
     residuals: list[tuple[str, str, int, int]] = field(default_factory=list)  # window, gpu, mJ, ms
-    gaps: list[tuple[str, str, int, int]] = field(default_factory=list)  # agent, boot, first missing, last
+    # site/agent, boot/epoch, first missing seq, last missing seq
+    gaps: list[tuple[str, str, int, int]] = field(default_factory=list)
     dlq: list[tuple[str, str, int]] = field(default_factory=list)  # site, reason, count
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # window, why its stored payload does not parse
 
     @property
     def ok(self) -> bool:
-        return not self.residuals
+        return not self.residuals and not self.unreadable
 
     @property
     def residual_mj(self) -> int:
@@ -66,14 +67,20 @@ def _period(start: datetime, end: datetime) -> dict[str, Any]:
 def reconcile(client: Any, db: str, start: datetime, end: datetime) -> ReconcileReport:
     rep = ReconcileReport()
     raw: dict[tuple[str, str], list[int]] = {}
-    seqs: dict[tuple[str, str], list[int]] = defaultdict(list)
+    seqs: dict[tuple[str, str], list[int]] = defaultdict(list)  # (site/agent, boot/epoch): seqs
     for window_id, agent, boot, seq, payload in client.execute(
             f"SELECT window_id, agent_id, boot_id, seq, payload FROM {db}.windows "
             f"WHERE window_start >= %(start)s AND window_start < %(end)s", _period(start, end)):
         rep.windows += 1
-        seqs[(agent, boot)].append(int(seq))
-        for g in json.loads(payload)["gpus"]:
-            raw[(window_id, g["uuid"])] = [int(g["energy_mj"]), round(float(g["gpu_seconds"]) * 1000)]
+        parts = window_id.split("/")  # site/agent/boot/epoch/seq
+        seqs[(f"{parts[0]}/{agent}", f"{boot}/{parts[3] if len(parts) == 5 else ''}")].append(int(seq))
+        try:
+            gpus = decode_window(payload).gpus
+        except WireError as exc:  # a stored payload that no longer meets the contract: say so, go on
+            rep.unreadable.append((window_id, f"{exc.reason}: {exc.detail}"))
+            continue
+        for g in gpus:
+            raw[(window_id, g.uuid)] = [g.energy_mj, g.gpu_ms]
     booked: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     for window_id, gpu, e_mj, g_ms in client.execute(
             f"SELECT window_id, gpu_uuid, sum(energy_mj), sum(gpu_ms) FROM {db}.ledger "
@@ -130,7 +137,11 @@ def recompute(client: Any, db: str, start: datetime, end: datetime) -> Recompute
         if len(hashes) != 1 or next(iter(hashes)) not in processors:
             rep.differences.append(f"{window_id}: cannot tell which config it was computed with ({hashes})")
             continue
-        window = TelemetryWindow.model_validate_json(payload)
+        try:
+            window = decode_window(payload)
+        except WireError as exc:
+            rep.differences.append(f"{window_id}: stored payload does not parse ({exc.reason}: {exc.detail})")
+            continue
         expected = {e.entry_id: e for e in processors[next(iter(hashes))].attribute(window, jobs)}
         rep.entries += len(expected)
         for eid in sorted(set(expected) | set(mine)):

@@ -116,9 +116,10 @@ def build_statement(client: Any, db: str, member: str, month: str) -> Statement:
             f"AS c USING corrects WHERE member = %(m)s AND corrects != '' AND window_start >= %(start)s "
             f"AND window_start < %(end)s ORDER BY corrects, entry_id", p)]
     st.gaps = [(agent, int(missing)) for agent, missing in client.execute(
-        f"SELECT agent_id, max(seq) - min(seq) + 1 - count() AS missing FROM {db}.windows "
-        f"WHERE window_start >= %(start)s AND window_start < %(end)s GROUP BY agent_id, boot_id "
-        f"HAVING missing > 0 ORDER BY agent_id", p)]
+        f"SELECT agent_id, sum(gap) AS missing FROM (SELECT agent_id, max(seq) - min(seq) + 1 - count() AS gap "
+        f"FROM {db}.windows WHERE window_start >= %(start)s AND window_start < %(end)s "
+        f"GROUP BY site_id, agent_id, boot_id, splitByChar('/', window_id)[4]) "
+        f"GROUP BY agent_id HAVING missing > 0 ORDER BY agent_id", p)]
     st.dead_letters = [(s or "(unknown)", r, int(n)) for s, r, n in client.execute(
         f"SELECT site_id, reason, count() FROM {db}.dlq_records FINAL WHERE received_at >= %(start)s "
         f"AND received_at < %(end)s GROUP BY site_id, reason ORDER BY site_id, reason", p)]

@@ -36,8 +36,8 @@ MAX_GPU_SECONDS = 3700.0
 MAX_POWER_MW = 10**9
 MAX_MEM_BYTES = 2**50
 MAX_PID = 2**32
-# A message nested deeper than this is refused before it is parsed further.
-MAX_DEPTH = 32
+# A message nested deeper than this is refused (an honest window nests 4 deep).
+MAX_DEPTH = 64
 # Identifiers (agent, node, site, boot, epoch, GPU uuid, job, account, flags):
 # ASCII letters and digits first, then also . _ : @ + = -; at most 128
 # characters. No spaces, no control characters, no '/' (the window id joins
@@ -305,6 +305,12 @@ def decode_window_fast(raw: bytes) -> TelemetryWindow:
     Safe on any bytes: whatever the fast decoder does not accept (including what
     makes it raise: invalid UTF-8 in a string, nesting past its recursion
     limit) is decided by :func:`parse_window`."""
+    # Bounded depth on every path: msgspec alone would accept an unknown field
+    # nested up to its recursion limit, which later readers of the payload may
+    # not survive. Counting brackets is cheap; only a message with more
+    # brackets than MAX_DEPTH is scanned.
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and json_depth(raw) > MAX_DEPTH:
+        raise WireError("too_deep", f"JSON nested deeper than {MAX_DEPTH} levels")
     if not raw.isascii():
         try:  # msgspec leaves invalid UTF-8 inside unknown fields alone; the contract does not
             raw.decode("utf-8")

@@ -24,6 +24,7 @@ import faust
 from schemas.topics import DLQ_TOPIC, JOBS_TOPIC, WINDOWS_TOPIC
 from streams import SinkError
 from streams.consumer import WindowConsumer
+from streams.lease import LeaseError
 from streams.processing import Rejection
 from streams.settings import StreamSettings
 from streams.worker import LedgerWorker, dlq_record
@@ -127,8 +128,16 @@ def create_app(settings: StreamSettings, worker: LedgerWorker) -> faust.App:
     if lease is not None:
         @app.timer(interval=max(1.0, lease.ttl_s / 3))
         async def keep_lease() -> None:
-            # on the sink thread, like every ClickHouse call; LeaseError ends the worker
-            await asyncio.get_running_loop().run_in_executor(sink_thread, lease.renew)
+            # On the sink thread, like every ClickHouse call. LeaseError (another
+            # worker holds the chain) ends the worker; an unreachable database
+            # does not: the next renewal, or the next batch, tries again.
+            try:
+                await asyncio.get_running_loop().run_in_executor(sink_thread, lease.renew)
+            except LeaseError:
+                raise
+            except Exception as exc:  # clickhouse-driver's network and server errors
+                log.warning("lease renewal of chain %s failed (%s: %s); retrying", lease.chain_id,
+                            type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
 
     @app.timer(interval=30.0)
     async def report() -> None:

@@ -77,21 +77,32 @@ class ChainLease:
         self._taken_at: Any = None
 
     def holders(self) -> list[LeaseHolder]:
-        """Live holders of the chain, the one that took it first first."""
+        """Live holders of the chain, the one that took it first first. A holder
+        on this host whose process is gone is not live: its lease is ended here
+        (a row on its behalf), so that workers on other hosts see it free too."""
         rows = self.client.execute(
             f"SELECT holder, argMax(taken_at, version) AS taken, argMax(expires_at, version) AS expires "
             f"FROM {self.db}.chain_leases WHERE chain_id = %(c)s GROUP BY holder "
             f"HAVING expires > now() ORDER BY taken, holder", {"c": self.chain_id})
-        return [LeaseHolder(r[0], r[1], r[2]) for r in rows]
+        live = []
+        for r in rows:
+            h = LeaseHolder(r[0], r[1], r[2])
+            if h.holder != self.holder and h.dead_on_this_host(self._alive):
+                log.warning("chain %s: holder %s is gone from this host; its lease ends", self.chain_id, h.holder)
+                self._write(None, -1, holder=h.holder)
+                continue
+            live.append(h)
+        return live
 
-    def _write(self, taken: Any, ttl_s: int) -> None:
+    def _write(self, taken: Any, ttl_s: int, holder: str | None = None) -> None:
         """Append a claim row; times by the server's clock. ``taken``: the original
-        taking time (a renewal), or None for now."""
+        taking time (a renewal), or None for now; ``holder``: another holder whose
+        lease this row ends (its process is gone)."""
         self._version = max(self._version + 1, time.time_ns())
         self.client.execute(
             f"INSERT INTO {self.db}.chain_leases (chain_id, holder, taken_at, expires_at, version, written_at) "
             f"SELECT %(c)s, %(h)s, {'now()' if taken is None else 'toDateTime(%(t)s)'}, now() + {int(ttl_s)}, "
-            f"{self._version}, now()", {"c": self.chain_id, "h": self.holder, "t": str(taken)})
+            f"{self._version}, now()", {"c": self.chain_id, "h": holder or self.holder, "t": str(taken)})
 
     def acquire(self, wait_s: float | None = None) -> None:
         """Take the chain, waiting up to ``wait_s`` (default: the TTL and 5 s) for
@@ -99,12 +110,10 @@ class ChainLease:
         deadline = self._clock() + (self.ttl_s + 5 if wait_s is None else wait_s)
         told = False
         while True:
-            others = [h for h in self.holders() if h.holder != self.holder
-                      and not h.dead_on_this_host(self._alive)]
+            others = [h for h in self.holders() if h.holder != self.holder]
             if not others:
                 self._write(None, self.ttl_s)
-                first = self.holders()
-                live = [h for h in first if h.holder == self.holder or not h.dead_on_this_host(self._alive)]
+                live = self.holders()
                 if live and live[0].holder == self.holder:
                     self._taken_at = live[0].taken_at
                     self._renewed = self._clock()
@@ -125,14 +134,27 @@ class ChainLease:
 
     def renew(self, force: bool = False) -> None:
         """Extend the lease (at most every third of the TTL unless forced) and
-        check it is still ours; :class:`LeaseError` if another worker holds it."""
+        check it is still ours; :class:`LeaseError` if another worker holds it.
+
+        A lease that expired while nobody else took it (the ledger database was
+        unreachable longer than the TTL) is taken again: no one else can have
+        written the chain meanwhile."""
         if not force and self._clock() - self._renewed < self.ttl_s / 3:
             return
         live = self.holders()
-        if not live or live[0].holder != self.holder:
-            raise LeaseError(f"chain {self.chain_id!r}: this worker ({self.holder}) no longer holds the lease"
-                             + (f"; {live[0].holder} does" if live else "") + "; stopping before writing")
-        self._write(self._taken_at, self.ttl_s)
+        if live and live[0].holder != self.holder:
+            raise LeaseError(f"chain {self.chain_id!r}: this worker ({self.holder}) no longer holds the lease; "
+                             f"{live[0].holder} does; stopping before writing")
+        if not live:
+            log.warning("chain %s: this worker's lease had expired and nobody took it; taking it again",
+                        self.chain_id)
+            self._write(None, self.ttl_s)
+            live = self.holders()
+            if not live or live[0].holder != self.holder:
+                raise LeaseError(f"chain {self.chain_id!r}: another worker took the lease while it was free")
+            self._taken_at = live[0].taken_at
+        else:
+            self._write(self._taken_at, self.ttl_s)
         self._renewed = self._clock()
 
     def release(self) -> None:

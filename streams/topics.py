@@ -67,8 +67,15 @@ def declare_topics(bootstrap: str, partitions: int, **client_options: object) ->
         for spec in topic_specs(partitions):
             if spec.name in existing:
                 try:  # a topic made by an earlier version: same settings as a new one
-                    admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, spec.name, configs=spec.configs())])
-                except KafkaError as exc:  # e.g. no AlterConfigs ACL: the topic's owner sets them
+                    result = admin.alter_configs(
+                        [ConfigResource(ConfigResourceType.TOPIC, spec.name, configs=spec.configs())],
+                        raise_on_unknown=False)
+                    errors = [e for r in (result or {}).values() for e in r.values()
+                              if isinstance(e, Exception) or (isinstance(e, type) and issubclass(e, Exception)
+                                                              and e.__name__ != "NoError")]
+                    if errors:
+                        raise KafkaError(str(errors[0]))
+                except (KafkaError, ValueError) as exc:  # e.g. no AlterConfigs ACL: the topic's owner sets them
                     log.warning("topic %s keeps its own configs (%s); wanted %s. Without LogAppendTime the "
                                 "worker's clock stands in for the broker's in the time checks",
                                 spec.name, exc, spec.configs())

@@ -126,7 +126,14 @@ def test_a_dead_holder_on_this_host_is_taken_over_at_once(db) -> None:
     engine, name = db
     dead = ChainLease(engine, name, "main", holder=f"{socket.gethostname()}:999999:dead")
     dead.acquire(wait_s=0)
-    ChainLease(engine, name, "main", alive=lambda pid: pid == os.getpid()).acquire(wait_s=0)
+    new = ChainLease(engine, name, "main", alive=lambda pid: pid == os.getpid())
+    new.acquire(wait_s=0)
+    new.renew(force=True)  # the dead one's unexpired lease must not count against the new holder
+    assert [h.holder for h in new.holders()] == [new.holder]
+    # and a worker on another host, which cannot see the dead pid, sees the chain as the new holder's
+    remote = ChainLease(engine, name, "main", holder="remote-host:1:cccc", sleep=lambda s: None)
+    with pytest.raises(LeaseError, match=new.holder):
+        remote.acquire(wait_s=0)
 
 
 def test_an_expired_lease_is_taken_over_and_its_old_holder_stops(db) -> None:
@@ -151,3 +158,16 @@ def test_the_sink_checks_its_lease_before_every_batch(db, config_and_hash) -> No
     with pytest.raises(LeaseError):
         w.handle_windows([raw(2)])
     assert int(engine.execute(f"SELECT count() FROM {name}.ledger_entries")[0][0]) == 1
+
+
+def test_a_lease_that_expired_while_nobody_took_it_is_taken_again(db) -> None:
+    # ClickHouse unreachable for longer than the TTL: the worker carries on afterwards
+    engine, name = db
+    lease = ChainLease(engine, name, "main", holder="remote-host:1:aaaa", ttl_s=1)
+    lease.acquire(wait_s=0)
+    time.sleep(2.2)
+    assert lease.holders() == []
+    lease.renew(force=True)
+    assert [h.holder for h in lease.holders()] == ["remote-host:1:aaaa"]
+    with pytest.raises(LeaseError):
+        ChainLease(engine, name, "main", holder="remote-host:2:bbbb", sleep=lambda s: None).acquire(wait_s=0)

@@ -98,9 +98,12 @@ def _encode(doc: Any) -> bytes:
     return json.dumps(doc, ensure_ascii=False).encode("utf-8", "surrogatepass")
 
 
+KINDS = ["bytes", "mutated", "number", "text", "deep", "wide", "unknown", "empty"]
+
+
 @st.composite
-def hostile(draw: st.DrawFn) -> bytes | None:
-    kind = draw(st.sampled_from(["bytes", "mutated", "number", "text", "deep", "wide", "unknown", "empty"]))
+def hostile(draw: st.DrawFn, kinds: tuple[str, ...] = tuple(KINDS)) -> bytes | None:
+    kind = draw(st.sampled_from(kinds))
     seq = draw(st.integers(0, 50))
     if kind == "bytes":
         return draw(st.binary(max_size=600))
@@ -158,6 +161,8 @@ POISON = {
     "invalid UTF-8 in a string value": (good()[:-2] + b',"node":"n\xff"}', "malformed_json"),
     "invalid UTF-8 in an unknown field": (good()[:-1] + b',"x":"\xc3("}', "malformed_json"),
     "5,000 levels of nesting": (good()[:-1] + b',"x":' + b"[" * 5000 + b"]" * 5000 + b"}", "too_deep"),
+    "100 levels in an unknown field (the fast decoder would skip it)": (
+        good()[:-1] + b',"x":' + b"[" * 100 + b"]" * 100 + b"}", "too_deep"),
     "lone surrogate escape in an unknown field": (good()[:-1] + b',"x":"\\ud800"}', "malformed_json"),
     "non-ASCII signature": (_encode({**window(), "key_id": "ca-1", "signature": "\u00e9" * 64}), "schema_invalid"),
     "energy 10^30 with a self-declared limit of 10^30": (
