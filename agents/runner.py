@@ -17,10 +17,11 @@ from agents.readers.base import GpuReader
 from agents.readers.replay import ReplayReader
 from agents.readers.simulated import SimulatedReader
 from agents.windowing import Windower
-from schemas import ConsortiumConfig, TelemetryWindow
+from schemas import ConsortiumConfig, JobEvent, TelemetryWindow
 from schemas.topics import JOBS_TOPIC, WINDOWS_TOPIC
 
-__all__ = ["FleetClock", "NodeAgent", "NodeTotals", "build_sim_fleet", "publish_job_events", "replay_trace"]
+__all__ = ["FleetClock", "NodeAgent", "NodeTotals", "build_sim_fleet", "publish_job_events", "replay_trace",
+           "trace_job_events"]
 
 log = logging.getLogger(__name__)
 
@@ -134,17 +135,50 @@ def publish_job_events(reader: SimulatedReader, publisher: Publisher, after_ns: 
 
 def replay_trace(trace_dir: Path, publisher: Publisher, *, site_id: str, node: str | None = None,
                  accounts: Path | None = None, window_s: float = 10.0) -> NodeAgent:
-    """Run a recorded trace through the real windowing and job resolution, to the end."""
+    """Run a recorded trace through the real windowing and job resolution, to the end.
+
+    Who pays is the scheduler's word, so the replay also publishes what the
+    site's Slurm prolog and epilog would have sent: a start event for each
+    job before its first window and an end event after its last one."""
     reader = ReplayReader(trace_dir)
     resolver = ChainResolver(
         ProcInfoResolver.from_file(trace_dir / "proc_info.json"),
         accounts=StaticJobAccounts.from_file(accounts) if accounts else None,
     )
     node = node or "replay-" + str(reader.static["devices"][0]["uuid"])[4:12]
+    starts, ends = trace_job_events(reader, resolver, site_id, node)
+    for e in starts:
+        publisher.publish(JOBS_TOPIC, f"{e.site_id}/{e.job_id}".encode(), e.to_json_bytes())
     agent = NodeAgent.create(reader, resolver, publisher, agent_id=node, site_id=site_id, node=node,
                              window_s=window_s, epoch="replay")
     while not reader.exhausted:
         agent.step()
     agent.finish()
+    for e in ends:
+        publisher.publish(JOBS_TOPIC, f"{e.site_id}/{e.job_id}".encode(), e.to_json_bytes())
+    agent.totals.job_events = len(starts) + len(ends)
     publisher.flush()
     return agent
+
+
+def trace_job_events(reader: ReplayReader, resolver: JobResolver, site_id: str,
+                     node: str) -> tuple[list[JobEvent], list[JobEvent]]:
+    """The start and end events of the trace's jobs: from the first to the last
+    reading in which one of the job's processes ran, on the trace's GPUs. A job
+    whose account nobody knows gets no event (its usage stays unresolved)."""
+    seen: dict[str, list[int | str | set[str]]] = {}  # job -> [first t, last t, account, gpus]
+    for s in reader.samples:
+        pids = set(s.running_pids) | {pu.pid for pu in s.process_util or ()}
+        for pid in pids:
+            ref = resolver.resolve(pid)
+            if ref is None or not ref.account:
+                continue
+            hit = seen.setdefault(ref.job_id, [s.t_ns, s.t_ns, ref.account, set()])
+            hit[0], hit[1] = min(hit[0], s.t_ns), max(hit[1], s.t_ns)  # type: ignore[type-var]
+            hit[3].add(s.uuid)  # type: ignore[union-attr]
+    starts, ends = [], []
+    for job, (first, last, account, gpus) in sorted(seen.items()):
+        base = {"site_id": site_id, "job_id": job, "account": account, "node": node, "gpus": sorted(gpus)}
+        starts.append(JobEvent(event="start", time_ns=first, **base))  # type: ignore[arg-type]
+        ends.append(JobEvent(event="end", time_ns=last, **base))  # type: ignore[arg-type]
+    return starts, ends

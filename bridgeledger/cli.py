@@ -426,13 +426,15 @@ def agent_doctor(config_path: Path) -> None:
 @click.argument("trace_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--window-s", default=10.0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), help="Write windows as JSON lines here.")
-@click.option("--kafka", "to_kafka", is_flag=True, help="Publish to Kafka instead.")
+@click.option("--jobs-out", type=click.Path(path_type=Path),
+              help="With --out: write the trace's job events (what the prolog/epilog would send) here.")
+@click.option("--kafka", "to_kafka", is_flag=True, help="Publish to Kafka instead (windows and job events).")
 @click.option("--site", default="replay-site", show_default=True)
 @click.option("--node", default=None, help="Node name (default: from the trace).")
 @click.option("--accounts", type=click.Path(exists=True, path_type=Path),
-              help="YAML {job_id: account} for jobs whose account the trace lacks.")
-def agent_replay(trace_dir: Path, window_s: float, out: Path | None, to_kafka: bool, site: str,
-                 node: str | None, accounts: Path | None) -> None:
+              help="YAML {job_id: account}: the scheduler's accounts for the trace's jobs.")
+def agent_replay(trace_dir: Path, window_s: float, out: Path | None, jobs_out: Path | None, to_kafka: bool,
+                 site: str, node: str | None, accounts: Path | None) -> None:
     """Run the real windowing and job resolution over a recorded NVML trace."""
     from agents.publisher import KafkaPublisher, MemoryPublisher
     from agents.runner import replay_trace
@@ -449,9 +451,13 @@ def agent_replay(trace_dir: Path, window_s: float, out: Path | None, to_kafka: b
     except AgentError as exc:
         raise click.ClickException(str(exc)) from exc
     if out is not None:
+        from schemas.topics import JOBS_TOPIC
+
         with out.open("wb") as f:
-            for _, _, value in publisher.messages:
-                f.write(value + b"\n")
+            f.writelines(value + b"\n" for topic, _, value in publisher.messages if topic != JOBS_TOPIC)
+        if jobs_out is not None:
+            with jobs_out.open("wb") as f:
+                f.writelines(value + b"\n" for topic, _, value in publisher.messages if topic == JOBS_TOPIC)
     t = na.totals
     click.echo(f"replayed {trace_dir.name}: {t.windows} windows, {t.energy_mj} mJ, "
                f"{t.gpu_ms / 1000:.3f} GPU-s" + (f" -> {out}" if out else " -> Kafka"))

@@ -116,7 +116,7 @@ class RecomputeReport:
 
 
 COMPARED = ("energy_mj", "gpu_ms", "normalised_gpu_hours", "cost_eur", "carbon_g", "member", "project",
-            "account_kind", "config_hash")
+            "account_kind", "account", "account_source", "config_hash")
 
 
 def recompute(client: Any, db: str, start: datetime, end: datetime) -> RecomputeReport:

@@ -68,7 +68,7 @@ def move_entry(client: Any, db: str, entry_id: str, to_account: str, reason: str
             "entry_id": _cid(entry_id, to_account, member), "account_kind": "job", "account": to_account,
             "project": project.id, "member": member, "energy_mj": e_mj, "gpu_ms": g_ms,
             "normalised_gpu_hours": price.normalised_gpu_hours, "cost_eur": price.cost_eur,
-            "carbon_g": price.carbon_g, "corrects": entry_id}))
+            "carbon_g": price.carbon_g, "corrects": entry_id, "account_source": "correction"}))
     assert sum(e.energy_mj for e in out) == 0 and sum(e.gpu_ms for e in out) == 0
     now = datetime.now(UTC).replace(tzinfo=None)
     sink = ClickHouseSink(client, db, chain_id=chain_id)

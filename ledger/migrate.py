@@ -71,7 +71,8 @@ def apply_migrations(client: Any, database: str, migrations: list[Migration] | N
                 )
             continue
         for stmt in split_statements(m.sql):
-            stmt = re.sub(r"((?:CREATE TABLE|CREATE VIEW) IF NOT EXISTS )(\w+)", rf"\g<1>{database}.\g<2>", stmt)
+            stmt = re.sub(r"((?:CREATE TABLE|CREATE VIEW) IF NOT EXISTS |ALTER TABLE |DROP TABLE IF EXISTS )(\w+)",
+                          rf"\g<1>{database}.\g<2>", stmt)
             stmt = re.sub(r"(\b(?:FROM|JOIN)\s+)(ledger_entries|raw_windows|ledger_batches|ledger)\b",
                           rf"\g<1>{database}.\g<2>", stmt)
             try:

@@ -21,7 +21,7 @@ from schemas.chain import GENESIS, batch_hash, entries_hash, entry_digest, entry
 __all__ = ["Problem", "VerifyReport", "verify_ledger"]
 
 ENTRY_COLS = ("entry_id, window_id, site_id, gpu_uuid, job_id, account_kind, account, project, member, "
-              "energy_mj, gpu_ms, normalised_gpu_hours, cost_eur, carbon_g, config_hash")
+              "energy_mj, gpu_ms, normalised_gpu_hours, cost_eur, carbon_g, config_hash, account_source")
 
 
 @dataclass(frozen=True)
@@ -51,9 +51,10 @@ class VerifyReport:
 
 
 def _digest(row: tuple[Any, ...]) -> str:
-    (eid, wid, site, gpu, job, kind, account, project, member, e_mj, g_ms, ngh, cost, carbon, chash) = row
+    (eid, wid, site, gpu, job, kind, account, project, member, e_mj, g_ms, ngh, cost, carbon, chash, source) = row
     return entry_digest(entry_line(eid, wid, site, gpu, job, kind, account, project, member, int(e_mj),
-                                   int(g_ms), Decimal(str(ngh)), Decimal(str(cost)), Decimal(str(carbon)), chash))
+                                   int(g_ms), Decimal(str(ngh)), Decimal(str(cost)), Decimal(str(carbon)), chash,
+                                   source))
 
 
 def verify_ledger(client: Any, db: str, start: datetime | None = None, end: datetime | None = None,

@@ -3,7 +3,7 @@
 Entry line (UTF-8, one per ledger entry, fields joined by ``|``, ending ``\\n``)::
 
     entry_id|window_id|site_id|gpu_uuid|job_id|account_kind|account|project|member|
-    energy_mj|gpu_ms|normalised_gpu_hours|cost_eur|carbon_g|config_hash
+    energy_mj|gpu_ms|normalised_gpu_hours|cost_eur|carbon_g|config_hash|account_source
 
 (one line; integers in decimal, ``job_id`` empty when none, decimals in
 plain fixed-point with exactly their stored scale, 9, 6 and 3 places, never
@@ -59,11 +59,13 @@ def decimal_text(v: Decimal | str | int, scale: int) -> str:
 
 def entry_line(entry_id: str, window_id: str, site_id: str, gpu_uuid: str, job_id: str | None,
                account_kind: str, account: str, project: str, member: str, energy_mj: int, gpu_ms: int,
-               normalised_gpu_hours: Decimal, cost_eur: Decimal, carbon_g: Decimal, config_hash: str) -> bytes:
+               normalised_gpu_hours: Decimal, cost_eur: Decimal, carbon_g: Decimal, config_hash: str,
+               account_source: str) -> bytes:
     hours, cost, carbon = (decimal_text(v, k) for v, k in zip((normalised_gpu_hours, cost_eur, carbon_g), _SCALES,
                                                               strict=True))
     return entry_line_fixed(entry_id, window_id, site_id, gpu_uuid, job_id or "", account_kind, account, project,
-                            member, str(int(energy_mj)), str(int(gpu_ms)), hours, cost, carbon, config_hash)
+                            member, str(int(energy_mj)), str(int(gpu_ms)), hours, cost, carbon, config_hash,
+                            account_source)
 
 
 def entry_line_fixed(*fields: str) -> bytes:
@@ -91,5 +93,5 @@ def batch_hash(chain_id: str, seq: int, batch_id: str, prev_hash: str, entries_h
 
 ENTRY_FIELDS: Sequence[str] = (
     "entry_id", "window_id", "site_id", "gpu_uuid", "job_id", "account_kind", "account", "project", "member",
-    "energy_mj", "gpu_ms", "normalised_gpu_hours", "cost_eur", "carbon_g", "config_hash",
+    "energy_mj", "gpu_ms", "normalised_gpu_hours", "cost_eur", "carbon_g", "config_hash", "account_source",
 )

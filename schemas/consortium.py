@@ -58,6 +58,10 @@ class Site(_Strict):
     grid_gco2_per_kwh: Decimal = Field(ge=0)
     # The keys that may sign this site's windows (issue: trust); empty = unsigned allowed.
     key_ids: list[KeyId] = Field(default_factory=list)
+    # Who pays is the scheduler's word (job events). Only a site named here may
+    # have a window's own account claim used, for jobs no job event describes;
+    # such entries say so (account_source self_declared) and statements show the share.
+    self_declared_accounts: bool = False
 
 
 class GpuModel(_Strict):

@@ -7,11 +7,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["ENTRY_ROW_FIELDS", "AccountKind", "EntryRow", "LedgerEntry", "entry_from_row", "row_from_entry"]
+__all__ = [
+    "ENTRY_ROW_FIELDS", "AccountKind", "AccountSource", "EntryRow", "LedgerEntry", "entry_from_row", "row_from_entry",
+]
 
 # job: a project's job; idle: a site's GPU with no job; unresolved: a job whose
 # account maps to no project (kept apart so nobody is billed by a guess).
 AccountKind = Literal["job", "idle", "unresolved"]
+# Where an entry's account came from: job_event (the scheduler's job events),
+# job_event_overrode_claim (the window claimed another account; the scheduler
+# wins), self_declared (the window's claim, where the config lets the site
+# declare and no job event exists), none (idle and unresolved), correction.
+AccountSource = Literal["job_event", "job_event_overrode_claim", "self_declared", "none", "correction"]
 
 
 class LedgerEntry(BaseModel):
@@ -41,6 +48,7 @@ class LedgerEntry(BaseModel):
     config_hash: str
     # A correction names the entry it adjusts; ordinary entries have none.
     corrects: str | None = None
+    account_source: AccountSource = "none"
 
     @property
     def gpu_seconds(self) -> Decimal:
@@ -52,7 +60,8 @@ class LedgerEntry(BaseModel):
 
         return entry_line(self.entry_id, self.window_id, self.site_id, self.gpu_uuid, self.job_id,
                           self.account_kind, self.account, self.project, self.member, self.energy_mj,
-                          self.gpu_ms, self.normalised_gpu_hours, self.cost_eur, self.carbon_g, self.config_hash)
+                          self.gpu_ms, self.normalised_gpu_hours, self.cost_eur, self.carbon_g, self.config_hash,
+                          self.account_source)
 
     def to_record(self) -> dict[str, object]:
         """The offline (JSON lines) form, with the documented field names."""
@@ -70,7 +79,8 @@ class LedgerEntry(BaseModel):
 ENTRY_ROW_FIELDS = (
     "entry_id", "window_id", "agent_id", "boot_id", "seq", "site_id", "node", "gpu_uuid", "gpu_model",
     "window_start_ns", "window_end_ns", "job_id", "account_kind", "account", "project", "member",
-    "energy_mj", "gpu_ms", "normalised_gpu_hours", "cost_eur", "carbon_g", "config_hash", "corrects", "digest",
+    "energy_mj", "gpu_ms", "normalised_gpu_hours", "cost_eur", "carbon_g", "config_hash", "corrects",
+    "account_source", "digest",
 )
 EntryRow = tuple[Any, ...]
 _DECIMALS = ("normalised_gpu_hours", "cost_eur", "carbon_g")
@@ -94,4 +104,4 @@ def row_from_entry(e: LedgerEntry) -> EntryRow:
             e.window_start_ns, e.window_end_ns, e.job_id or "", e.account_kind, e.account, e.project, e.member,
             e.energy_mj, e.gpu_ms, decimal_text(e.normalised_gpu_hours, HOURS_SCALE),
             decimal_text(e.cost_eur, COST_SCALE), decimal_text(e.carbon_g, CARBON_SCALE),
-            e.config_hash, e.corrects or "", entry_digest(line))
+            e.config_hash, e.corrects or "", e.account_source, entry_digest(line))

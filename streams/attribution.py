@@ -5,9 +5,14 @@ recompute`` commands call the same functions, so they cannot disagree.
 
 Rules (docs/attribution.md has the worked examples):
 
-1. Tenants of a GPU window are the jobs whose processes ran on it, keyed by
-   (job_id, account). A process the node could not resolve to a job is the
-   tenant "unresolved" of the site: kept apart, never guessed.
+1. Tenants of a GPU window are the jobs whose processes ran on it. Who pays
+   is the scheduler's word: a job's account comes from its job events (keyed
+   by site and job). The account a window claims for a process is used only
+   where no job event describes the job and the config lets that site
+   self-declare; a claim that contradicts the job events is overridden and
+   the entry flagged (``account_source``). A process the node could not
+   resolve to a job, or a job nobody vouches for, is the tenant "unresolved"
+   of the site: kept apart, never guessed.
 2. Weights are the tenants' summed SM shares. If processes ran but none has
    a share (NVML had no utilisation samples), the tenants weigh equally.
 3. Occupancy: the whole window's energy and GPU time is split among the
@@ -33,7 +38,7 @@ from typing import NamedTuple
 
 from schemas import ConsortiumConfig, GpuWindow, JobEvent
 from schemas.consortium import Project
-from schemas.ledger import AccountKind
+from schemas.ledger import AccountKind, AccountSource
 
 __all__ = ["JobBook", "JobSpan", "Jobs", "Part", "attribute_gpu", "book_jobs", "owner_weights", "split_exact"]
 
@@ -119,6 +124,7 @@ class Part(NamedTuple):  # a tuple: built for every entry, so cheap to build
     job_id: str | None
     energy_mj: int
     gpu_ms: int
+    account_source: AccountSource
 
 
 def split_exact(total: int, weights: Sequence[int]) -> list[int]:
@@ -154,18 +160,27 @@ class _Tenant:
     project: str
     owners: tuple[tuple[str, int], ...]  # (member, weight)
     job_id: str | None
+    source: AccountSource
 
 
 def _tenant_for_job(
-    site_id: str, job_id: str | None, account: str | None, config: ConsortiumConfig, jobs: Jobs,
+    site_id: str, job_id: str | None, claim: str | None, config: ConsortiumConfig, jobs: Jobs,
 ) -> _Tenant:
-    if job_id is not None and account is None:
-        span = jobs.get((site_id, job_id))
-        account = span.start.account if span is not None else None
-        if account is None:
-            return _unresolved(site_id, None, job_id)
+    """The tenant a job's usage is booked to. ``claim``: the account the window
+    names for the process, if any; the job events decide (rule 1)."""
+    if job_id is None:
+        return _unresolved(site_id, claim, None)
+    span = jobs.get((site_id, job_id))
+    source: AccountSource
+    if span is not None:
+        account = span.start.account
+        source = "job_event" if claim is None or claim == account else "job_event_overrode_claim"
+    elif claim is not None and _self_declares(config, site_id):
+        account, source = claim, "self_declared"
+    else:
+        return _unresolved(site_id, claim, job_id)
     # From here the tenant depends on the config alone: remembered per config.
-    key = (site_id, job_id, account)
+    key = (site_id, job_id, account, source)
     cache = _TENANTS.get(id(config))
     if cache is None or cache[0] is not config:
         if len(_TENANTS) > 16:
@@ -175,23 +190,29 @@ def _tenant_for_job(
     if tenant is None:
         if len(cache[1]) > 50_000:  # one per (site, job, account): bounded over months
             cache[1].clear()
-        project = config.project_for_account(account) if account is not None else None
-        if job_id is None or project is None:
+        project = config.project_for_account(account)
+        if project is None:
             tenant = _unresolved(site_id, account, job_id)
         else:
-            tenant = _Tenant("job", account or "", project.id, owner_weights(project), job_id)
+            tenant = _Tenant("job", account, project.id, owner_weights(project), job_id, source)
         cache[1][key] = tenant
     return tenant
 
 
+def _self_declares(config: ConsortiumConfig, site_id: str) -> bool:
+    site = config.site(site_id)
+    return site is not None and site.self_declared_accounts
+
+
 def _unresolved(site_id: str, account: str | None, job_id: str | None) -> _Tenant:
-    # Unknown job or an account no project claims: the site carries it,
-    # visibly, until a correction moves it.
-    return _Tenant("unresolved", account or "", f"unresolved:{site_id}", _NOBODY, job_id)
+    # Unknown job, a claim nobody vouches for, or an account no project
+    # claims: the site carries it, visibly, until a correction moves it. The
+    # account text is what was claimed, for whoever corrects it.
+    return _Tenant("unresolved", account or "", f"unresolved:{site_id}", _NOBODY, job_id, "none")
 
 
 _NOBODY = (("", 1),)
-_TENANTS: dict[int, tuple[ConsortiumConfig, dict[tuple[str, str | None, str | None], _Tenant]]] = {}
+_TENANTS: dict[int, tuple[ConsortiumConfig, dict[tuple[str, str | None, str, str], _Tenant]]] = {}
 _OWNERS: dict[int, tuple[Project, tuple[tuple[str, int], ...]]] = {}
 
 
@@ -209,7 +230,7 @@ def owner_weights(project: Project) -> tuple[tuple[str, int], ...]:
 def _idle(site_id: str) -> _Tenant:
     tenant = _IDLE.get(site_id)
     if tenant is None:
-        tenant = _IDLE[site_id] = _Tenant("idle", f"idle:{site_id}", f"idle:{site_id}", _NOBODY, None)
+        tenant = _IDLE[site_id] = _Tenant("idle", f"idle:{site_id}", f"idle:{site_id}", _NOBODY, None, "none")
     return tenant
 
 
@@ -272,27 +293,34 @@ def _owner_parts(tenant: _Tenant, energy_mj: int, gpu_ms: int) -> list[Part]:
     owners = tenant.owners
     if len(owners) == 1:
         return [Part(tenant.account_kind, tenant.account, tenant.project, owners[0][0], tenant.job_id,
-                     energy_mj, gpu_ms)]
+                     energy_mj, gpu_ms, tenant.source)]
     weights = [w for _, w in owners]
-    return _merge([Part(tenant.account_kind, tenant.account, tenant.project, member, tenant.job_id, e, g)
+    return _merge([Part(tenant.account_kind, tenant.account, tenant.project, member, tenant.job_id, e, g,
+                        tenant.source)
                    for (member, _), e, g in zip(owners, split_exact(energy_mj, weights), split_exact(gpu_ms, weights),
                                                 strict=True)])
 
 
+# When parts of one account merge, the entry keeps the strongest source flag.
+_SOURCE_RANK = {"none": 0, "correction": 0, "self_declared": 1, "job_event": 2, "job_event_overrode_claim": 3}
+
+
 def _merge(parts: list[Part]) -> list[Part]:
-    """Two tenants can land on the same account (e.g. two unresolved pids): one entry each."""
+    """Tenants that land on one account (two unresolved pids; one job's processes
+    with and without a claim): one entry each, the parts summed."""
     if len(parts) == 1:
         return parts
-    merged: dict[tuple[str, ...], Part] = {}
+    merged: dict[tuple[object, ...], Part] = {}
     for p in parts:
         key = p[:5]  # account_kind, account, project, member, job_id
         prev = merged.get(key)
         if prev is None:
             merged[key] = p
         else:
+            source = max(prev.account_source, p.account_source, key=_SOURCE_RANK.__getitem__)
             merged[key] = Part(
                 p.account_kind, p.account, p.project, p.member, p.job_id,
-                prev.energy_mj + p.energy_mj, prev.gpu_ms + p.gpu_ms,
+                prev.energy_mj + p.energy_mj, prev.gpu_ms + p.gpu_ms, source,
             )
     return list(merged.values())
 

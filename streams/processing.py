@@ -203,8 +203,8 @@ class WindowProcessor:
         for g in w.gpus:
             model_key, tariff = tariffs.get((g.model, site_id)) or self._tariff(g.model, site_id)
             uuid = g.uuid
-            for kind, account, project, member, job, energy_mj, gpu_ms in attribute_gpu(site_id, g, config, jobs,
-                                                                                        span):
+            for kind, account, project, member, job, energy_mj, gpu_ms, source in attribute_gpu(
+                    site_id, g, config, jobs, span):
                 hours, cost, carbon = tariff.price(energy_mj, gpu_ms)
                 job = job or ""
                 eid = entry_id(window_id, uuid, kind, account, job, member)
@@ -212,7 +212,7 @@ class WindowProcessor:
                     carbon, CARBON_SCALE)
                 digest = entry_digest(entry_line_fixed(eid, window_id, site_id, uuid, job, kind, account, project,
                                                        member, str(energy_mj), str(gpu_ms), h_text, c_text, g_text,
-                                                       config_hash))
+                                                       config_hash, source))
                 append((eid, window_id, agent_id, boot_id, seq, site_id, node, uuid, model_key, start, end, job,
                         kind, account, project, member, energy_mj, gpu_ms, h_text, c_text, g_text,
-                        config_hash, "", digest))
+                        config_hash, "", source, digest))

@@ -49,7 +49,8 @@ WINDOW_COLUMNS = (
 ENTRY_COLUMNS = (
     "batch_id, entry_id, window_id, agent_id, boot_id, seq, site_id, node, gpu_uuid, gpu_model, "
     "window_start, window_start_ns, window_end_ns, job_id, account_kind, account, project, "
-    "member, energy_mj, gpu_ms, normalised_gpu_hours, cost_eur, carbon_g, config_hash, corrects, written_at"
+    "member, energy_mj, gpu_ms, normalised_gpu_hours, cost_eur, carbon_g, config_hash, corrects, account_source, "
+    "written_at"
 )
 BATCH_COLUMNS = (
     "chain_id, seq, batch_id, prev_hash, entries_hash, batch_hash, entry_count, window_count, energy_mj, "

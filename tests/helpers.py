@@ -15,3 +15,30 @@ def wait_for(predicate: Any, timeout_s: float = 90.0, what: str = "condition") -
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
         time.sleep(0.5)
+
+
+def book_messages(messages: list[tuple[str, bytes, bytes]], processor: Any, sink: Any | None = None,
+                  batch: int = 7) -> tuple[list[Any], list[Any]]:
+    """What the stream worker does with published messages, offline: the job
+    events first (the scheduler's word on who pays), then the windows,
+    attributed with them and written through ``sink`` in batches of ``batch``.
+    Returns (accepted windows, ledger entries)."""
+    from schemas.jobs import decode_job_event
+    from schemas.ledger import row_from_entry
+    from schemas.topics import JOBS_TOPIC, WINDOWS_TOPIC
+    from streams.attribution import book_jobs
+
+    events = [decode_job_event(v) for t, _, v in messages if t == JOBS_TOPIC]
+    jobs = book_jobs(events)
+    if sink is not None:
+        sink.write_jobs(events)
+    raws = [v for t, _, v in messages if t == WINDOWS_TOPIC]
+    windows, entries = [], []
+    for i in range(0, len(raws), batch):
+        outs = [(processor.process(r, jobs), r) for r in raws[i:i + batch]]
+        assert all(o.rejection is None for o, _ in outs), [o.rejection for o, _ in outs if o.rejection]
+        if sink is not None:
+            sink.write([(o.window, r) for o, r in outs], [row_from_entry(e) for o, _ in outs for e in o.entries])
+        windows += [o.window for o, _ in outs]
+        entries += [e for o, _ in outs for e in o.entries]
+    return windows, entries

@@ -1,5 +1,13 @@
+"""Who is billed, with hand-worked known answers (streams/attribution.py).
+
+Totals adding up is not enough: each case pins the exact parts, including
+which account, project and member pays and where the account came from.
+The rules are in docs/attribution.md; the worked arithmetic is in the comments.
+"""
+
 from __future__ import annotations
 
+import itertools
 from decimal import Decimal
 
 import pytest
@@ -7,29 +15,61 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import GpuWindow, JobEvent, ProcessShare
-from streams.attribution import attribute_gpu, book_jobs, split_exact
+from streams.attribution import JobBook, Part, attribute_gpu, book_jobs, split_exact
 
 SITE = "kr-daejeon"
 H100 = "NVIDIA H100 80GB HBM3"
+IDLE = Part("idle", f"idle:{SITE}", f"idle:{SITE}", "", None, 0, 0, "none")
 
 
-def gpu(energy: int, procs: list[tuple[str | None, str | None, float]], seconds: float = 10.0) -> GpuWindow:
+def gpu(energy: int, procs: list[tuple[str | None, str | None, float]], seconds: float = 10.0,
+        flags: tuple[str, ...] = ()) -> GpuWindow:
     return GpuWindow(
-        uuid="GPU-1", model=H100, energy_mj=energy, gpu_seconds=seconds,
+        uuid="GPU-1", model=H100, energy_mj=energy, gpu_seconds=seconds, flags=list(flags),
         processes=[ProcessShare(pid=100 + i, job_id=j, account=a, sm_share=s)
                    for i, (j, a, s) in enumerate(procs)],
     )
 
 
+def start(job: str, account: str, *, t: int = 1, site: str = SITE, gpus: tuple[str, ...] = (),
+          exclusive: bool = False) -> JobEvent:
+    return JobEvent(event="start", site_id=site, job_id=job, account=account, gpus=list(gpus),
+                    exclusive=exclusive, time_ns=t)
+
+
+def end(job: str, account: str, t: int, site: str = SITE) -> JobEvent:
+    return JobEvent(event="end", site_id=site, job_id=job, account=account, time_ns=t)
+
+
+def jobs(*pairs: tuple[str, str]) -> JobBook:
+    return book_jobs([start(j, a) for j, a in pairs])
+
+
+def part(kind: str, account: str, project: str, member: str, job: str | None, e: int, ms: int,
+         source: str) -> Part:
+    return Part(kind, account, project, member, job, e, ms, source)  # type: ignore[arg-type]
+
+
+# -- the remainder rule --------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("total", "weights", "expected"),
     [
-        (10, [1, 1, 1], [4, 3, 3]),  # leftover to the first on ties
+        # 10·5/7 = 7.14, 10/7 = 1.43, 1.43: floors 7, 1, 1 leave 1 unit; remainders 1/7, 3/7, 3/7:
+        # the largest remainder (the second, earlier of the tie) takes it. "Biggest share takes the
+        # spare unit" would give [8, 1, 1].
+        (10, [5, 1, 1], [7, 2, 1]),
+        # 3/5, 6/5, 6/5 -> floors 0, 1, 1, one unit left; remainders 3/5, 1/5, 1/5: the first takes it
+        (3, [1, 2, 2], [1, 1, 1]),
+        # 30/7, 30/7, 10/7 -> 4, 4, 1, one left; remainders 2/7, 2/7, 3/7: the smallest weight takes it
+        (10, [3, 3, 1], [4, 4, 2]),
+        (10, [1, 1, 1], [4, 3, 3]),  # ties go by position
+        (2, [1, 1, 1], [1, 1, 0]),
         (10, [0, 0], [5, 5]),  # all-zero weights split equally
-        (7, [2, 1], [5, 2]),  # 4.67 / 2.33: largest remainder wins the extra unit
+        (7, [2, 1], [5, 2]),  # 4.67 / 2.33
         (0, [3, 4], [0, 0]),
         (1, [1, 1_000_000], [0, 1]),
         (100, [1], [100]),
+        (5, [0, 3], [0, 5]),  # a zero weight gets nothing while another weighs
     ],
 )
 def test_split_exact_table(total: int, weights: list[int], expected: list[int]) -> None:
@@ -37,108 +77,246 @@ def test_split_exact_table(total: int, weights: list[int], expected: list[int]) 
 
 
 @given(st.integers(0, 10**12), st.lists(st.integers(0, 10**6), min_size=1, max_size=12))
-def test_split_exact_sums_to_whole(total: int, weights: list[int]) -> None:
+def test_split_exact_is_the_largest_remainder_method(total: int, weights: list[int]) -> None:
     parts = split_exact(total, weights)
     assert sum(parts) == total
-    assert all(p >= 0 for p in parts)
+    ws = weights if any(weights) else [1] * len(weights)
+    whole = sum(ws)
+    floors = [total * w // whole for w in ws]
+    extra = [p - f for p, f in zip(parts, floors, strict=True)]
+    assert all(x in (0, 1) for x in extra)  # every part is its floor or one more
+    # the units go to the largest remainders, earlier position first on ties
+    rank = sorted(range(len(ws)), key=lambda i: (-(total * ws[i] % whole), i))
+    assert [i for i in rank if extra[i]] == rank[:sum(extra)]
 
 
-def test_split_exact_rejects_negative() -> None:
-    with pytest.raises(ValueError):
-        split_exact(-1, [1])
+def test_split_exact_rejects_bad_input() -> None:
+    for total, weights in ((-1, [1]), (1, []), (1, [1, -1])):
+        with pytest.raises(ValueError):
+            split_exact(total, weights)
 
 
-def test_single_job_gets_whole_window_including_idle_part(config_and_hash) -> None:
+# -- who is billed: every account the attribution can bill, exact Part fields --------------------
+def test_a_job_with_its_job_event_pays_for_the_whole_window_idle_part_included(config_and_hash) -> None:
     cfg, _ = config_and_hash
-    parts = attribute_gpu(SITE, gpu(5000, [("1001", "kr-llm", 0.3)]), cfg)
-    assert [(p.project, p.member, p.energy_mj, p.gpu_ms) for p in parts] == [
-        ("kr-llm", "KR", 5000, 10000)
-    ]
+    parts = attribute_gpu(SITE, gpu(5000, [("1001", None, 0.3)]), cfg, jobs(("1001", "kr-llm")))
+    assert parts == [part("job", "kr-llm", "kr-llm", "KR", "1001", 5000, 10000, "job_event")]
+
+
+def test_a_second_account_of_a_project_bills_that_project(config_and_hash) -> None:
+    cfg, _ = config_and_hash
+    parts = attribute_gpu(SITE, gpu(10, [("8", None, 1.0)]), cfg, jobs(("8", "slurm-kr-llm")))
+    assert parts == [part("job", "slurm-kr-llm", "kr-llm", "KR", "8", 10, 10000, "job_event")]
 
 
 def test_two_jobs_split_by_sm_share(config_and_hash) -> None:
     cfg, _ = config_and_hash
-    parts = attribute_gpu(SITE, gpu(9000, [("1", "kr-llm", 0.6), ("2", "gb-protein", 0.3)]), cfg)
-    by = {p.project: p.energy_mj for p in parts}
-    assert by == {"kr-llm": 6000, "gb-protein": 3000}
+    # 9,000 mJ and 10,000 GPU-ms by 0.6 : 0.3 = 2 : 1
+    parts = attribute_gpu(SITE, gpu(9000, [("1", None, 0.6), ("2", None, 0.3)]), cfg,
+                          jobs(("1", "kr-llm"), ("2", "gb-protein")))
+    assert parts == [part("job", "kr-llm", "kr-llm", "KR", "1", 6000, 6667, "job_event"),
+                     part("job", "gb-protein", "gb-protein", "GB", "2", 3000, 3333, "job_event")]
 
 
-def test_joint_project_split_by_owner_shares(config_and_hash) -> None:
+def test_two_processes_of_one_job_are_added_together(config_and_hash) -> None:
     cfg, _ = config_and_hash
-    parts = attribute_gpu(SITE, gpu(1001, [("7", "kr-sg-bio", 1.0)]), cfg)
-    assert {p.member: p.energy_mj for p in parts} == {"KR": 601, "SG": 400}
-    assert sum(p.gpu_ms for p in parts) == 10000
+    # job 1: 0.3 + 0.3 = 0.6 against job 2's 0.3 -> 2 : 1, not 1 : 1
+    parts = attribute_gpu(SITE, gpu(9000, [("1", None, 0.3), ("1", None, 0.3), ("2", None, 0.3)]), cfg,
+                          jobs(("1", "kr-llm"), ("2", "gb-protein")))
+    assert parts == [part("job", "kr-llm", "kr-llm", "KR", "1", 6000, 6667, "job_event"),
+                     part("job", "gb-protein", "gb-protein", "GB", "2", 3000, 3333, "job_event")]
 
 
-def test_no_process_goes_to_site_idle(config_and_hash) -> None:
+def test_a_job_seen_with_and_without_its_claim_is_one_entry(config_and_hash) -> None:
     cfg, _ = config_and_hash
-    (part,) = attribute_gpu(SITE, gpu(1234, []), cfg)
-    assert (part.account_kind, part.project, part.member, part.energy_mj) == (
-        "idle", f"idle:{SITE}", "", 1234)
+    # job 5's two processes (one names its account, one not) are one tenant after resolution:
+    # 0.2 + 0.2 = 0.4 against job 6's 0.4 -> 500 / 500, one entry for job 5
+    parts = attribute_gpu(SITE, gpu(1000, [("5", "kr-llm", 0.2), ("5", None, 0.2), ("6", None, 0.4)]), cfg,
+                          jobs(("5", "kr-llm"), ("6", "gb-protein")))
+    assert parts == [part("job", "kr-llm", "kr-llm", "KR", "5", 500, 5000, "job_event"),
+                     part("job", "gb-protein", "gb-protein", "GB", "6", 500, 5000, "job_event")]
 
 
-def test_idle_gpu_exclusively_allocated_goes_to_the_job(config_and_hash) -> None:
+def test_a_claim_that_contradicts_the_job_events_is_overridden_and_flagged(config_and_hash) -> None:
     cfg, _ = config_and_hash
-    alloc = JobEvent(event="start", site_id=SITE, job_id="42", account="ca-climate",
-                     gpus=["GPU-1"], exclusive=True, time_ns=1)
+    # a KR site's window names de-robotics for job 7; the scheduler says kr-llm: KR pays, flagged
+    parts = attribute_gpu(SITE, gpu(700, [("7", "de-robotics", 0.5)]), cfg, jobs(("7", "kr-llm")))
+    assert parts == [part("job", "kr-llm", "kr-llm", "KR", "7", 700, 10000, "job_event_overrode_claim")]
+    # merged with a process of the same job that made no claim: the entry keeps the flag
+    parts = attribute_gpu(SITE, gpu(700, [("7", None, 0.2), ("7", "de-robotics", 0.2), ("9", None, 0.4)]), cfg,
+                          jobs(("7", "kr-llm"), ("9", "gb-protein")))
+    assert parts == [part("job", "kr-llm", "kr-llm", "KR", "7", 350, 5000, "job_event_overrode_claim"),
+                     part("job", "gb-protein", "gb-protein", "GB", "9", 350, 5000, "job_event")]
+
+
+def test_a_claim_without_a_job_event_is_unresolved_where_the_site_may_not_declare(config_and_hash) -> None:
+    cfg, _ = config_and_hash
+    assert not cfg.site(SITE).self_declared_accounts
+    parts = attribute_gpu(SITE, gpu(400, [("77", "de-robotics", 0.5)]), cfg, JobBook())
+    assert parts == [part("unresolved", "de-robotics", f"unresolved:{SITE}", "", "77", 400, 10000, "none")]
+
+
+def test_a_claim_without_a_job_event_is_used_where_the_site_self_declares(config_and_hash) -> None:
+    cfg, _ = config_and_hash
+    doc = cfg.model_dump()
+    for site in doc["sites"]:
+        site["self_declared_accounts"] = site["id"] == SITE
+    declaring = type(cfg).model_validate(doc)
+    parts = attribute_gpu(SITE, gpu(400, [("77", "de-robotics", 0.5)]), declaring, JobBook())
+    assert parts == [part("job", "de-robotics", "de-robotics", "DE", "77", 400, 10000, "self_declared")]
+    # the job events still win where they exist
+    parts = attribute_gpu(SITE, gpu(400, [("77", "de-robotics", 0.5)]), declaring, jobs(("77", "kr-llm")))
+    assert parts == [part("job", "kr-llm", "kr-llm", "KR", "77", 400, 10000, "job_event_overrode_claim")]
+
+
+def test_a_job_event_account_no_project_claims_is_unresolved(config_and_hash) -> None:
+    cfg, _ = config_and_hash
+    parts = attribute_gpu(SITE, gpu(100, [("9", None, 1.0)]), cfg, jobs(("9", "no-such-account")))
+    assert parts == [part("unresolved", "no-such-account", f"unresolved:{SITE}", "", "9", 100, 10000, "none")]
+
+
+def test_a_process_with_no_job_is_unresolved(config_and_hash) -> None:
+    cfg, _ = config_and_hash
+    parts = attribute_gpu(SITE, gpu(1000, [(None, None, 0.5), (None, None, 0.25)]), cfg)
+    # two unresolved pids land on one account: one entry with both parts
+    assert parts == [part("unresolved", "", f"unresolved:{SITE}", "", None, 1000, 10000, "none")]
+
+
+def test_a_window_with_no_process_goes_to_the_site_idle_account(config_and_hash) -> None:
+    cfg, _ = config_and_hash
+    assert attribute_gpu(SITE, gpu(1234, []), cfg) == [IDLE._replace(energy_mj=1234, gpu_ms=10000)]
+    # another site's idle account for another site's GPU
+    (other,) = attribute_gpu("de-juelich", gpu(5, []), cfg)
+    assert (other.account, other.project, other.member) == ("idle:de-juelich", "idle:de-juelich", "")
+
+
+def test_an_idle_gpu_held_exclusively_is_billed_to_its_holder_while_held(config_and_hash) -> None:
+    cfg, _ = config_and_hash
+    alloc = start("42", "ca-climate", t=1, gpus=("GPU-1",), exclusive=True)
     book = book_jobs([alloc])
-    (part,) = attribute_gpu(SITE, gpu(800, []), cfg, book, (10, 20))
-    assert (part.project, part.job_id, part.energy_mj) == ("ca-climate", "42", 800)
-    # after the allocation ended, the idle GPU is the site's again
-    book_jobs([alloc.model_copy(update={"event": "end", "time_ns": 15})], book)
-    assert attribute_gpu(SITE, gpu(800, []), cfg, book, (10, 20))[0].project == "ca-climate"
-    (after,) = attribute_gpu(SITE, gpu(800, []), cfg, book, (20, 30))
-    assert after.account_kind == "idle"
+    held = part("job", "ca-climate", "ca-climate", "CA", "42", 800, 10000, "job_event")
+    assert attribute_gpu(SITE, gpu(800, []), cfg, book, (10, 20)) == [held]
+    book_jobs([end("42", "ca-climate", 15)], book)
+    assert attribute_gpu(SITE, gpu(800, []), cfg, book, (10, 20)) == [held]  # held for part of the window
+    assert attribute_gpu(SITE, gpu(800, []), cfg, book, (20, 30)) == [IDLE._replace(energy_mj=800, gpu_ms=10000)]
+    # another GPU, or the same GPU at another site, is not held by it
+    assert attribute_gpu("de-juelich", gpu(800, []), cfg, book, (10, 20))[0].account_kind == "idle"
 
 
-def test_unknown_job_and_unknown_account_are_unresolved_not_guessed(config_and_hash) -> None:
+def test_two_exclusive_holders_of_one_gpu_bill_nobody_by_guess(config_and_hash) -> None:
     cfg, _ = config_and_hash
-    parts = attribute_gpu(SITE, gpu(1000, [(None, None, 0.5), ("9", "no-such-account", 0.5)]), cfg)
-    assert {p.account_kind for p in parts} == {"unresolved"}
-    assert all(p.member == "" for p in parts)
-    assert sum(p.energy_mj for p in parts) == 1000
+    book = book_jobs([start("1", "kr-llm", gpus=("GPU-1",), exclusive=True),
+                      start("2", "gb-protein", gpus=("GPU-1",), exclusive=True)])
+    assert attribute_gpu(SITE, gpu(80, []), cfg, book, (10, 20)) == [IDLE._replace(energy_mj=80, gpu_ms=10000)]
 
 
-def test_account_from_job_events_when_window_lacks_it(config_and_hash) -> None:
+def test_a_shared_allocation_does_not_bill_an_idle_gpu(config_and_hash) -> None:
     cfg, _ = config_and_hash
-    start = JobEvent(event="start", site_id=SITE, job_id="55", account="fr-speech", time_ns=1)
-    (part,) = attribute_gpu(SITE, gpu(10, [("55", None, 0.9)]), cfg, book_jobs([start]))
-    assert (part.project, part.member) == ("fr-speech", "FR")
+    book = book_jobs([start("1", "kr-llm", gpus=("GPU-1",), exclusive=False)])
+    assert attribute_gpu(SITE, gpu(80, []), cfg, book, (10, 20))[0].account_kind == "idle"
+
+
+def test_unused_mig_slices_are_the_site_idle_account(config_and_hash) -> None:
+    cfg, _ = config_and_hash
+    g = GpuWindow(uuid="GPU-1", model=H100, energy_mj=1000, gpu_seconds=10.0, flags=["mig"],
+                  processes=[ProcessShare(pid=1, job_id="1", sm_share=0.25, mig_uuid="MIG-a")])
+    # the job's slice is a quarter; the three unused quarters are idle
+    assert attribute_gpu(SITE, g, cfg, jobs(("1", "kr-llm"))) == [
+        part("job", "kr-llm", "kr-llm", "KR", "1", 250, 2500, "job_event"),
+        IDLE._replace(energy_mj=750, gpu_ms=7500)]
+    # one process alone on a MIG GPU is still only its slice (not the single-tenant fast path)
+    assert len(attribute_gpu(SITE, g, cfg, jobs(("1", "kr-llm")))) == 2
+
+
+def test_a_joint_project_splits_among_its_owner_members(config_and_hash) -> None:
+    cfg, _ = config_and_hash
+    # kr-sg-bio: KR 0.6, SG 0.4. 1,001 mJ -> 600.6 / 400.4: floors 600, 400, the unit to the larger remainder
+    parts = attribute_gpu(SITE, gpu(1001, [("7", None, 1.0)]), cfg, jobs(("7", "kr-sg-bio")))
+    assert parts == [part("job", "kr-sg-bio", "kr-sg-bio", "KR", "7", 601, 6000, "job_event"),
+                     part("job", "kr-sg-bio", "kr-sg-bio", "SG", "7", 400, 4000, "job_event")]
+    # fr-de-fusion: FR 0.5, DE 0.5; 3 mJ -> 1.5 / 1.5: the tie goes to the first owner
+    parts = attribute_gpu(SITE, gpu(3, [("8", None, 1.0)], seconds=0.001), cfg, jobs(("8", "fr-de-fusion")))
+    assert parts == [part("job", "fr-de-fusion", "fr-de-fusion", "FR", "8", 2, 1, "job_event"),
+                     part("job", "fr-de-fusion", "fr-de-fusion", "DE", "8", 1, 0, "job_event")]
 
 
 def test_processes_without_samples_weigh_equally(config_and_hash) -> None:
     cfg, _ = config_and_hash
-    parts = attribute_gpu(SITE, gpu(10, [("1", "kr-llm", 0.0), ("2", "gb-protein", 0.0)]), cfg)
-    assert sorted(p.energy_mj for p in parts) == [5, 5]
+    parts = attribute_gpu(SITE, gpu(10, [("1", None, 0.0), ("2", None, 0.0)]), cfg,
+                          jobs(("1", "kr-llm"), ("2", "gb-protein")))
+    assert [(p.project, p.energy_mj, p.gpu_ms) for p in parts] == [("kr-llm", 5, 5000), ("gb-protein", 5, 5000)]
 
 
+def test_the_job_events_of_another_site_do_not_name_this_sites_job(config_and_hash) -> None:
+    cfg, _ = config_and_hash
+    book = book_jobs([start("1", "gb-protein", site="de-juelich")])
+    (p,) = attribute_gpu(SITE, gpu(10, [("1", None, 1.0)]), cfg, book)
+    assert (p.account_kind, p.member) == ("unresolved", "")
+
+
+# -- job books from events in every order ---------------------------------------------------------
+EVENTS = [start("1", "kr-llm", t=10, gpus=("GPU-1",), exclusive=True), end("1", "kr-llm", 50)]
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(2))))
+def test_a_job_book_is_the_same_in_any_event_order(order: tuple[int, ...]) -> None:
+    book = book_jobs([EVENTS[i] for i in order])
+    span = book[(SITE, "1")]
+    assert (span.start.time_ns, span.end_ns, span.start.account) == (10, 50, "kr-llm")
+    assert [s.start.job_id for s in book.exclusive_on(SITE, "GPU-1")] == ["1"]
+    assert span.overlaps(40, 60) and not span.overlaps(50, 60) and not span.overlaps(0, 10)
+
+
+def test_a_late_start_never_erases_a_known_end() -> None:
+    book = book_jobs([EVENTS[1]])
+    assert book[(SITE, "1")].end_ns == 50
+    assert book[(SITE, "1")].start.time_ns == 0  # the start is unknown: from the beginning
+    book_jobs([EVENTS[0]], book)  # the start arrives late
+    assert (book[(SITE, "1")].start.time_ns, book[(SITE, "1")].end_ns) == (10, 50)
+    book_jobs([EVENTS[0]], book)  # and again (a resent event)
+    assert book[(SITE, "1")].end_ns == 50
+
+
+def test_an_end_whose_start_was_never_seen_still_names_the_account(config_and_hash) -> None:
+    cfg, _ = config_and_hash
+    book = book_jobs([end("3", "fr-speech", 99)])
+    (p,) = attribute_gpu(SITE, gpu(10, [("3", None, 1.0)]), cfg, book)
+    assert (p.project, p.member, p.account_source) == ("fr-speech", "FR", "job_event")
+
+
+def test_forgetting_a_job_removes_it_from_the_exclusive_index() -> None:
+    book = book_jobs([EVENTS[0]])
+    del book[(SITE, "1")]
+    assert book.exclusive_on(SITE, "GPU-1") == []
+    book[(SITE, "1")] = book_jobs([EVENTS[0]])[(SITE, "1")]
+    assert len(book.exclusive_on(SITE, "GPU-1")) == 1
+
+
+# -- invariants -----------------------------------------------------------------------------------
 ACCOUNTS = ["kr-llm", "gb-protein", "fr-de-fusion", "kr-sg-bio", "unknown-acct", None]
 proc_st = st.tuples(st.sampled_from(["1", "2", "3", None]), st.sampled_from(ACCOUNTS),
                     st.floats(0, 0.25, allow_nan=False))
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.integers(0, 10**9), st.floats(0.001, 3600, allow_nan=False), st.lists(proc_st, max_size=4))
-def test_conservation_of_energy_and_gpu_time(config_and_hash, energy, seconds, procs) -> None:
+@given(st.integers(0, 10**9), st.floats(0.001, 3600, allow_nan=False), st.lists(proc_st, max_size=4),
+       st.booleans())
+def test_conservation_of_energy_and_gpu_time(config_and_hash, energy, seconds, procs, with_events) -> None:
     cfg, _ = config_and_hash
     g = gpu(energy, procs, seconds)
-    parts = attribute_gpu(SITE, g, cfg)
+    book = jobs(("1", "kr-llm"), ("2", "kr-sg-bio")) if with_events else None
+    parts = attribute_gpu(SITE, g, cfg, book)
     assert sum(p.energy_mj for p in parts) == energy
     assert sum(p.gpu_ms for p in parts) == g.gpu_ms
     assert all(p.energy_mj >= 0 and p.gpu_ms >= 0 for p in parts)
-    # deterministic: the same input gives the same parts
-    assert attribute_gpu(SITE, g, cfg) == parts
+    # one entry per (kind, account, project, member, job): entry ids never collide
+    assert len({p[:5] for p in parts}) == len(parts)
+    # nobody is billed without a job event: no member for any part whose job has none
+    assert all(p.member == "" for p in parts if p.job_id not in (book or {}) and p.job_id not in ("1", "2"))
+    assert attribute_gpu(SITE, g, cfg, book) == parts  # deterministic
 
 
 def test_owner_shares_are_exact_decimals(config_and_hash) -> None:
     cfg, _ = config_and_hash
     joint = next(p for p in cfg.projects if p.id == "fr-de-fusion")
     assert sum(o.share for o in joint.owners) == Decimal(1)
-
-
-def test_mig_unused_slices_are_idle_not_the_tenants(config_and_hash) -> None:
-    cfg, _ = config_and_hash
-    g = GpuWindow(uuid="GPU-1", model=H100, energy_mj=1000, gpu_seconds=10.0, flags=["mig"],
-                  processes=[ProcessShare(pid=1, job_id="1", account="kr-llm", sm_share=0.25, mig_uuid="MIG-a")])
-    parts = {p.account_kind: p.energy_mj for p in attribute_gpu(SITE, g, cfg)}
-    assert parts == {"job": 250, "idle": 750}

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
-from schemas.chain import decimal_text, entry_line, entry_line_fixed, fixed
+from schemas.chain import (
+    GENESIS,
+    batch_hash,
+    decimal_text,
+    entries_hash,
+    entry_digest,
+    entry_line,
+    entry_line_fixed,
+    fixed,
+)
 
 
 @pytest.mark.parametrize(("units", "scale", "text"), [
@@ -27,8 +39,66 @@ def test_stored_decimals_print_like_the_stream_prints_them() -> None:
 
 def test_entry_line_from_decimals_equals_the_line_from_text() -> None:
     fields = ("e1", "a/b/1", "kr-daejeon", "GPU-1", "", "idle", "idle:kr", "idle:kr", "", "0", "3")
-    from_text = entry_line_fixed(*fields, fixed(0, 9), fixed(1, 6), fixed(0, 3), "cfg")
+    from_text = entry_line_fixed(*fields, fixed(0, 9), fixed(1, 6), fixed(0, 3), "cfg", "none")
     from_decimals = entry_line("e1", "a/b/1", "kr-daejeon", "GPU-1", None, "idle", "idle:kr", "idle:kr", "", 0, 3,
-                               Decimal("0E-9"), Decimal("0.000001"), Decimal("0.000"), "cfg")
+                               Decimal("0E-9"), Decimal("0.000001"), Decimal("0.000"), "cfg", "none")
     assert from_text == from_decimals == (
-        b"e1|a/b/1|kr-daejeon|GPU-1||idle|idle:kr|idle:kr||0|3|0.000000000|0.000001|0.000|cfg\n")
+        b"e1|a/b/1|kr-daejeon|GPU-1||idle|idle:kr|idle:kr||0|3|0.000000000|0.000001|0.000|cfg|none\n")
+
+
+# -- published test vectors (docs/chain-vectors.json) -----------------------------------------------
+VECTORS = Path(__file__).resolve().parents[2] / "docs" / "chain-vectors.json"
+
+
+def _independent_line(e: dict[str, str]) -> bytes:
+    """The entry line as docs/ledger.md and schemas/chain.py describe it, written
+    again without schemas.chain: what an auditor's own implementation does."""
+    order = ("entry_id", "window_id", "site_id", "gpu_uuid", "job_id", "account_kind", "account", "project",
+             "member", "energy_mj", "gpu_ms", "normalised_gpu_hours", "cost_eur", "carbon_g", "config_hash",
+             "account_source")
+    return ("|".join(e[k] for k in order) + "\n").encode("utf-8")
+
+
+def test_the_published_vectors_are_what_the_writer_and_an_independent_reader_compute() -> None:
+    doc = json.loads(VECTORS.read_text())
+    assert doc["genesis"] == GENESIS == "0" * 64
+    prev = doc["genesis"]
+    for b in doc["batches"]:
+        assert b["prev_hash"] == prev
+        for e in b["entries"]:
+            line = _independent_line(e["fields"])
+            assert line.decode() == e["line"]
+            assert hashlib.sha256(line).hexdigest() == e["digest"]
+            f = e["fields"]
+            ours = entry_line(f["entry_id"], f["window_id"], f["site_id"], f["gpu_uuid"], f["job_id"] or None,
+                              f["account_kind"], f["account"], f["project"], f["member"], int(f["energy_mj"]),
+                              int(f["gpu_ms"]), Decimal(f["normalised_gpu_hours"]), Decimal(f["cost_eur"]),
+                              Decimal(f["carbon_g"]), f["config_hash"], f["account_source"])
+            assert ours == line and entry_digest(ours) == e["digest"]
+        ordered = [e["digest"] for e in sorted(b["entries"], key=lambda e: e["fields"]["entry_id"])]
+        assert hashlib.sha256("".join(ordered).encode()).hexdigest() == b["entries_hash"] == entries_hash(ordered)
+        energy = sum(int(e["fields"]["energy_mj"]) for e in b["entries"])
+        gpu_ms = sum(int(e["fields"]["gpu_ms"]) for e in b["entries"])
+        assert (b["entry_count"], b["energy_mj"], b["gpu_ms"]) == (len(b["entries"]), energy, gpu_ms)
+        text = "|".join((doc["chain_id"], str(b["seq"]), b["batch_id"], b["prev_hash"], b["entries_hash"],
+                         str(b["entry_count"]), str(b["energy_mj"]), str(b["gpu_ms"])))
+        assert text == b["batch_hash_input"]
+        assert hashlib.sha256(text.encode()).hexdigest() == b["batch_hash"] == batch_hash(
+            doc["chain_id"], b["seq"], b["batch_id"], b["prev_hash"], b["entries_hash"], b["entry_count"],
+            b["energy_mj"], b["gpu_ms"])
+        prev = b["batch_hash"]
+    assert len(doc["batches"]) >= 2
+
+
+def test_the_vectors_pin_the_known_hashes() -> None:
+    # Any change to the bytes (separator, field order or text, the genesis, the
+    # hashing of digests) changes these; a change of format is a new version of
+    # docs/chain-vectors.json, made on purpose.
+    doc = json.loads(VECTORS.read_text())
+    assert [b["batch_hash"] for b in doc["batches"]] == KNOWN_BATCH_HASHES
+
+
+KNOWN_BATCH_HASHES = [
+    "fb097a83d24ba08242cac1e00afb495229c56145edc8b59165b0cb6619dbddd1",
+    "6e3cab644e4cd8daac3b71533adbd63fa2550b57142df2fe5917fd4a948167c6",
+]

@@ -25,12 +25,17 @@ def test_missing_extra_names_the_pip_line(module: str, extra: str) -> None:
 def test_replay_then_attribute_golden(trace_dir: Path, tmp_path: Path) -> None:
     """Recorded H100 trace -> agent windows -> attribution -> ledger entries."""
     runner = CliRunner()
-    windows = tmp_path / "windows.jsonl"
+    windows, jobs = tmp_path / "windows.jsonl", tmp_path / "jobs.jsonl"
     r = runner.invoke(cli, ["agent", "replay", str(trace_dir), "--window-s", "10", "--out", str(windows),
-                            "--site", "kr-daejeon", "--accounts", str(ACCOUNTS)])
+                            "--jobs-out", str(jobs), "--site", "kr-daejeon", "--accounts", str(ACCOUNTS)])
     assert r.exit_code == 0, r.output
+    # what the prolog/epilog would have sent: jobs 1001 (kr-llm) and 1002 (fr-de-fusion), start and end
+    events = [json.loads(x) for x in jobs.read_text().splitlines()]
+    assert sorted((e["job_id"], e["event"], e["account"]) for e in events) == [
+        ("1001", "end", "kr-llm"), ("1001", "start", "kr-llm"), ("1002", "end", "fr-de-fusion"),
+        ("1002", "start", "fr-de-fusion")]
     ledger = tmp_path / "ledger.jsonl"
-    r = runner.invoke(cli, ["attribute", "--windows", str(windows), "--config", str(CONFIG),
+    r = runner.invoke(cli, ["attribute", "--windows", str(windows), "--jobs", str(jobs), "--config", str(CONFIG),
                             "--out", str(ledger)])
     assert r.exit_code == 0, r.output
     entries = [json.loads(line) for line in ledger.read_text().splitlines()]
@@ -42,6 +47,9 @@ def test_replay_then_attribute_golden(trace_dir: Path, tmp_path: Path) -> None:
     samples = [json.loads(x) for x in (trace_dir / "nvml_trace.jsonl").read_text().splitlines()]
     assert sum(e["energy_mj"] for e in entries) == samples[-1]["energy_mj"] - samples[0]["energy_mj"]
     assert static["devices"][0]["uuid"] == entries[0]["gpu_uuid"]
+    assert {(e["job_id"], e["project"], e["member"], e["account_source"]) for e in entries if e["job_id"]} == {
+        ("1001", "kr-llm", "KR", "job_event"), ("1002", "fr-de-fusion", "FR", "job_event"),
+        ("1002", "fr-de-fusion", "DE", "job_event")}
 
     phases = {p["phase"]: (p["start_ns"], p["end_ns"])
               for p in json.loads((trace_dir / "nvml_phases.json").read_text())}

@@ -12,10 +12,10 @@ from agents.publisher import MemoryPublisher
 from agents.runner import replay_trace
 from ledger.migrate import apply_migrations
 from ledger.reports import member_summary
-from schemas.ledger import row_from_entry
 from streams.processing import WindowProcessor
 from streams.sink import ClickHouseSink
 from tests.chdb_client import ChdbClient
+from tests.helpers import book_messages
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -25,16 +25,17 @@ def engine(chdb_engine) -> ChdbClient:
     return chdb_engine
 
 
-def replay_windows(trace: Path) -> list[bytes]:
+def replay_messages(trace: Path) -> list[tuple[str, bytes, bytes]]:
     pub = MemoryPublisher()
     replay_trace(trace, pub, site_id="kr-daejeon", node="r1",
                  accounts=ROOT / "deploy" / "replay-accounts.example.yaml")
-    return [v for _, _, v in pub.messages]
+    return pub.messages
 
 
 def test_migrations_run_twice_on_current_engine(engine: ChdbClient) -> None:
     first = apply_migrations(engine, "bridgeledger")
-    assert first == ["0001_ledger", "0002_corrections", "0003_dashboards", "0004_rollups", "0005_chain_leases"]
+    assert first == ["0001_ledger", "0002_corrections", "0003_dashboards", "0004_rollups", "0005_chain_leases",
+                     "0006_account_source"]
     assert apply_migrations(engine, "bridgeledger") == []
     tables = {r[0] for r in engine.execute("SHOW TABLES FROM bridgeledger")}
     assert {"raw_windows", "ledger_entries", "ledger_batches", "ledger", "windows", "job_events",
@@ -45,12 +46,9 @@ def test_sink_and_member_report_on_current_engine(engine, trace_dir, config_and_
     apply_migrations(engine, "bridgeledger")
     proc = WindowProcessor(*config_and_hash)
     sink = ClickHouseSink(engine, "bridgeledger")
-    outs = [(proc.process(raw), raw) for raw in replay_windows(trace_dir)]
-    windows = [(o.window, raw) for o, raw in outs]
-    entries = [e for o, _ in outs for e in o.entries]
-    rows = [row_from_entry(e) for e in entries]
-    sink.write(windows, rows)
-    sink.write(windows, rows)  # a replayed batch: its windows are committed already, so skipped
+    messages = replay_messages(trace_dir)
+    windows, entries = book_messages(messages, proc, sink, batch=10**6)
+    book_messages(messages, proc, sink, batch=10**6)  # a replayed batch: its windows are committed already
     total = engine.execute("SELECT sum(energy_mj), count() FROM bridgeledger.ledger")[0]
     assert int(total[0]) == sum(e.energy_mj for e in entries)
     assert int(total[1]) == len(entries)

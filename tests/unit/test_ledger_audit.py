@@ -11,14 +11,16 @@ from pathlib import Path
 import pytest
 
 from agents.publisher import MemoryPublisher
-from agents.runner import FleetClock, build_sim_fleet, replay_trace
+from agents.runner import FleetClock, build_sim_fleet, publish_job_events, replay_trace
 from ledger.audit import recompute, reconcile
 from ledger.migrate import apply_migrations
 from ledger.verify import verify_ledger
 from schemas import decode_window
 from schemas.ledger import row_from_entry
+from schemas.topics import WINDOWS_TOPIC
 from streams.processing import WindowProcessor
 from streams.sink import ClickHouseSink
+from tests.helpers import book_messages
 
 ROOT = Path(__file__).resolve().parents[2]
 DB = "bl_audit"
@@ -26,7 +28,8 @@ ALL = (datetime(1970, 1, 1), datetime(2100, 1, 1))
 _counter = itertools.count()
 
 
-def windows(trace_dir, config) -> list[bytes]:
+def messages(trace_dir, config) -> list[tuple[str, bytes, bytes]]:
+    """The replayed H100 trace and a simulated node, with their job events."""
     pub = MemoryPublisher()
     replay_trace(trace_dir, pub, site_id="kr-daejeon", node="r1",
                  accounts=ROOT / "deploy" / "replay-accounts.example.yaml")
@@ -34,12 +37,14 @@ def windows(trace_dir, config) -> list[bytes]:
     clock = FleetClock(start)
     fleet = build_sim_fleet(config, pub, clock, start_ns=start, horizon_ns=600 * 10**9, nodes_per_site=1,
                             gpus_per_node=2, window_s=10, seed=3, sites=["de-juelich"])
+    prev = start
     while clock.now_ns <= start + 600 * 10**9:
-        for agent, _ in fleet:
+        for agent, reader in fleet:
+            publish_job_events(reader, pub, prev, clock.now_ns)
             agent.step()
-        clock.now_ns += 10**9
+        prev, clock.now_ns = clock.now_ns, clock.now_ns + 10**9
     pub.flush()
-    return [v for _, _, v in pub.messages]
+    return pub.messages
 
 
 @pytest.fixture()
@@ -52,10 +57,7 @@ def ledger_db(chdb_engine, trace_dir, config_and_hash):
     sink = ClickHouseSink(chdb_engine, db)
     sink.record_config(digest, cfg.version, (ROOT / "deploy" / "consortium.example.yaml").read_bytes(),
                        [(m.code, m.name, m.contribution_share) for m in cfg.members])
-    raws = windows(trace_dir, cfg)
-    for i in range(0, len(raws), 7):
-        outs = [(proc.process(r), r) for r in raws[i:i + 7]]
-        sink.write([(o.window, r) for o, r in outs], [row_from_entry(e) for o, _ in outs for e in o.entries])
+    book_messages(messages(trace_dir, cfg), proc, sink)
     return chdb_engine, db
 
 
@@ -166,7 +168,7 @@ def test_interrupted_write_is_invisible_and_cleaned_at_start(ledger_db, trace_di
     cfg, digest = config_and_hash
     pub = MemoryPublisher()
     replay_trace(trace_dir, pub, site_id="kr-daejeon", node="another-node")
-    outs = [(WindowProcessor(cfg, digest).process(v), v) for _, _, v in pub.messages]
+    outs = [(WindowProcessor(cfg, digest).process(v), v) for t, _, v in pub.messages if t == WINDOWS_TOPIC]
     with pytest.raises(ConnectionError):
         ClickHouseSink(FailOnCommit(engine), db).write([(o.window, r) for o, r in outs],
                                                       [row_from_entry(e) for o, _ in outs for e in o.entries])

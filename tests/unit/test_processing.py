@@ -4,6 +4,8 @@ import json
 
 import pytest
 
+from schemas import JobEvent
+from streams.attribution import book_jobs
 from streams.processing import WindowProcessor, entry_id
 from tests.unit.test_telemetry import window
 
@@ -19,13 +21,16 @@ def test_entries_sum_to_the_window_and_carry_config_hash(proc: WindowProcessor) 
         {"pid": 1, "job_id": "7", "account": "kr-sg-bio", "sm_share": 0.5},
         {"pid": 2, "job_id": "8", "account": "fr-speech", "sm_share": 0.2},
     ]
-    out = proc.process(json.dumps(doc).encode())
+    jobs = book_jobs([JobEvent(event="start", site_id="kr-daejeon", job_id=j, account=a, time_ns=1)
+                      for j, a in (("7", "kr-sg-bio"), ("8", "fr-speech"))])
+    out = proc.process(json.dumps(doc).encode(), jobs)
     assert out.rejection is None
     assert sum(e.energy_mj for e in out.entries) == 5000
     assert sum(e.gpu_ms for e in out.entries) == 10_000
     assert {e.config_hash for e in out.entries} == {proc.config_hash}
     assert {e.member for e in out.entries} == {"KR", "SG", "FR"}
-    again = proc.process(json.dumps(doc).encode())
+    assert {e.account_source for e in out.entries} == {"job_event"}
+    again = proc.process(json.dumps(doc).encode(), jobs)
     assert [e.entry_id for e in again.entries] == [e.entry_id for e in out.entries]
     assert len({e.entry_id for e in out.entries}) == len(out.entries)
 
