@@ -3,10 +3,11 @@
 Telemetry windows are read in batches by :class:`streams.consumer.WindowConsumer`
 (a plain aiokafka consumer, run as an app task: Faust's per-message stream
 was the worker's largest cost) and committed after the ledger accepted each
-batch. Job events are a Faust agent: it takes batches with ``noack_take`` and
-acks each event only after ClickHouse stored it. A failing sink is retried
-with backoff (back-pressure: at most one more window batch is taken and
-prepared meanwhile, none is committed out of order).
+batch. Job events are read by :class:`streams.jobs_reader.JobEventsReader`:
+all partitions, by every worker, up to the topic's end before each window
+batch is attributed (who pays is the scheduler's word). A failing sink is
+retried with backoff (back-pressure: at most one more window batch is taken
+and prepared meanwhile, none is committed out of order).
 """
 
 from __future__ import annotations
@@ -21,9 +22,11 @@ from typing import Any
 
 import faust
 
+from schemas.jobs import JobEvent
 from schemas.topics import DLQ_TOPIC, JOBS_TOPIC, WINDOWS_TOPIC
 from streams import SinkError
 from streams.consumer import WindowConsumer
+from streams.jobs_reader import JobEventsReader
 from streams.lease import LeaseError
 from streams.processing import Rejection
 from streams.settings import StreamSettings
@@ -81,7 +84,6 @@ def create_app(settings: StreamSettings, worker: LedgerWorker) -> faust.App:
         broker_heartbeat_interval=settings.heartbeat_interval_s,
         broker_credentials=_credentials(settings),
     )
-    jobs = app.topic(JOBS_TOPIC, partitions=settings.partitions, value_serializer="raw")
     dlq = app.topic(DLQ_TOPIC, partitions=1, value_serializer="raw")
 
     # One thread for every ClickHouse write: the client is not thread-safe, and
@@ -103,26 +105,20 @@ def create_app(settings: StreamSettings, worker: LedgerWorker) -> faust.App:
         for r in rejections:
             await dlq.send(value=dlq_record(r, topic, time.time_ns()))
 
+    async def _store_jobs(events: list[JobEvent], rejections: list[Rejection]) -> None:
+        await _forward(await _retrying(worker.write_jobs, events, rejections), JOBS_TOPIC)
+
     # Decoding and attribution run on the event loop (a batch takes well under
     # a second, far inside the session timeout); only the ClickHouse writes go
     # to the thread. The loop is then the only thread that reads or changes
-    # the job book.
+    # the job book, which the job events reader fills before each window batch.
+    jobs = JobEventsReader(settings, worker, _store_jobs)
     windows = WindowConsumer(settings, worker, write=lambda batch: _retrying(worker.write, batch),
-                             forward=lambda rejections: _forward(rejections, WINDOWS_TOPIC))
+                             forward=lambda rejections: _forward(rejections, WINDOWS_TOPIC), jobs=jobs)
 
     @app.task
     async def account_windows() -> None:
         await windows.run()
-
-    @app.agent(jobs)
-    async def record_jobs(stream: Any) -> None:
-        async for events in stream.noack_take(500, within=settings.batch_s):
-            decoded, rejections = worker.decode_jobs([e.value for e in events])
-            rejections = await _retrying(worker.write_jobs, decoded, rejections)
-            worker.load_jobs(decoded)
-            await _forward(rejections, JOBS_TOPIC)
-            for e in events:
-                await stream.ack(e)
 
     lease = getattr(worker.sink, "lease", None)
     if lease is not None:

@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError
 
 from schemas.topics import WINDOWS_TOPIC
+from streams.jobs_reader import JobEventsReader
 from streams.processing import Rejection
 from streams.settings import StreamSettings
 from streams.worker import LedgerWorker, WindowBatch
@@ -69,12 +70,16 @@ class WindowConsumer:
         worker: LedgerWorker,
         write: Callable[[WindowBatch], Awaitable[list[Rejection]]],
         forward: Callable[[list[Rejection]], Awaitable[None]],
+        jobs: JobEventsReader | None = None,
     ) -> None:
         self.settings = settings
         self.worker = worker
         self._write = write
         self._forward = forward
+        self._jobs = jobs
         self._tail: asyncio.Future[None] | None = None  # the last batch handed on; each awaits the one before
+        # a batch fetched and not yet handed on (reading job events meanwhile)
+        self._taking: asyncio.Future[None] | None = None
         self._consumer: Any = None
 
     def _make_consumer(self) -> Any:
@@ -95,27 +100,42 @@ class WindowConsumer:
         """Consume until cancelled; an unexpected error ends the worker (Faust crashes the app)."""
         consumer = self._consumer = self._make_consumer()
         consumer.subscribe([WINDOWS_TOPIC], listener=_FinishBeforeRevoke(self))
+        if self._jobs is not None:
+            await self._jobs.start()
         await consumer.start()
         timeout_ms, size = int(self.settings.batch_s * 1000), self.settings.batch_size
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 records = await consumer.getmany(timeout_ms=timeout_ms, max_records=size)
                 if not records:
                     continue
                 messages = [m for ms in records.values() for m in ms]
-                # No await between the fetch and handing the batch on: a rebalance
-                # (which waits for the handed-on batches) cannot slip in between.
-                batch = self.worker.prepare([m.value for m in messages], [broker_time_ns(m) for m in messages])
-                offsets = {tp: ms[-1].offset + 1 for tp, ms in records.items()}
-                previous, self._tail = self._tail, asyncio.ensure_future(self._commit(self._tail, batch, offsets))
+                # A rebalance waits for the batches taken: this one counts from its
+                # fetch, so reading job events meanwhile cannot let one slip by.
+                self._taking = loop.create_future()
+                try:
+                    if self._jobs is not None:
+                        # every job event that reached the broker before these windows
+                        await self._jobs.catch_up()
+                    batch = self.worker.prepare([m.value for m in messages], [broker_time_ns(m) for m in messages])
+                    offsets = {tp: ms[-1].offset + 1 for tp, ms in records.items()}
+                    previous = self._tail
+                    self._tail = asyncio.ensure_future(self._commit(self._tail, batch, offsets))
+                finally:
+                    self._taking.set_result(None)
                 if previous is not None:
                     await previous  # back-pressure: two batches in flight at most
         finally:
             await self.drain()
             await consumer.stop()
+            if self._jobs is not None:
+                await self._jobs.stop()
 
     async def drain(self) -> None:
         """Wait until every batch taken so far is written and its offsets committed."""
+        if self._taking is not None:
+            await asyncio.wait([self._taking])
         if self._tail is not None:
             await asyncio.wait([self._tail])
 

@@ -98,6 +98,12 @@ def test_sim_fleet_energy_lands_in_the_ledger_to_the_millijoule(stack, worker, c
         "SELECT DISTINCT member FROM ledger WHERE window_id IN %(ids)s",
         {"ids": tuple(w.window_id for w in windows)})}
     assert len(members - {""}) >= 5
+    # who pays is the scheduler's word: every job window is billed from the job events the
+    # simulated sites sent just before (each worker reads them all before attributing windows)
+    sources = dict(ch.execute(
+        "SELECT concat(account_kind, '/', account_source), count() FROM ledger WHERE window_id IN %(ids)s "
+        "GROUP BY account_kind, account_source", {"ids": tuple(w.window_id for w in windows)}))
+    assert set(sources) <= {"job/job_event", "idle/none"} and sources.get("job/job_event", 0) > 0, sources
 
 
 def replay(trace_dir, publisher, node: str) -> NodeAgent:

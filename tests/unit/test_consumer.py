@@ -11,9 +11,11 @@ from typing import Any
 import pytest
 from aiokafka.structs import TopicPartition
 
-from schemas.topics import WINDOWS_TOPIC
+from schemas import JobEvent
+from schemas.topics import JOBS_TOPIC, WINDOWS_TOPIC
 from streams.app import GC_THRESHOLDS, tune_gc
 from streams.consumer import WindowConsumer, broker_time_ns
+from streams.jobs_reader import JobEventsReader
 from streams.processing import WindowProcessor
 from streams.settings import StreamSettings
 from streams.sink import MemorySink
@@ -67,7 +69,7 @@ class MemoryConsumer:
 
 class Harness(WindowConsumer):
     def __init__(self, worker: LedgerWorker, fetches: list[dict[TopicPartition, list[Record]]],
-                 write_s: list[float]) -> None:
+                 write_s: list[float], jobs: Any = None) -> None:
         self.fake = MemoryConsumer(fetches)
         self.events: list[tuple[str, Any]] = []
         self.write_s = write_s
@@ -83,7 +85,7 @@ class Harness(WindowConsumer):
         async def forward(rejections: list[Any]) -> None:
             self.events.append(("dead letters", [r.reason for r in rejections]))
 
-        super().__init__(StreamSettings(batch_s=0.01), worker, write, forward)
+        super().__init__(StreamSettings(batch_s=0.01), worker, write, forward, jobs=jobs)
 
     def _make_consumer(self) -> Any:
         return self.fake
@@ -195,3 +197,119 @@ def test_broker_time_is_read_only_from_log_append_time() -> None:
     assert broker_time_ns(Record(b"", 0, timestamp=5, timestamp_type=0)) is None
     assert broker_time_ns(Record(b"", 0, timestamp=-1, timestamp_type=1)) is None
     assert broker_time_ns(Record(b"", 0, timestamp=0, timestamp_type=1)) is None
+
+
+
+# -- job events: every partition, read to the end before a window batch is attributed ----------------
+J0, J1 = TopicPartition(JOBS_TOPIC, 0), TopicPartition(JOBS_TOPIC, 1)
+
+
+def job(job_id: str, account: str) -> bytes:
+    return JobEvent(event="start", site_id="kr-daejeon", job_id=job_id, account=account, time_ns=1).to_json_bytes()
+
+
+class MemoryJobsConsumer:
+    """aiokafka's consumer as the job events reader uses it: assigned partitions, no group.
+    ``log`` is each partition's records; ``arrive`` appends to it (a producer)."""
+
+    def __init__(self) -> None:
+        self.log: dict[TopicPartition, list[bytes | None]] = {J0: [], J1: []}
+        self.pos: dict[TopicPartition, int] = {}
+        self.assigned: list[TopicPartition] = []
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def topics(self) -> set[str]:
+        return {JOBS_TOPIC}
+
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return {0, 1}
+
+    def assign(self, tps: list[TopicPartition]) -> None:
+        self.assigned = list(tps)
+
+    async def seek_to_beginning(self, *tps: TopicPartition) -> None:
+        for tp in tps:
+            self.pos[tp] = 0
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        return {tp: len(self.log[tp]) for tp in tps}
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.pos[tp]
+
+    async def getmany(self, *tps: TopicPartition, timeout_ms: int, max_records: int) -> dict:
+        out = {}
+        for tp in tps:
+            take = self.log[tp][self.pos[tp]:self.pos[tp] + 1]  # one record a fetch: catch_up must loop
+            if take:
+                out[tp] = [Record(v, self.pos[tp]) for v in take]  # type: ignore[arg-type]
+                self.pos[tp] += len(take)
+        return out
+
+
+def jobs_reader(worker: LedgerWorker, fake: MemoryJobsConsumer, stored: list[Any]) -> JobEventsReader:
+    async def store(events: list[Any], rejections: list[Any]) -> None:
+        stored.append(([e.job_id for e in events], [r.reason for r in rejections]))
+
+    return JobEventsReader(StreamSettings(), worker, store, consumer=fake)
+
+
+def test_the_job_events_reader_reads_every_partition_to_its_end(worker) -> None:
+    fake, stored = MemoryJobsConsumer(), []
+    fake.log[J0] += [job("1", "kr-llm"), b"\xff", None]
+    fake.log[J1] += [job("2", "gb-protein")]
+    reader = jobs_reader(worker, fake, stored)
+
+    async def scenario() -> None:
+        await reader.start()
+        assert await reader.catch_up() == 4
+        fake.log[J1].append(job("3", "fr-speech"))  # arrives later: read at the next catch-up
+        assert await reader.catch_up() == 1
+
+    asyncio.run(scenario())
+    assert fake.assigned == [J0, J1]
+    assert sorted(k[1] for k in worker.jobs) == ["1", "2", "3"]
+    assert sorted(j for ids, _ in stored for j in ids) == ["1", "2", "3"]
+    assert sorted(r for _, rs in stored for r in rs) == ["empty", "malformed_json"]
+
+
+def test_windows_are_attributed_with_the_job_events_that_reached_the_broker_before_them(worker) -> None:
+    # the site's prolog published job 7's start a moment before the window naming job 7
+    fake, stored = MemoryJobsConsumer(), []
+    fake.log[J1].append(job("7", "fr-speech"))
+    h = Harness(worker, [records([(P0, [1])])], write_s=[], jobs=jobs_reader(worker, fake, stored))
+    asyncio.run(run_until(h, lambda: len(h.fake.commits) == 1))
+    members = {(e.job_id, e.member, e.account_source) for e in worker.sink.entries}
+    assert members == {("7", "FR", "job_event")}
+    assert stored and stored[0][0] == ["7"]
+
+
+def test_a_rebalance_during_the_job_catch_up_waits_for_that_batch(worker) -> None:
+    fake, stored = MemoryJobsConsumer(), []
+    reader = jobs_reader(worker, fake, stored)
+    gate = asyncio.Event()
+    real_catch_up = reader.catch_up
+
+    async def slow_catch_up() -> int:
+        await gate.wait()
+        return await real_catch_up()
+
+    reader.catch_up = slow_catch_up  # type: ignore[method-assign]
+    h = Harness(worker, [records([(P0, [1])])], write_s=[], jobs=reader)
+
+    async def scenario() -> None:
+        task = asyncio.ensure_future(h.run())
+        while h._taking is None:  # the batch is fetched; job events are being read
+            await asyncio.sleep(0.005)
+        revoke = asyncio.ensure_future(h.fake.listener.on_partitions_revoked({P0}))
+        await asyncio.sleep(0.05)
+        assert not revoke.done()  # the partition may not go while its batch is not booked
+        gate.set()
+        await revoke
+        assert [w.seq for w, _ in worker.sink.windows] == [1] and h.fake.commits == [{P0: 1}]
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
