@@ -60,6 +60,17 @@ class Statement:
     dead_letters: list[tuple[str, str, int]] = field(default_factory=list)
     batches: list[tuple[str, int, str, int, str]] = field(default_factory=list)
     history: list[tuple[str, Decimal, Decimal]] = field(default_factory=list)
+    # the member's job usage (normalised GPU-hours) by where its account came from:
+    # job_event, job_event_overrode_claim, self_declared, correction
+    sources: list[tuple[str, Decimal]] = field(default_factory=list)
+
+    def source_notes(self) -> list[str]:
+        """How much of the usage the scheduler vouched for, and what was self-declared or overridden."""
+        total = sum((h for _, h in self.sources), Decimal(0))
+        if not total:
+            return []
+        return [f"account source {src or 'unrecorded'}: {_fmt(h)} normalised GPU-hours ({h / total:.1%})"
+                for src, h in self.sources]
 
 
 def _month_bounds(month: str) -> tuple[datetime, datetime]:
@@ -120,6 +131,10 @@ def build_statement(client: Any, db: str, member: str, month: str) -> Statement:
         f"FROM {db}.windows WHERE window_start >= %(start)s AND window_start < %(end)s "
         f"GROUP BY site_id, agent_id, boot_id, splitByChar('/', window_id)[4]) "
         f"GROUP BY agent_id HAVING missing > 0 ORDER BY agent_id", p)]
+    st.sources = [(src, Decimal(str(h))) for src, h in client.execute(
+        f"SELECT account_source, sum(normalised_gpu_hours) AS h FROM {db}.ledger WHERE member = %(m)s "
+        f"AND account_kind = 'job' AND window_start >= %(start)s AND window_start < %(end)s "
+        f"GROUP BY account_source ORDER BY account_source", p)]
     st.dead_letters = [(s or "(unknown)", r, int(n)) for s, r, n in client.execute(
         f"SELECT site_id, reason, count() FROM {db}.dlq_records FINAL WHERE received_at >= %(start)s "
         f"AND received_at < %(end)s GROUP BY site_id, reason ORDER BY site_id, reason", p)]
@@ -169,6 +184,8 @@ def render_csv(st: Statement) -> str:
         w.writerow(["gap", agent, missing])
     for site, reason, n in st.dead_letters:
         w.writerow(["dead_letters", f"{site}:{reason}", n])
+    for src, hours in st.sources:
+        w.writerow(["account_source", src, _fmt(hours)])
     return out.getvalue()
 
 
@@ -205,6 +222,7 @@ def render_html(st: Statement) -> str:
                    f"<td>{e(c[5])}</td></tr>" for c in st.corrections) or "<tr><td colspan=5>none</td></tr>"
     dq = "".join(f"<li>agent {e(a)}: {n} window(s) missing</li>" for a, n in st.gaps)
     dq += "".join(f"<li>site {e(s)}: {n} message(s) rejected ({e(r)})</li>" for s, r, n in st.dead_letters)
+    dq += "".join(f"<li>{e(n)}</li>" for n in st.source_notes())
     chain = "".join(f"<li>chain <code>{e(c)}</code>: batches {a}–{b}, first hash <code>{ah}</code>, "
                     f"last hash <code>{bh}</code></li>" for c, a, ah, b, bh in st.batches)
     return f"""<!doctype html>
@@ -280,6 +298,7 @@ def render_pdf(st: Statement, path: Path) -> None:
     story.append(Paragraph("Data quality", ss["Heading2"]))
     notes = [f"agent {a}: {n} window(s) missing" for a, n in st.gaps]
     notes += [f"site {s}: {n} message(s) rejected ({r})" for s, r, n in st.dead_letters]
+    notes += st.source_notes()
     story += [Paragraph(n, ss["Normal"]) for n in notes] or [Paragraph("no gaps, no rejected messages", ss["Normal"])]
     story.append(Paragraph("Chain", ss["Heading2"]))
     story += [Paragraph(f"chain {c}: batches {a} to {b}; first hash {ah}; last hash {bh}", ss["Code"])

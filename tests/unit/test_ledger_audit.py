@@ -228,8 +228,13 @@ def test_member_statement_in_three_formats(ledger_db, tmp_path) -> None:
     assert st.batches and st.batches[0][0] == "main"
     text = render_csv(st)
     assert f"total,,{st.total.gpu_hours:,.3f}" in text and "contribution_share" in text
+    # the scheduler vouched for all of KR's usage (job events from the replay and the simulator)
+    assert [src for src, _ in st.sources] == ["job_event"]
+    assert sum(h for _, h in st.sources) == st.total.normalised_gpu_hours
+    assert "account_source,job_event," in text
     page = render_html(st)
     assert "Republic of Korea (KR), 2026-11" in page and "<svg" in page and f"{st.total.cost_eur:,.2f}" in page
+    assert "account source job_event" in page and "(100.0%)" in page
     pdf = tmp_path / "kr.pdf"
     render_pdf(st, pdf)
     words = " ".join(" ".join(p.extract_text().split()) for p in PdfReader(pdf).pages)  # lines wrap
