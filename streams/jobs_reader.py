@@ -10,7 +10,8 @@ read.
 
 So each worker reads *all* partitions of the job events topic, outside any
 consumer group, from the earliest retained event at start (events are
-small; older ones come from the ledger's ``job_events`` table), and the
+small; older ones come from the ledger's ``job_events`` table; partitions
+added to the topic later are read after the worker restarts), and the
 windows consumer calls :meth:`JobEventsReader.catch_up` after it fetched a
 batch of windows and before it attributes them: the reader reads up to the
 end offsets of that moment, so every job event that reached the broker
@@ -29,6 +30,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.jobs import JobEvent
 from schemas.topics import JOBS_TOPIC
+from streams import StreamError
 from streams.processing import Rejection
 from streams.settings import StreamSettings
 from streams.worker import LedgerWorker
@@ -68,8 +70,12 @@ class JobEventsReader:
         if self._consumer is None:
             self._consumer = self._make_consumer()
         await self._consumer.start()
-        await self._consumer.topics()  # metadata, so that the partitions are known
-        parts = self._consumer.partitions_for_topic(JOBS_TOPIC) or {0}
+        parts = self._consumer.partitions_for_topic(JOBS_TOPIC)
+        if not parts:  # no metadata for the topic yet: ask for it (aiokafka's client has no public call)
+            await self._consumer._client.add_topic(JOBS_TOPIC)
+            parts = self._consumer.partitions_for_topic(JOBS_TOPIC)
+        if not parts:
+            raise StreamError(f"topic {JOBS_TOPIC} has no partitions the worker can read")
         self.partitions = [TopicPartition(JOBS_TOPIC, p) for p in sorted(parts)]
         self._consumer.assign(self.partitions)
         await self._consumer.seek_to_beginning(*self.partitions)

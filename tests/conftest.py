@@ -118,7 +118,10 @@ class WorkerProcess:
                 "BRIDGELEDGER_CONSORTIUM_CONFIG": str(CONFIG),
                 "BRIDGELEDGER_STATE_DIR": str(self.stack.state),
                 "BRIDGELEDGER_PORT_OFFSET": str(TEST_PORT_OFFSET),
-                "BRIDGELEDGER_BATCH_S": "0.3", **self.extra_env}
+                "BRIDGELEDGER_BATCH_S": "0.3",
+                # the recorded H100 trace (2026-11-26) is replayed through the worker: no age limit for it;
+                # the age check itself is tested in tests/unit (test_poison.py, test_consumer.py)
+                "BRIDGELEDGER_MAX_WINDOW_AGE_S": str(10 * 366 * 86_400), **self.extra_env}
 
     def start(self) -> None:
         self.proc = subprocess.Popen(_cli("stream", "run"), env=self.env(), cwd=ROOT,

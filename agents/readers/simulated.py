@@ -101,7 +101,8 @@ class SimulatedReader:
                 for k in range(tenants):
                     next_pid += 1
                     duty = self._rng.uniform(0.6, 1.0) if k == 0 else self._rng.uniform(0.15, 0.6)
-                    job = SimJob(f"{node}-{next_pid}", self._rng.choice(list(accounts)), next_pid,
+                    # job ids unique per run, as a scheduler's are: runs with other seeds never reuse them
+                    job = SimJob(f"{node}-{seed}-{next_pid}", self._rng.choice(list(accounts)), next_pid,
                                  round(duty, 3), t, t + dur, uuid)
                     seg.append(job)
                     self._pids[next_pid] = job

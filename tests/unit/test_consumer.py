@@ -216,14 +216,18 @@ class MemoryJobsConsumer:
         self.log: dict[TopicPartition, list[bytes | None]] = {J0: [], J1: []}
         self.pos: dict[TopicPartition, int] = {}
         self.assigned: list[TopicPartition] = []
+        self.known: set[int] | None = None  # no metadata at start, as a fresh aiokafka client
+        self._client = self
 
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
-    async def topics(self) -> set[str]:
-        return {JOBS_TOPIC}
 
-    def partitions_for_topic(self, topic: str) -> set[int]:
-        return {0, 1}
+    async def add_topic(self, topic: str) -> None:  # aiokafka's client: fetch the topic's metadata
+        assert topic == JOBS_TOPIC
+        self.known = {0, 1}
+
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
+        return self.known
 
     def assign(self, tps: list[TopicPartition]) -> None:
         self.assigned = list(tps)
