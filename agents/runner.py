@@ -7,21 +7,24 @@ fleet a virtual one it advances itself, and a replay the trace's own times.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from agents.jobs import ChainResolver, JobResolver, ProcInfoResolver, StaticJobAccounts
 from agents.publisher import Publisher
 from agents.readers.base import GpuReader
 from agents.readers.replay import ReplayReader
 from agents.readers.simulated import SimulatedReader
+from agents.service import encode_window
 from agents.windowing import Windower
 from schemas import ConsortiumConfig, JobEvent, TelemetryWindow
+from schemas.signing import SigningKey, demo_key
 from schemas.topics import JOBS_TOPIC, WINDOWS_TOPIC
 
-__all__ = ["FleetClock", "NodeAgent", "NodeTotals", "build_sim_fleet", "publish_job_events", "replay_trace",
-           "trace_job_events"]
+__all__ = ["FleetClock", "NodeAgent", "NodeTotals", "Signer", "build_sim_fleet", "demo_signers", "publish_job_events",
+           "replay_trace", "trace_job_events"]
 
 log = logging.getLogger(__name__)
 
@@ -43,23 +46,36 @@ class NodeTotals:
         self.last_seq = w.seq
 
 
+# (key id, private key): how a node signs its windows (schemas/signing.py)
+Signer = tuple[str, SigningKey]
+# The replay and the simulator sign with each site's public demo key unless told otherwise.
+DEMO: Literal["demo"] = "demo"
+
+
+def demo_signers(config: ConsortiumConfig) -> dict[str, Signer]:
+    """Each site's public demo key (schemas/signing.py ``demo_key``): the demo, the
+    simulator and the tests sign like production agents, with keys anyone can derive."""
+    return {site.id: demo_key(site.id) for site in config.sites}
+
+
 @dataclass
 class NodeAgent:
     reader: GpuReader
     windower: Windower
     publisher: Publisher
     totals: NodeTotals = field(default_factory=NodeTotals)
+    signer: Signer | None = None
 
     @classmethod
     def create(cls, reader: GpuReader, resolver: JobResolver, publisher: Publisher, *,
                agent_id: str, site_id: str, node: str, window_s: float, epoch: str,
-               first_seq: int = 0) -> NodeAgent:
+               first_seq: int = 0, signer: Signer | None = None) -> NodeAgent:
         """``epoch``: a replay or a simulation derives it from its input, so that
         running the same input twice gives the same window ids (booked once)."""
         windower = Windower(agent_id=agent_id, site_id=site_id, node=node,
                             boot_id=reader.boot_id(), window_ns=int(window_s * 1e9),
                             resolver=resolver, epoch=epoch, first_seq=first_seq)
-        return cls(reader, windower, publisher)
+        return cls(reader, windower, publisher, signer=signer)
 
     def step(self) -> list[TelemetryWindow]:
         windows = self.windower.add(self.reader.sample())
@@ -73,8 +89,9 @@ class NodeAgent:
         return last
 
     def _publish(self, windows: Sequence[TelemetryWindow]) -> None:
+        key_id, key = self.signer or (None, None)
         for w in windows:
-            self.publisher.publish(WINDOWS_TOPIC, w.node.encode(), w.to_json_bytes())
+            self.publisher.publish(WINDOWS_TOPIC, w.node.encode(), encode_window(w, key_id, key))
             self.totals.add(w)
 
 
@@ -100,8 +117,13 @@ def build_sim_fleet(
     window_s: float,
     seed: int,
     sites: Sequence[str] | None = None,
+    signers: Mapping[str, Signer] | Literal["demo"] | None = DEMO,
 ) -> list[tuple[NodeAgent, SimulatedReader]]:
-    """One simulated node agent per (site, node); models alternate by node."""
+    """One simulated node agent per (site, node); models alternate by node.
+    ``signers``: the key each site's nodes sign with ("demo": the sites' public
+    demo keys; None: unsigned windows)."""
+    if signers == DEMO:
+        signers = demo_signers(config)
     from agents.readers.simulated import SIM_MODELS
 
     known = [n for g in config.gpu_models for n in g.names if n in SIM_MODELS]
@@ -121,7 +143,8 @@ def build_sim_fleet(
                 horizon_ns=horizon_ns,
             )
             agent = NodeAgent.create(reader, reader, publisher, agent_id=node, site_id=site,
-                                     node=node, window_s=window_s, epoch=f"sim{seed}")
+                                     node=node, window_s=window_s, epoch=f"sim{seed}",
+                                     signer=(signers or {}).get(site))  # type: ignore[union-attr]
             fleet.append((agent, reader))
     return fleet
 
@@ -134,7 +157,8 @@ def publish_job_events(reader: SimulatedReader, publisher: Publisher, after_ns: 
 
 
 def replay_trace(trace_dir: Path, publisher: Publisher, *, site_id: str, node: str | None = None,
-                 accounts: Path | None = None, window_s: float = 10.0) -> NodeAgent:
+                 accounts: Path | None = None, window_s: float = 10.0,
+                 signer: Signer | Literal["demo"] | None = DEMO) -> NodeAgent:
     """Run a recorded trace through the real windowing and job resolution, to the end.
 
     Who pays is the scheduler's word, so the replay also publishes what the
@@ -150,7 +174,7 @@ def replay_trace(trace_dir: Path, publisher: Publisher, *, site_id: str, node: s
     for e in starts:
         publisher.publish(JOBS_TOPIC, f"{e.site_id}/{e.job_id}".encode(), e.to_json_bytes())
     agent = NodeAgent.create(reader, resolver, publisher, agent_id=node, site_id=site_id, node=node,
-                             window_s=window_s, epoch="replay")
+                             window_s=window_s, epoch="replay", signer=demo_key(site_id) if signer == DEMO else signer)
     while not reader.exhausted:
         agent.step()
     agent.finish()

@@ -22,7 +22,7 @@ from agents.readers.base import GpuReader
 from agents.spool import Spool
 from agents.windowing import Windower
 from schemas import TelemetryWindow
-from schemas.signing import sign_document
+from schemas.signing import SigningKey, sign_window
 from schemas.topics import WINDOWS_TOPIC
 
 __all__ = ["AgentService", "encode_window"]
@@ -30,11 +30,15 @@ __all__ = ["AgentService", "encode_window"]
 log = logging.getLogger(__name__)
 
 
-def encode_window(w: TelemetryWindow, key_id: str | None = None, key: bytes | None = None) -> bytes:
+def encode_window(w: TelemetryWindow, key_id: str | None = None, key: SigningKey | None = None) -> bytes:
+    """The window as it travels: compact JSON, signed with the node's key when it has one
+    (the signature covers these very bytes; schemas/signing.py)."""
     doc: dict[str, Any] = w.model_dump(mode="json", exclude_none=True)
-    if key_id is not None and key is not None:
-        doc = sign_document(doc, key_id, key)
-    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    doc.pop("signature", None)
+    if key_id is None or key is None:
+        return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    doc["key_id"] = key_id
+    return sign_window(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode(), key)
 
 
 class AgentService:
@@ -51,7 +55,7 @@ class AgentService:
         window_s: float,
         sample_s: float,
         key_id: str | None = None,
-        key: bytes | None = None,
+        key: SigningKey | None = None,
         send_batch: int = 500,
         send_timeout_s: float = 10.0,
         clock_ns: Callable[[], int] = time.time_ns,

@@ -15,7 +15,7 @@ from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agents import AgentError
-from schemas.signing import read_secret_file, read_secret_key
+from schemas.signing import SigningKey, read_secret_file, read_signing_key
 
 __all__ = ["AgentConfigError", "AgentSettings", "KafkaSecurity", "load_agent_settings", "read_key_file"]
 
@@ -92,10 +92,11 @@ class AgentSettings(BaseSettings):
         return self
 
 
-def read_key_file(path: Path) -> bytes:
-    """The site key; refused if group or others may read it (a key others can read is no key)."""
+def read_key_file(path: Path) -> SigningKey:
+    """The node's Ed25519 private key; refused if group or others may read it
+    (a key others can read is no key)."""
     try:
-        return read_secret_key(path)
+        return read_signing_key(path)
     except ValueError as exc:
         raise AgentConfigError(f"signing key {exc}") from exc
 

@@ -259,7 +259,8 @@ def ledger_recompute(start: str | None, end: str | None, record: bool) -> None:
     client, db = _ledger_client()
     lo, hi = _when(start, EPOCH), _when(end, FAR)
     rep = recompute(client, db, lo, hi)
-    click.echo(f"{rep.windows} windows recomputed into {rep.entries} entries")
+    click.echo(f"{rep.windows} windows recomputed into {rep.entries} entries; {rep.signatures} site signatures "
+               f"verified again")
     if record:
         _record(client, db, "recompute", rep.ok, f"{rep.windows} windows, {len(rep.differences)} difference(s)",
                 lo, hi)
@@ -325,7 +326,7 @@ def stream_run(config_path: Path | None) -> None:
         from streams.clickhouse import connect
         from streams.lease import ChainLease, LeaseError
         from streams.processing import WindowProcessor
-        from streams.settings import StreamSettings, load_keyring
+        from streams.settings import StreamSettings
         from streams.sink import ClickHouseSink
         from streams.topics import declare_topics
         from streams.worker import LedgerWorker
@@ -357,8 +358,8 @@ def stream_run(config_path: Path | None) -> None:
             delay = min(delay * 2, settings.retry_max_s)
     if removed:
         click.echo(f"removed {removed} interrupted batch write(s)")
-    keys = load_keyring(settings.site_keys_dir)
-    worker = LedgerWorker(WindowProcessor(cfg, digest, keys, max_age_ns=int(settings.max_window_age_s * 1e9)), sink)
+    _warn_about_signatures(cfg)
+    worker = LedgerWorker(WindowProcessor(cfg, digest, max_age_ns=int(settings.max_window_age_s * 1e9)), sink)
     worker.load_jobs(jobs_known)
     click.echo(f"stream worker: config {path} version {cfg.version} sha256 {digest[:12]}…, "
                f"kafka {settings.kafka_bootstrap}, clickhouse {ch.host}:{ch.port}/{ch.database}")
@@ -372,6 +373,20 @@ def stream_run(config_path: Path | None) -> None:
     faust_worker = Worker(app, loglevel="info")
     tune_gc()
     faust_worker.execute_from_commandline()
+
+
+def _warn_about_signatures(cfg: Any) -> None:
+    """Say at start which sites may send unsigned windows, and which list a public demo key."""
+    from schemas.signing import demo_key, public_key_hex
+
+    for site in cfg.sites:
+        if site.allow_unsigned:
+            click.echo(f"WARNING: site {site.id} may send UNSIGNED windows (allow_unsigned in config "
+                       f"{cfg.version}); its statements say so", err=True)
+        demo = public_key_hex(demo_key(site.id)[1])
+        if any(k.ed25519 == demo for k in site.keys):
+            click.echo(f"WARNING: site {site.id} lists the PUBLIC DEMO KEY: anyone can sign its windows; "
+                       f"fine for the demo and the tests, never for a real consortium", err=True)
 
 
 # -- agents ------------------------------------------------------------------------------
@@ -422,6 +437,47 @@ def agent_doctor(config_path: Path) -> None:
         sys.exit(1)
 
 
+def _signer(site: str, key_file: Path | None, key_id: str | None, unsigned: bool) -> Any:
+    from agents.settings import read_key_file
+    from schemas.signing import demo_key
+
+    if unsigned:
+        return None
+    if key_file is None:
+        return demo_key(site)
+    if not key_id:
+        raise click.UsageError("--key-file needs --key-id")
+    return key_id, read_key_file(key_file)
+
+
+@agent.command("keygen")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Private key file to create (mode 600).")
+@click.option("--key-id", required=True, help="The key's id in the consortium config, e.g. kr-daejeon-n01-2026.")
+def agent_keygen(out: Path, key_id: str) -> None:
+    """Make a node's Ed25519 key pair: the private key stays here, the public line goes to the config."""
+    import re
+
+    from schemas.signing import new_key, public_key_hex
+    from schemas.telemetry import ID_PATTERN
+
+    if not re.match(ID_PATTERN, key_id):
+        raise click.UsageError(f"--key-id {key_id!r}: letters, digits and . _ : @ + = - only, at most 128")
+    key = new_key()
+    try:
+        fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError as exc:
+        raise click.ClickException(f"{out} exists; a key is never overwritten (revoke it in the config, "
+                                   f"then make a new one elsewhere)") from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot create {out}: {exc.strerror}") from exc
+    with os.fdopen(fd, "w") as f:
+        f.write(bytes(key).hex() + "\n")
+    click.echo(f"private key -> {out} (mode 600; never leaves this node)")
+    click.echo("add to the site's entry in the consortium config:")
+    click.echo(f"    keys: [{{id: {key_id}, ed25519: {public_key_hex(key)}}}]")
+    click.echo(f"and to the agent config: key_id: {key_id} / key_file: {out}")
+
+
 @agent.command("replay")
 @click.argument("trace_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--window-s", default=10.0, show_default=True)
@@ -433,8 +489,12 @@ def agent_doctor(config_path: Path) -> None:
 @click.option("--node", default=None, help="Node name (default: from the trace).")
 @click.option("--accounts", type=click.Path(exists=True, path_type=Path),
               help="YAML {job_id: account}: the scheduler's accounts for the trace's jobs.")
+@click.option("--key-file", type=click.Path(path_type=Path), help="Sign with this private key (mode 600) ...")
+@click.option("--key-id", help="... registered under this id (default: the site's public demo key).")
+@click.option("--unsigned", is_flag=True, help="Do not sign.")
 def agent_replay(trace_dir: Path, window_s: float, out: Path | None, jobs_out: Path | None, to_kafka: bool,
-                 site: str, node: str | None, accounts: Path | None) -> None:
+                 site: str, node: str | None, accounts: Path | None, key_file: Path | None, key_id: str | None,
+                 unsigned: bool) -> None:
     """Run the real windowing and job resolution over a recorded NVML trace."""
     from agents.publisher import KafkaPublisher, MemoryPublisher
     from agents.runner import replay_trace
@@ -446,8 +506,10 @@ def agent_replay(trace_dir: Path, window_s: float, out: Path | None, jobs_out: P
             publisher: Any = KafkaPublisher(_kafka_bootstrap())
     else:
         publisher = MemoryPublisher()
+    signer = _signer(site, key_file, key_id, unsigned)
     try:
-        na = replay_trace(trace_dir, publisher, site_id=site, node=node, accounts=accounts, window_s=window_s)
+        na = replay_trace(trace_dir, publisher, site_id=site, node=node, accounts=accounts, window_s=window_s,
+                          signer=signer)
     except AgentError as exc:
         raise click.ClickException(str(exc)) from exc
     if out is not None:
@@ -474,15 +536,19 @@ def agent_replay(trace_dir: Path, window_s: float, out: Path | None, jobs_out: P
 @click.option("--sample-s", default=1.0, show_default=True)
 @click.option("--seed", default=7, show_default=True)
 @click.option("--summary", type=click.Path(path_type=Path), help="Write produced totals (JSON).")
+@click.option("--unsigned", is_flag=True, help="Do not sign (the windows are then refused unless the "
+              "config lets their site send unsigned windows).")
 def agent_sim(config_path: Path, nodes_per_site: int, gpus_per_node: int, duration_s: float,
-              speed: float, window_s: float, sample_s: float, seed: int, summary: Path | None) -> None:
+              speed: float, window_s: float, sample_s: float, seed: int, summary: Path | None,
+              unsigned: bool) -> None:
     """A simulated fleet on every site of the config, publishing to Kafka.
 
     Simulated time ends at the moment the run ends and starts speed × duration
-    earlier, so a one-minute run at speed 60 books the last hour.
+    earlier, so a one-minute run at speed 60 books the last hour. Windows are
+    signed with each site's public demo key, like production agents sign with theirs.
     """
     from agents.publisher import KafkaPublisher
-    from agents.runner import FleetClock, build_sim_fleet, publish_job_events
+    from agents.runner import FleetClock, build_sim_fleet, demo_signers, publish_job_events
 
     cfg, _, _ = _load_config(config_path)
     with needs_extra("agent"):
@@ -492,7 +558,7 @@ def agent_sim(config_path: Path, nodes_per_site: int, gpus_per_node: int, durati
     clock = FleetClock(start)
     fleet = build_sim_fleet(cfg, publisher, clock, start_ns=start, horizon_ns=sim_span,
                             nodes_per_site=nodes_per_site, gpus_per_node=gpus_per_node,
-                            window_s=window_s, seed=seed)
+                            window_s=window_s, seed=seed, signers=None if unsigned else demo_signers(cfg))
     step = int(sample_s * 1e9)
     wall0 = time.monotonic()
     prev = start

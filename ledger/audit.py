@@ -108,6 +108,7 @@ def reconcile(client: Any, db: str, start: datetime, end: datetime) -> Reconcile
 class RecomputeReport:
     windows: int = 0
     entries: int = 0
+    signatures: int = 0  # windows whose site signature was verified again
     differences: list[str] = field(default_factory=list)
 
     @property
@@ -137,12 +138,19 @@ def recompute(client: Any, db: str, start: datetime, end: datetime) -> Recompute
         if len(hashes) != 1 or next(iter(hashes)) not in processors:
             rep.differences.append(f"{window_id}: cannot tell which config it was computed with ({hashes})")
             continue
+        raw = payload.encode() if isinstance(payload, str) else bytes(payload)
+        processor = processors[next(iter(hashes))]
         try:
-            window = decode_window(payload)
+            window = decode_window(raw)
+            site = processor.config.site(window.site_id)
+            if site is None:
+                raise WireError("unknown_site", f"site {window.site_id} is not in config {processor.config.version}")
+            processor.check_signature(raw, window, site)  # the site's signature over the stored bytes
         except WireError as exc:
-            rep.differences.append(f"{window_id}: stored payload does not parse ({exc.reason}: {exc.detail})")
+            rep.differences.append(f"{window_id}: stored window refused ({exc.reason}: {exc.detail})")
             continue
-        expected = {e.entry_id: e for e in processors[next(iter(hashes))].attribute(window, jobs)}
+        rep.signatures += window.signature is not None
+        expected = {e.entry_id: e for e in processor.attribute(window, jobs)}
         rep.entries += len(expected)
         for eid in sorted(set(expected) | set(mine)):
             if eid not in mine:

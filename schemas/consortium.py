@@ -26,6 +26,7 @@ __all__ = [
     "Pricing",
     "Project",
     "Site",
+    "SiteKey",
     "load_config",
     "parse_config",
 ]
@@ -50,14 +51,26 @@ class Member(_Strict):
     contribution_share: Share
 
 
+class SiteKey(_Strict):
+    """A public key that may sign a site's windows (schemas/signing.py)."""
+
+    id: KeyId
+    ed25519: str = Field(pattern=r"^[0-9a-f]{64}$", description="the public key, 64 hex digits")
+
+
 class Site(_Strict):
     id: Ident
     country: Iso2
     energy_price_eur_per_kwh: Decimal = Field(ge=0)
     pue: Decimal = Field(ge=1, le=3)
     grid_gco2_per_kwh: Decimal = Field(ge=0)
-    # The keys that may sign this site's windows (issue: trust); empty = unsigned allowed.
-    key_ids: list[KeyId] = Field(default_factory=list)
+    # The public keys that may sign this site's windows: one per node is allowed,
+    # two during a rotation; removing one revokes it.
+    keys: list[SiteKey] = Field(default_factory=list)
+    # Windows without a signature are refused (reason unsigned) unless the
+    # config opts the site out here, by name; the worker logs every opted-out
+    # site at start and statements say so.
+    allow_unsigned: bool = False
     # Who pays is the scheduler's word (job events). Only a site named here may
     # have a window's own account claim used, for jobs no job event describes;
     # such entries say so (account_source self_declared) and statements show the share.
@@ -123,7 +136,12 @@ class ConsortiumConfig(_Strict):
         _unique("projects", [p.id for p in self.projects])
         _unique("projects accounts", [a for p in self.projects for a in p.accounts])
         # a key that signs for two sites would let one site report as the other
-        _unique("sites key_ids (a key belongs to one site)", [k for site in self.sites for k in site.key_ids])
+        _unique("sites keys id (a key belongs to one site)", [k.id for site in self.sites for k in site.keys])
+        _unique("sites keys ed25519 (a key belongs to one site)", [k.ed25519 for site in self.sites for k in site.keys])
+        for site in self.sites:
+            if not site.keys and not site.allow_unsigned:
+                raise ValueError(f"sites: {site.id} lists no public keys, so none of its windows could be "
+                                 f"booked; add its keys (bridgeledger agent keygen) or set allow_unsigned: true")
         for p in self.projects:
             for o in p.owners:
                 if o.member not in codes:
@@ -141,15 +159,17 @@ class ConsortiumConfig(_Strict):
         return self._index()[2].get(account)
 
     def _index(self) -> tuple[dict[str, Site], dict[str, GpuModel], dict[str, Project]]:
+        # kept with the id of the object it was built for: a model_copy (which copies
+        # __dict__) with other sites or projects must not answer from the original's index
         cached = self.__dict__.get("_idx")
-        if cached is None:
-            cached = (
+        if cached is None or cached[0] != id(self):
+            cached = (id(self), (
                 {s.id: s for s in self.sites},
                 {n: g for g in self.gpu_models for n in g.names},
                 {a: p for p in self.projects for a in p.accounts},
-            )
+            ))
             object.__setattr__(self, "_idx", cached)
-        return cached
+        return cached[1]
 
 
 def _unique(what: str, values: list[str]) -> None:

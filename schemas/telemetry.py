@@ -43,6 +43,7 @@ MAX_DEPTH = 64
 # characters. No spaces, no control characters, no '/' (the window id joins
 # identifiers with '/', so it can always be split back).
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127}$"
+SIGNATURE_PATTERN = r"^[0-9a-f]{128}$"
 # Free text (a GPU model's NVML name, a MIG instance id): 1-256 characters,
 # no control characters, no surrounding white space.
 TEXT_PATTERN = r"^[^\x00-\x20\x7f](?:[^\x00-\x1f\x7f]{0,254}[^\x00-\x20\x7f])?$"
@@ -130,7 +131,8 @@ class TelemetryWindow(BaseModel):
     window_end_ns: int = Field(ge=MIN_TIME_NS, le=MAX_TIME_NS)
     gpus: list[GpuWindow] = Field(min_length=1, max_length=MAX_GPUS)
     key_id: Ident | None = None
-    signature: Ident | None = None
+    # Ed25519 over the message's bytes up to this member (schemas/signing.py)
+    signature: Annotated[str, Field(pattern=SIGNATURE_PATTERN)] | None = None
 
     @model_validator(mode="after")
     def _window_order(self) -> TelemetryWindow:
@@ -285,7 +287,7 @@ class _FastWindow(msgspec.Struct, frozen=True):
     window_end_ns: _Time
     gpus: Annotated[list[_FastGpu], msgspec.Meta(min_length=1, max_length=MAX_GPUS)]
     key_id: _Id | None = None
-    signature: _Id | None = None
+    signature: Annotated[str, msgspec.Meta(pattern=SIGNATURE_PATTERN)] | None = None
 
     def __post_init__(self) -> None:
         if self.window_end_ns <= self.window_start_ns:

@@ -8,14 +8,14 @@ offline recomputation run the very same code.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from schemas import ConsortiumConfig, LedgerEntry, TelemetryWindow, WireError
 from schemas.chain import CARBON_SCALE, COST_SCALE, HOURS_SCALE, entry_digest, entry_line_fixed, fixed
+from schemas.consortium import Site
 from schemas.ledger import EntryRow, entry_from_row
-from schemas.signing import verify_document
-from schemas.telemetry import decode_window_fast, parse_window
+from schemas.signing import VerifyKey, verifier, verify_window
+from schemas.telemetry import decode_window_fast
 from streams.attribution import Jobs, attribute_gpu
 from streams.pricing import Tariff
 
@@ -84,9 +84,11 @@ def entry_id(window_id: str, gpu_uuid: str, account_kind: str, account: str, job
 class WindowProcessor:
     """Validation, attribution and pricing of one message.
 
-    ``keys`` maps key ids to site keys; a site with ``key_ids`` in the config
-    must sign its windows with one of *its* keys, so no site can report for
-    another. ``now_ns`` (the broker's append time of the message, or the
+    Every window must be signed (Ed25519, schemas/signing.py) with one of the
+    public keys the config lists for *its* site, so no site can report for
+    another and nobody without the site's private key can make a window; a
+    site the config opts out (``allow_unsigned``) may also send unsigned
+    windows. ``now_ns`` (the broker's append time of the message, or the
     worker's clock) enables the time checks: a window may end at most
     MAX_FUTURE_SKEW_NS after it and start at most ``max_age_ns`` before it.
     Offline recomputation passes none.
@@ -97,11 +99,12 @@ class WindowProcessor:
     schemas/ledger.py ``ENTRY_ROW_FIELDS``). Both run the same code.
     """
 
-    def __init__(self, config: ConsortiumConfig, config_hash: str,
-                 keys: Mapping[str, bytes] | None = None, max_age_ns: int = DEFAULT_MAX_AGE_NS) -> None:
+    def __init__(self, config: ConsortiumConfig, config_hash: str, max_age_ns: int = DEFAULT_MAX_AGE_NS) -> None:
         self.config = config
         self.config_hash = config_hash
-        self.keys = dict(keys or {})
+        # (site, key id) -> public key: a key verifies only its own site's windows
+        self.keys: dict[tuple[str, str], VerifyKey] = {
+            (site.id, k.id): verifier(k.ed25519) for site in config.sites for k in site.keys}
         self.max_age_ns = max_age_ns
         self._tariffs: dict[tuple[str, str], tuple[str, Tariff]] = {}
 
@@ -125,24 +128,25 @@ class WindowProcessor:
         self._validate(raw, window, now_ns)
         return window
 
-    def _check_signature(self, raw: bytes, w: TelemetryWindow, site_keys: list[str]) -> None:
-        if not site_keys:
-            return  # this site is not required to sign (development, migration)
-        if w.signature is None or w.key_id is None:
+    def check_signature(self, raw: bytes, w: TelemetryWindow, site: Site) -> None:
+        """WireError unless the window is signed, over its exact bytes, by a key
+        the config lists for its site (or the site may send unsigned windows)."""
+        if w.signature is None:
+            if site.allow_unsigned:
+                return
             raise WireError("unsigned", f"site {w.site_id} must sign its windows")
-        if w.key_id not in site_keys:
-            raise WireError("unknown_key", f"key {w.key_id!r} is not a key of site {w.site_id}")
-        key = self.keys.get(w.key_id)
+        key = self.keys.get((w.site_id, w.key_id or ""))
         if key is None:
-            raise WireError("unknown_key", f"key {w.key_id!r} is not in the centre's keyring")
-        if not verify_document(parse_window(raw)[0], key):
+            raise WireError("unknown_key", f"key {w.key_id!r} is not a key of site {w.site_id} in config "
+                                           f"{self.config.version} (unknown, revoked, or another site's)")
+        if not verify_window(raw, key):
             raise WireError("bad_signature", f"signature of {w.window_id} does not verify with {w.key_id}")
 
     def _validate(self, raw: bytes, w: TelemetryWindow, now_ns: int | None) -> None:
         site = self.config.site(w.site_id)
         if site is None:
             raise WireError("unknown_site", f"site_id {w.site_id!r} is not in config {self.config.version}")
-        self._check_signature(raw, w, site.key_ids)
+        self.check_signature(raw, w, site)
         if now_ns is not None:
             if w.window_end_ns > now_ns + MAX_FUTURE_SKEW_NS:
                 ahead = (w.window_end_ns - now_ns) / 1e9

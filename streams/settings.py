@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["StreamSettings", "load_keyring"]
+__all__ = ["StreamSettings"]
 
 
 class StreamSettings(BaseSettings):
@@ -63,24 +63,4 @@ class StreamSettings(BaseSettings):
         if self.kafka_password_file is None:
             raise ValueError("BRIDGELEDGER_KAFKA_PASSWORD_FILE is needed with BRIDGELEDGER_KAFKA_USERNAME")
         return read_secret_file(self.kafka_password_file, "Kafka password").decode()
-    # Site keys: one file per key id, <key_id>.key, mode 600 (see docs/security.md).
-    site_keys_dir: Path | None = None
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
-
-
-def load_keyring(directory: Path | None) -> dict[str, bytes]:
-    """Key id -> key, from ``<key_id>.key`` files; a bad file stops the worker at start."""
-    from schemas.signing import read_secret_key
-    from streams import StreamError
-
-    if directory is None:
-        return {}
-    if not directory.is_dir():
-        raise StreamError(f"BRIDGELEDGER_SITE_KEYS_DIR: {directory} is not a directory")
-    keys = {}
-    for f in sorted(directory.glob("*.key")):
-        try:
-            keys[f.stem] = read_secret_key(f)
-        except ValueError as exc:
-            raise StreamError(f"site key {exc}") from exc
-    return keys

@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from schemas import JobEvent, load_config  # noqa: E402
 from schemas.chain import ENTRY_FIELDS, GENESIS, batch_hash, entries_hash, entry_digest  # noqa: E402
+from schemas.signing import demo_key, sign_window  # noqa: E402
 from streams.attribution import book_jobs  # noqa: E402
 from streams.processing import WindowProcessor  # noqa: E402
 
@@ -29,10 +30,12 @@ T0 = 1_795_000_000 * S  # 2026-11-26
 
 
 def window(seq: int, gpus: list[dict[str, object]]) -> bytes:
+    """A window as a kr-daejeon node sends it, signed with the site's public demo key."""
+    key_id, key = demo_key("kr-daejeon")
     doc = {"schema_version": 1, "agent_id": "kr-n01", "site_id": "kr-daejeon", "node": "kr-n01",
            "boot_id": "b7d1", "epoch": "3f9c2a", "seq": seq, "window_start_ns": T0 + seq * 10 * S,
-           "window_end_ns": T0 + (seq + 1) * 10 * S, "gpus": gpus}
-    return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+           "window_end_ns": T0 + (seq + 1) * 10 * S, "gpus": gpus, "key_id": key_id}
+    return sign_window(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode(), key)
 
 
 def gpu(uuid: str, energy: int, procs: list[dict[str, object]]) -> dict[str, object]:
@@ -64,7 +67,9 @@ def main() -> None:
         "config_sha256": digest, "genesis": GENESIS, "chain_id": "main", "batches": []}
     prev = GENESIS
     for seq, raws in enumerate(batches):
-        entries = [e for raw in raws for e in proc.process(raw, jobs).entries]
+        outs = [proc.process(raw, jobs) for raw in raws]
+        assert all(o.rejection is None for o in outs), [o.rejection for o in outs]
+        entries = [e for o in outs for e in o.entries]
         rows = []
         for e in entries:
             line = e.chain_line()

@@ -12,13 +12,12 @@ import pytest
 
 from agents import PublishError
 from agents.publisher import KafkaPublisher
-from schemas.signing import sign_document
+from schemas.signing import demo_key, sign_window
 from schemas.topics import DLQ_TOPIC, JOBS_TOPIC, WINDOWS_TOPIC
 from tests.secure_kafka import start_secure_kafka
-from tests.unit.test_telemetry import window
+from tests.unit.test_telemetry import window, wire
 
 pytestmark = [pytest.mark.integration]
-KR_KEY = b"k" * 32
 
 
 @pytest.fixture(scope="module")
@@ -100,25 +99,23 @@ def consume(secure, user: str) -> list[bytes]:
 
 
 def test_only_the_stream_reads_and_a_site_cannot_report_for_another(secure, config_and_hash) -> None:
-    import yaml
-
     from schemas.consortium import parse_config
     from streams.processing import WindowProcessor
     from tests.conftest import CONFIG
 
-    forged = sign_document(window(site_id="ca-montreal", agent_id="kr-pretending"), "kr-1", KR_KEY)
+    # Korea's node signs a window that claims to be Montreal's, with Korea's own key
+    key_id, kr_key = demo_key("kr-daejeon")
+    body = json.dumps({**window(site_id="ca-montreal", agent_id="kr-pretending"), "key_id": key_id},
+                      separators=(",", ":")).encode()
     pub = publisher(secure, "site-kr-daejeon")
-    pub.publish(WINDOWS_TOPIC, b"n1", json.dumps(forged).encode())
+    pub.publish(WINDOWS_TOPIC, b"n1", sign_window(body, kr_key))
     pub.flush(30)
     with pytest.raises(Exception, match="(?i)authoriz"):
         consume(secure, "site-kr-daejeon")
     received = [m for m in consume(secure, "stream") if b"kr-pretending" in m]
     assert received
-    doc = yaml.safe_load(CONFIG.read_bytes())
-    doc["sites"][0]["key_ids"] = ["kr-1"]  # kr-daejeon
-    doc["sites"][1]["key_ids"] = ["ca-1"]  # ca-montreal
-    cfg, digest = parse_config(yaml.safe_dump(doc).encode())
-    out = WindowProcessor(cfg, digest, {"kr-1": KR_KEY, "ca-1": b"c" * 32}).process(received[0])
+    cfg, digest = parse_config(CONFIG.read_bytes())
+    out = WindowProcessor(cfg, digest).process(received[0])
     assert out.rejection is not None and out.rejection.reason == "unknown_key"
 
 
@@ -161,7 +158,7 @@ def test_the_stream_worker_reads_over_sasl_ssl_and_books_the_window(secure, stac
         agent = f"secure-{uuid.uuid4().hex[:8]}"
         doc = window(agent_id=agent, window_end_ns=time.time_ns(), window_start_ns=time.time_ns() - 10**10)
         pub = publisher(secure, "site-kr-daejeon")
-        pub.publish(WINDOWS_TOPIC, b"n1", json.dumps(doc).encode())
+        pub.publish(WINDOWS_TOPIC, b"n1", wire(doc))
         pub.flush(30)
         wait_for(lambda: ch.execute("SELECT sum(energy_mj) FROM ledger WHERE agent_id = %(a)s",
                                     {"a": agent})[0][0] == doc["gpus"][0]["energy_mj"], 120,

@@ -13,9 +13,9 @@ from agents.service import AgentService, encode_window
 from agents.settings import AgentConfigError, load_agent_settings, read_key_file
 from agents.spool import Spool
 from schemas import decode_window
-from schemas.signing import verify_document
+from schemas.signing import new_key, verify_window
 
-KEY = b"k" * 40
+KEY = new_key()
 
 
 class Broker:
@@ -59,7 +59,8 @@ def test_outage_spools_then_drains_in_order_signed(trace_dir: Path, tmp_path: Pa
     assert spool.count() == 0
     docs = [json.loads(v) for _, _, v in broker.pub.messages]
     assert [d["seq"] for d in docs] == list(range(len(docs)))
-    assert all(verify_document(d, KEY) and d["key_id"] == "k1" for d in docs)
+    assert all(d["key_id"] == "k1" for d in docs)
+    assert all(verify_window(v, KEY.verify_key) for _, _, v in broker.pub.messages)
     reader = svc.reader
     assert sum(g["energy_mj"] for d in docs for g in d["gpus"]) == (
         reader.samples[-1].energy_mj - reader.samples[0].energy_mj)  # type: ignore[attr-defined]
@@ -99,21 +100,23 @@ def test_restart_resumes_seq_and_counter(trace_dir: Path, tmp_path: Path) -> Non
     assert sum(d.gpus[0].energy_mj for d in docs) == reader.samples[-1].energy_mj - reader.samples[0].energy_mj
 
 
-def test_encode_window_is_signed_canonical_json(trace_dir: Path) -> None:
+def test_encode_window_signs_the_bytes_it_sends(trace_dir: Path) -> None:
     from agents.runner import replay_trace
+    from schemas.topics import WINDOWS_TOPIC
 
     pub = MemoryPublisher()
-    replay_trace(trace_dir, pub, site_id="s")
-    w = decode_window(pub.messages[0][2])
-    doc = json.loads(encode_window(w, "k9", KEY))
-    assert verify_document(doc, KEY)
-    doc["gpus"][0]["energy_mj"] += 1
-    assert not verify_document(doc, KEY)
+    replay_trace(trace_dir, pub, site_id="s", signer=None)
+    w = decode_window(next(v for t, _, v in pub.messages if t == WINDOWS_TOPIC))
+    raw = encode_window(w, "k9", KEY)
+    assert verify_window(raw, KEY.verify_key) and json.loads(raw)["key_id"] == "k9"
+    assert decode_window(raw).signature is not None
+    assert not verify_window(raw.replace(b'"energy_mj":', b'"energy_mj":1', 1), KEY.verify_key)
+    assert encode_window(decode_window(raw), "k9", KEY) == raw  # re-encoding a decoded window signs it afresh
 
 
 def test_key_file_must_be_private(tmp_path: Path) -> None:
     key = tmp_path / "site.key"
-    key.write_bytes(KEY)
+    key.write_text(bytes(KEY).hex())
     key.chmod(0o644)
     with pytest.raises(AgentConfigError, match="chmod 600"):
         read_key_file(key)

@@ -99,6 +99,6 @@ def test_the_vectors_pin_the_known_hashes() -> None:
 
 
 KNOWN_BATCH_HASHES = [
-    "fb097a83d24ba08242cac1e00afb495229c56145edc8b59165b0cb6619dbddd1",
-    "6e3cab644e4cd8daac3b71533adbd63fa2550b57142df2fe5917fd4a948167c6",
+    "19b75e86b1e4810b9df7501fb73612325a7a8759e441b5015d76b76738dd72b9",
+    "2d01836ba887647757dcb57fe5ae61a95c096b51c05c88de70bcdb105b6a720d",
 ]

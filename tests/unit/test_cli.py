@@ -79,11 +79,11 @@ def test_replay_then_attribute_golden(trace_dir: Path, tmp_path: Path) -> None:
 
 
 def test_attribute_reports_rejections_and_dedups(tmp_path: Path) -> None:
-    from tests.unit.test_telemetry import window
+    from tests.unit.test_telemetry import window, wire
 
-    lines = [json.dumps(window()), json.dumps(window()), "{broken", json.dumps(window(seq=4))]
+    lines = [wire(window()), wire(window()), b"{broken", wire(window(seq=4))]
     src = tmp_path / "w.jsonl"
-    src.write_text("\n".join(lines) + "\n")
+    src.write_bytes(b"\n".join(lines) + b"\n")
     out = tmp_path / "l.jsonl"
     r = CliRunner().invoke(cli, ["attribute", "--windows", str(src), "--config", str(CONFIG),
                                  "--out", str(out)])
@@ -112,10 +112,10 @@ def test_attribute_reports_each_bad_line_and_books_the_rest(tmp_path: Path) -> N
     """Hostile lines never end the offline tool in a traceback (issue: poison-proof worker)."""
     import json
 
-    from tests.unit.test_telemetry import window
+    from tests.unit.test_telemetry import window, wire
 
-    good = [json.dumps(window(seq=i)).encode() for i in range(3)]
-    forged = json.dumps({**window(seq=1), "gpus": [{**window()["gpus"][0], "energy_mj": 9}]}).encode()
+    good = [wire(window(seq=i)) for i in range(3)]
+    forged = wire({**window(seq=1), "gpus": [{**window()["gpus"][0], "energy_mj": 9}]})
     lines = [good[0], b"\xff\xfe", b"[" * 5000, good[1], b'{"schema_version": true}', forged, good[1], good[2]]
     src = tmp_path / "w.jsonl"
     src.write_bytes(b"\n".join(lines) + b"\n")

@@ -6,7 +6,6 @@ tests/integration/test_poison_stack.py."""
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import time
 from datetime import datetime
@@ -20,7 +19,7 @@ from streams.lease import ChainLease, LeaseError
 from streams.processing import Rejection, WindowProcessor
 from streams.sink import ClickHouseSink
 from streams.worker import LedgerWorker
-from tests.unit.test_telemetry import window
+from tests.unit.test_telemetry import window, wire
 
 ALL = (datetime(1970, 1, 1), datetime(2100, 1, 1))
 NOW_NS = 10**18 + 60 * 10**9
@@ -37,7 +36,7 @@ def db(chdb_engine: Any) -> tuple[Any, str]:
 def raw(seq: int, energy: int = 5000, **over: Any) -> bytes:
     doc = window(seq=seq, **over)
     doc["gpus"][0]["energy_mj"] = energy
-    return json.dumps(doc).encode()
+    return wire(doc)
 
 
 class LostAck:

@@ -24,7 +24,7 @@ from streams.processing import MAX_DETAIL_CHARS, MAX_MESSAGE_BYTES, Rejection
 from streams.sink import MemorySink
 from streams.worker import MAX_DLQ_RAW_BYTES, LedgerWorker, dlq_record
 from tests.unit.test_bad_input import processor
-from tests.unit.test_telemetry import window
+from tests.unit.test_telemetry import window, wire
 
 NOW_NS = 10**18 + 60 * 10**9  # a minute after the test windows end
 
@@ -34,7 +34,7 @@ def worker() -> LedgerWorker:
 
 
 def good(seq: int = 1, **over: Any) -> bytes:
-    return json.dumps(window(seq=seq, **over)).encode()
+    return wire(window(seq=seq, **over))
 
 
 def accounted(w: LedgerWorker, raws: list[bytes | None]) -> tuple[int, list[Rejection]]:
@@ -94,8 +94,9 @@ def _set(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 
 
 def _encode(doc: Any) -> bytes:
-    # surrogates and any code point: what a hostile producer can put on the wire
-    return json.dumps(doc, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    # signed by its site as it is (surrogates and any code point: what a hostile
+    # producer can put on the wire), so the checks after the signature are reached
+    return wire(doc)
 
 
 KINDS = ["bytes", "mutated", "number", "text", "deep", "wide", "unknown", "empty"]

@@ -1,13 +1,11 @@
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from schemas import JobEvent
 from streams.attribution import book_jobs
 from streams.processing import WindowProcessor, entry_id
-from tests.unit.test_telemetry import window
+from tests.unit.test_telemetry import window, wire
 
 
 @pytest.fixture()
@@ -23,14 +21,14 @@ def test_entries_sum_to_the_window_and_carry_config_hash(proc: WindowProcessor) 
     ]
     jobs = book_jobs([JobEvent(event="start", site_id="kr-daejeon", job_id=j, account=a, time_ns=1)
                       for j, a in (("7", "kr-sg-bio"), ("8", "fr-speech"))])
-    out = proc.process(json.dumps(doc).encode(), jobs)
+    out = proc.process(wire(doc), jobs)
     assert out.rejection is None
     assert sum(e.energy_mj for e in out.entries) == 5000
     assert sum(e.gpu_ms for e in out.entries) == 10_000
     assert {e.config_hash for e in out.entries} == {proc.config_hash}
     assert {e.member for e in out.entries} == {"KR", "SG", "FR"}
     assert {e.account_source for e in out.entries} == {"job_event"}
-    again = proc.process(json.dumps(doc).encode(), jobs)
+    again = proc.process(wire(doc), jobs)
     assert [e.entry_id for e in again.entries] == [e.entry_id for e in out.entries]
     assert len({e.entry_id for e in out.entries}) == len(out.entries)
 
@@ -58,7 +56,7 @@ def test_entry_id_depends_on_every_input() -> None:
 def test_rejections_keep_the_original_bytes(proc, over, gpu_over, reason) -> None:
     doc = window(**over)
     doc["gpus"][0].update(gpu_over)
-    raw = json.dumps(doc).encode()
+    raw = wire(doc)
     out = proc.process(raw)
     assert out.entries == []
     assert out.rejection is not None
@@ -69,4 +67,4 @@ def test_rejections_keep_the_original_bytes(proc, over, gpu_over, reason) -> Non
 def test_duplicate_gpu_in_one_window_is_rejected(proc) -> None:
     doc = window()
     doc["gpus"].append(dict(doc["gpus"][0]))
-    assert proc.process(json.dumps(doc).encode()).rejection.reason == "schema_invalid"
+    assert proc.process(wire(doc)).rejection.reason == "schema_invalid"

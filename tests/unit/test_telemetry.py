@@ -22,6 +22,20 @@ def window(**over) -> dict:
     return doc
 
 
+def wire(doc: dict, sign: bool = True) -> bytes:
+    """A window as an agent sends it: compact JSON, signed with its site's public demo
+    key (the example config lists those keys; schemas/signing.py). Strings go out as
+    they are (surrogates too), as a hostile producer could send them."""
+    from schemas.signing import demo_key, sign_window
+
+    site = doc.get("site_id")
+    if not sign or "signature" in doc or not isinstance(site, str) or not site.isascii():
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
+    key_id, key = demo_key(site)
+    body = json.dumps({**doc, "key_id": key_id}, ensure_ascii=False, separators=(",", ":"))
+    return sign_window(body.encode("utf-8", "surrogatepass"), key)
+
+
 def test_round_trip_keeps_the_contract_names() -> None:
     w = decode_window(json.dumps(window()).encode())
     again = json.loads(w.to_json_bytes())

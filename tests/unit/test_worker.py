@@ -11,7 +11,7 @@ from streams import SinkError
 from streams.processing import WindowProcessor
 from streams.sink import MemorySink
 from streams.worker import LedgerWorker, dlq_record
-from tests.unit.test_telemetry import window
+from tests.unit.test_telemetry import window, wire
 
 
 class FlakySink(MemorySink):
@@ -34,7 +34,7 @@ def make(config_and_hash):
 
 
 def raw(**over) -> bytes:
-    return json.dumps(window(**over)).encode()
+    return wire(window(**over))
 
 
 def test_batch_with_duplicates_and_garbage(make) -> None:
