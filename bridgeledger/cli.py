@@ -54,12 +54,17 @@ def _stack() -> Any:
     return Stack(state, StackPorts.offset(offset))
 
 
+_DEFAULTED: set[str] = set()  # environment variables set from the local stack, not by the user
+
+
 def _local_stack_defaults() -> None:
     """Point clients at the local stack unless the environment says otherwise."""
     stack = _stack()
     if stack.secrets_dir.exists():
         for k, v in stack.client_env().items():
-            os.environ.setdefault(k, v)
+            if k not in os.environ:
+                os.environ[k] = v
+                _DEFAULTED.add(k)
 
 
 def _kafka_bootstrap() -> str:
@@ -142,13 +147,33 @@ def ledger() -> None:
 
 @ledger.command("migrate")
 def ledger_migrate() -> None:
-    """Apply the versioned migrations (idempotent)."""
+    """Apply the versioned migrations (idempotent), as the ClickHouse user that may run
+    DDL: BRIDGELEDGER_CH_USER / _PASSWORD_FILE, or the local stack's `migrator`."""
     with needs_extra("streams"):
         from ledger.migrate import apply_migrations
         from streams.clickhouse import connect
+    if "BRIDGELEDGER_CH_USER" in _DEFAULTED:  # the local stack: its migrator, not the confined writer
+        for k, v in _stack().client_env("migrator").items():
+            os.environ[k] = v
     s = _ch_settings()
     done = apply_migrations(connect(s, database="system"), s.database)
     click.echo("applied: " + ", ".join(done) if done else "schema up to date")
+
+
+@ledger.command("gc")
+@click.option("--older-than-h", default=24.0, show_default=True, help="Only writes started this long ago.")
+def ledger_gc(older_than_h: float) -> None:
+    """Delete the rows of interrupted batch writes (as the migrator: the stream's writer may not delete)."""
+    with needs_extra("streams"):
+        from ledger.maintenance import delete_interrupted
+        from streams.clickhouse import connect
+    if "BRIDGELEDGER_CH_USER" in _DEFAULTED:
+        for k, v in _stack().client_env("migrator").items():
+            os.environ[k] = v
+    s = _ch_settings()
+    batches = delete_interrupted(connect(s), s.database, older_than_h)
+    click.echo(f"deleted the rows of {len(batches)} interrupted batch write(s)" if batches else
+               "no interrupted batch writes to delete")
 
 
 @ledger.command("members")
@@ -207,8 +232,8 @@ def ledger_verify(start: str | None, end: str | None, record: bool) -> None:
         _record(client, db, "verify", report.ok, f"{report.batches} batches, {report.entries} entries, "
                 f"{len(report.problems)} problem(s)", lo, hi)
     if report.interrupted:
-        click.echo(f"note: {len(report.interrupted)} interrupted write(s) outside the ledger, removed when "
-                   f"their worker next starts: {', '.join(b[:12] for b in report.interrupted[:5])}")
+        click.echo(f"note: {len(report.interrupted)} interrupted write(s) outside the ledger (bridgeledger "
+                   f"ledger gc removes them): {', '.join(b[:12] for b in report.interrupted[:5])}")
     if report.ok:
         click.echo("chain verified: every link and every entry matches what was committed")
         return
@@ -345,8 +370,8 @@ def stream_run(config_path: Path | None) -> None:
         try:
             sink.record_config(digest, cfg.version, content,
                                [(m.code, m.name, m.contribution_share) for m in cfg.members])
-            lease.acquire()  # before recover(): never delete another live worker's in-flight rows
-            removed = sink.recover()
+            lease.acquire()  # one live writer per chain
+            interrupted = sink.recover()
             jobs_known = sink.load_jobs()
             break
         except LeaseError:
@@ -356,8 +381,9 @@ def stream_run(config_path: Path | None) -> None:
                        f"{str(exc).splitlines()[0]}); retrying in {delay:.0f} s", err=True)
             time.sleep(delay)
             delay = min(delay * 2, settings.retry_max_s)
-    if removed:
-        click.echo(f"removed {removed} interrupted batch write(s)")
+    if interrupted:
+        click.echo(f"{interrupted} interrupted batch write(s) of chain {settings.chain_id} lie outside the ledger "
+                   f"(invisible; `bridgeledger ledger gc` removes them)")
     _warn_about_signatures(cfg)
     worker = LedgerWorker(WindowProcessor(cfg, digest, max_age_ns=int(settings.max_window_age_s * 1e9)), sink)
     worker.load_jobs(jobs_known)

@@ -36,6 +36,10 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+# ClickHouse users of the local stack (deploy/clickhouse/users.xml), each with a generated password.
+USERS = ("migrator", "writer", "auditor", "default")
+
+
 @dataclass(frozen=True)
 class StackPorts:
     kafka: int = 19092
@@ -91,14 +95,15 @@ class Stack:
     def password_file(self, user: str) -> Path:
         return self.secrets_dir / f"clickhouse-{user}.password"
 
-    def client_env(self) -> dict[str, str]:
-        """Environment for the processes of the pipeline (agents, worker, ledger CLI)."""
+    def client_env(self, user: str = "writer") -> dict[str, str]:
+        """Environment for the processes of the pipeline (agents, worker, ledger CLI);
+        ``user="migrator"`` for the migrations (the writer may not run DDL)."""
         return {
             "BRIDGELEDGER_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "BRIDGELEDGER_CH_HOST": "127.0.0.1",
             "BRIDGELEDGER_CH_PORT": str(self.ports.clickhouse_tcp),
-            "BRIDGELEDGER_CH_USER": "writer",
-            "BRIDGELEDGER_CH_PASSWORD_FILE": str(self.password_file("writer")),
+            "BRIDGELEDGER_CH_USER": user,
+            "BRIDGELEDGER_CH_PASSWORD_FILE": str(self.password_file(user)),
         }
 
     # -- lifecycle ------------------------------------------------------------------
@@ -108,6 +113,8 @@ class Stack:
         if self._owned_pid("clickhouse") is None:
             self._check_free("clickhouse", self.ports.clickhouse_tcp, self.ports.clickhouse_http)
             self._start_clickhouse()
+        else:
+            self._write_users()  # a running server reloads users.xml by itself (new users after an upgrade)
         if self._owned_pid("kafka") is None:
             self._check_free("kafka", self.ports.kafka, self.ports.kafka_controller)
             self._start_kafka()
@@ -192,7 +199,7 @@ class Stack:
     def _ensure_secrets(self) -> None:
         self.secrets_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.secrets_dir, 0o700)
-        for user in ("writer", "auditor", "default"):
+        for user in USERS:
             f = self.password_file(user)
             if not f.exists():
                 fd = os.open(f, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -236,13 +243,18 @@ class Stack:
             .replace("@TCP_PORT@", str(self.ports.clickhouse_tcp))
             .replace("@HTTP_PORT@", str(self.ports.clickhouse_http))
         )
+        self._write_users()
+        self._spawn("clickhouse", [binary, f"--config-file={self.ch_dir / 'config.xml'}"], self.ch_dir)
+
+    def _write_users(self) -> None:
         users = (repo_root() / "deploy" / "clickhouse" / "users.xml").read_text()
-        for user in ("writer", "auditor", "default"):
+        for user in USERS:
             users = users.replace(f"@{user.upper()}_SHA256@", sha256(self.password(user).encode()).hexdigest())
         users_file = self.ch_dir / "users.xml"
+        if users_file.exists() and users_file.read_text() == users:
+            return
         users_file.write_text(users)
         os.chmod(users_file, 0o600)
-        self._spawn("clickhouse", [binary, f"--config-file={self.ch_dir / 'config.xml'}"], self.ch_dir)
 
     # -- Kafka ----------------------------------------------------------------------
     def _healthy_kafka(self) -> bool:

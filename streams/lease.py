@@ -122,11 +122,14 @@ class ChainLease:
                 self.release()  # lost a race to a worker that claimed it first
                 others = [h for h in live if h.holder != self.holder]
             if self._clock() >= deadline:
+                if not others:
+                    raise LeaseError(f"chain {self.chain_id!r}: the lease could not be taken (it expired as it "
+                                     f"was written: is the ledger database's clock jumping?)")
                 h = others[0]
                 raise LeaseError(
                     f"chain {self.chain_id!r} is held by another live worker ({h.holder}, lease until "
                     f"{h.expires_at} UTC). Give each worker its own BRIDGELEDGER_CHAIN_ID, or stop the other one.")
-            if not told:
+            if not told and others:
                 log.warning("chain %s is held by %s until %s; waiting up to %.0f s for its lease to expire",
                             self.chain_id, others[0].holder, others[0].expires_at, deadline - self._clock())
                 told = True

@@ -14,8 +14,9 @@ One chain per sink: two workers writing one database use distinct
 stops a second worker configured with a chain id that a live one holds.
 
 A commit record whose acknowledgement was lost is still a commit: the retry
-finds its windows booked, and the sink's clean-up of its own failed attempts
-keeps every batch that ``ledger_batches`` holds.
+finds its windows booked. The sink deletes nothing (its ClickHouse user may
+only insert and select): rows of interrupted writes stay outside the views
+until ``bridgeledger ledger gc`` removes them as the migrator.
 """
 
 from __future__ import annotations
@@ -117,7 +118,6 @@ class ClickHouseSink:
         self.db = database
         self.chain_id = chain_id
         self._now = now or (lambda: datetime.now(UTC).replace(tzinfo=None))
-        self._failed: list[str] = []
         # the worker's hold on its chain (streams/lease.py), checked before each batch
         self.lease = lease
 
@@ -130,22 +130,15 @@ class ClickHouseSink:
         return (int(rows[0][0]) + 1, rows[0][1]) if rows else (0, GENESIS)
 
     def recover(self) -> int:
-        """Delete the rows of this chain's interrupted writes (intent, no commit).
+        """How many of this chain's writes were interrupted (an intent, no commit).
 
-        Call it at start, before writing: nothing of this chain is in flight then."""
-        orphans = sorted(r[0] for r in self.client.execute(
-            f"SELECT batch_id FROM {self.db}.ledger_intents WHERE chain_id = %(c)s AND batch_id NOT IN "
-            f"(SELECT batch_id FROM {self.db}.ledger_batches)", {"c": self.chain_id}))
-        self._delete_batches(orphans)
-        return len(orphans)
-
-    def _delete_batches(self, batch_ids: Sequence[str]) -> None:
-        if not batch_ids:
-            return
-        for table in ("ledger_entries", "raw_windows", "ledger_intents"):
-            self.client.execute(f"ALTER TABLE {self.db}.{table} DELETE WHERE batch_id IN %(b)s",
-                                {"b": tuple(batch_ids)})
-        log.info("removed %d interrupted batch write(s)", len(batch_ids))
+        Their rows are outside every view and count for nothing; the writer
+        may not delete (its ClickHouse profile forbids ALTER … DELETE), so they
+        stay until `bridgeledger ledger gc` (the migrator) removes them."""
+        orphans = self.client.execute(
+            f"SELECT count() FROM {self.db}.ledger_intents WHERE chain_id = %(c)s AND batch_id NOT IN "
+            f"(SELECT batch_id FROM {self.db}.ledger_batches)", {"c": self.chain_id})
+        return int(orphans[0][0])
 
     def committed(self, windows: Sequence[TelemetryWindow]) -> dict[str, str]:
         """Which of these windows are already in a committed batch (resends,
@@ -185,8 +178,6 @@ class ClickHouseSink:
             self.write_dead_letters([*rejections, *conflicts], now)
         if windows:
             self.commit_batch(entries, windows, now)
-        elif self._failed:
-            self._forget_failed()
         return Written(len(windows), len(entries), conflicts)
 
     def write_dead_letters(self, rejections: Sequence[Rejection], now: datetime) -> None:
@@ -233,21 +224,12 @@ class ClickHouseSink:
                 [(self.chain_id, seq, batch_id, prev, e_hash, b_hash, len(entries), len(windows), energy, gpu_ms,
                   _ts(min(starts)), _ts(max(starts)), ids, digests, now)])
         except Exception:
-            self._failed.append(batch_id)
+            # The rows of this attempt, if any landed, stay outside every view;
+            # if the commit record did land (its acknowledgement was lost), the
+            # retry finds the windows booked. The writer deletes nothing.
+            log.warning("batch %s of chain %s not confirmed; retried under a new batch id", batch_id, self.chain_id)
             raise
-        if self._failed:
-            self._forget_failed()
         return batch_id
-
-    def _forget_failed(self) -> None:
-        """Delete the rows of this sink's own failed attempts, except an attempt
-        whose commit record did reach the server (its acknowledgement was lost):
-        that batch is committed, and the retry skipped its windows as booked."""
-        failed, self._failed = self._failed, []
-        committed = {r[0] for r in self.client.execute(
-            f"SELECT batch_id FROM {self.db}.ledger_batches WHERE chain_id = %(c)s AND batch_id IN %(b)s",
-            {"c": self.chain_id, "b": tuple(failed)})}
-        self._delete_batches([b for b in failed if b not in committed])
 
     def write_jobs(self, events: Sequence[JobEvent]) -> None:
         if not events:

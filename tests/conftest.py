@@ -92,11 +92,20 @@ def ch_settings(stack: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
-def ch(ch_settings: Any) -> Any:
+def migrator_settings(stack: Any) -> Any:
+    from streams.clickhouse import ClickHouseSettings
+
+    return ClickHouseSettings(host="127.0.0.1", port=stack.ports.clickhouse_tcp, user="migrator",
+                              password_file=stack.password_file("migrator"))
+
+
+@pytest.fixture(scope="session")
+def ch(ch_settings: Any, migrator_settings: Any) -> Any:
+    """The stream's confined writer, on a ledger migrated by the migrator."""
     from ledger.migrate import apply_migrations
     from streams.clickhouse import connect
 
-    apply_migrations(connect(ch_settings, database="system"), ch_settings.database)
+    apply_migrations(connect(migrator_settings, database="system"), migrator_settings.database)
     return connect(ch_settings)
 
 

@@ -137,9 +137,9 @@ def test_a_dead_holder_on_this_host_is_taken_over_at_once(db) -> None:
 
 def test_an_expired_lease_is_taken_over_and_its_old_holder_stops(db) -> None:
     engine, name = db
-    old = ChainLease(engine, name, "main", holder="remote-host:1:aaaa", ttl_s=1)
+    old = ChainLease(engine, name, "main", holder="remote-host:1:aaaa", ttl_s=2)
     old.acquire(wait_s=0)
-    time.sleep(2.2)
+    time.sleep(3.2)
     ChainLease(engine, name, "main", holder="remote-host:2:bbbb").acquire(wait_s=0)
     with pytest.raises(LeaseError):
         old.renew(force=True)
@@ -147,12 +147,12 @@ def test_an_expired_lease_is_taken_over_and_its_old_holder_stops(db) -> None:
 
 def test_the_sink_checks_its_lease_before_every_batch(db, config_and_hash) -> None:
     engine, name = db
-    lease = ChainLease(engine, name, "main", holder="remote-host:1:aaaa", ttl_s=1)
+    lease = ChainLease(engine, name, "main", holder="remote-host:1:aaaa", ttl_s=2)
     lease.acquire(wait_s=0)
     w = LedgerWorker(WindowProcessor(*config_and_hash), ClickHouseSink(engine, name, lease=lease),
                      clock_ns=lambda: NOW_NS)
     w.handle_windows([raw(1)])
-    time.sleep(2.2)
+    time.sleep(3.2)
     ChainLease(engine, name, "main", holder="remote-host:2:bbbb").acquire(wait_s=0)
     with pytest.raises(LeaseError):
         w.handle_windows([raw(2)])
@@ -162,9 +162,9 @@ def test_the_sink_checks_its_lease_before_every_batch(db, config_and_hash) -> No
 def test_a_lease_that_expired_while_nobody_took_it_is_taken_again(db) -> None:
     # ClickHouse unreachable for longer than the TTL: the worker carries on afterwards
     engine, name = db
-    lease = ChainLease(engine, name, "main", holder="remote-host:1:aaaa", ttl_s=1)
+    lease = ChainLease(engine, name, "main", holder="remote-host:1:aaaa", ttl_s=2)
     lease.acquire(wait_s=0)
-    time.sleep(2.2)
+    time.sleep(3.2)
     assert lease.holders() == []
     lease.renew(force=True)
     assert [h.holder for h in lease.holders()] == ["remote-host:1:aaaa"]

@@ -175,10 +175,20 @@ def test_interrupted_write_is_invisible_and_cleaned_at_start(ledger_db, trace_di
     assert engine.execute(f"SELECT count(), sum(energy_mj) FROM {db}.ledger")[0] == before
     report = verify_ledger(engine, db, *ALL)
     assert report.ok and len(report.interrupted) == 1
+    # the stream's writer deletes nothing: the worker only counts them at start
     assert ClickHouseSink(engine, db).recover() == 1
+    assert engine.execute(f"SELECT count() FROM {db}.ledger_entries WHERE batch_id = %(b)s",
+                          {"b": report.interrupted[0]})[0][0] > 0
+    assert engine.execute(f"SELECT count(), sum(energy_mj) FROM {db}.ledger")[0] == before
+    # the migrator's gc removes them (not before they are old enough: they may be in flight)
+    from ledger.maintenance import delete_interrupted
+
+    assert delete_interrupted(engine, db, older_than_h=1) == []
+    assert delete_interrupted(engine, db, older_than_h=-1) == report.interrupted
     assert engine.execute(f"SELECT count() FROM {db}.ledger_entries WHERE batch_id = %(b)s",
                           {"b": report.interrupted[0]}) == [(0,)]
     assert verify_ledger(engine, db, *ALL).interrupted == []
+    assert engine.execute(f"SELECT count(), sum(energy_mj) FROM {db}.ledger")[0] == before
 
 
 def test_cookbook_queries_run_on_current_engine(ledger_db) -> None:
