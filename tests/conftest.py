@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "nvml"
+# ../shared beside the checkout; found from a copy of the tests too (mutmut runs them in mutants/)
+FIXTURES = next((d / "shared" / "fixtures" / "nvml" for d in ROOT.parents
+                 if (d / "shared" / "fixtures" / "nvml").is_dir()), ROOT.parent / "shared" / "fixtures" / "nvml")
 TRACE = FIXTURES / "h100-two-jobs"
 CONFIG = ROOT / "deploy" / "consortium.example.yaml"
 TEST_PORT_OFFSET = 10000
