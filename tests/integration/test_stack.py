@@ -18,9 +18,9 @@ def test_up_is_idempotent_and_status_is_healthy(stack) -> None:
     assert {s.name: s.pid for s in after} == before
 
 
-def test_migrations_run_twice_on_debian_clickhouse(ch_settings, ch) -> None:
-    admin = connect(ch_settings, database="system")
-    assert apply_migrations(admin, ch_settings.database) == []
+def test_migrations_run_twice_on_debian_clickhouse(migrator_settings, ch) -> None:
+    admin = connect(migrator_settings, database="system")
+    assert apply_migrations(admin, migrator_settings.database) == []
     (version,) = ch.execute("SELECT version()")[0]
     assert version.startswith("18.16")
     tables = {r[0] for r in ch.execute("SHOW TABLES")}
@@ -116,7 +116,7 @@ def test_what_allow_ddl_cannot_forbid(ch) -> None:
     ch.execute("KILL QUERY WHERE 0 SYNC")
 
 
-def test_decimal_units_are_written_exactly_and_never_reinterpreted(ch) -> None:
+def test_decimal_units_are_written_exactly_and_never_reinterpreted(ch, migrator_settings) -> None:
     """streams/clickhouse.py: integer units go into Decimal columns as they are; a
     units value of another scale, or mixed with other values, is refused."""
     from decimal import Decimal
@@ -124,8 +124,9 @@ def test_decimal_units_are_written_exactly_and_never_reinterpreted(ch) -> None:
     from streams.clickhouse import decimal_units
 
     table = "bridgeledger.units_check"
-    ch.execute(f"DROP TABLE IF EXISTS {table}")
-    ch.execute(f"CREATE TABLE {table} (i UInt32, h Decimal(18, 9), g Decimal(18, 3)) ENGINE = Memory")
+    admin = connect(migrator_settings)  # the writer may not create or drop tables
+    admin.execute(f"DROP TABLE IF EXISTS {table}")
+    admin.execute(f"CREATE TABLE {table} (i UInt32, h Decimal(18, 9), g Decimal(18, 3)) ENGINE = Memory")
     try:
         u9, u3 = decimal_units(9), decimal_units(3)
         big = 9_000_000_000_000_000_000 // 10  # near the top of Decimal(18, 9)
@@ -143,4 +144,4 @@ def test_decimal_units_are_written_exactly_and_never_reinterpreted(ch) -> None:
                        [[6, 7], [Decimal("1"), u9(1)], [u3(1), u3(1)]], columnar=True)
         assert ch.execute(f"SELECT count() FROM {table}") == [(4,)]
     finally:
-        ch.execute(f"DROP TABLE IF EXISTS {table}")
+        admin.execute(f"DROP TABLE IF EXISTS {table}")
