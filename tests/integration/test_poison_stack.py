@@ -114,3 +114,24 @@ def test_a_second_worker_on_a_live_chain_refuses_to_start(stack, worker, tmp_pat
     assert "error: chain 'main' is held by another live worker" in text
     assert "BRIDGELEDGER_CHAIN_ID" in text
     assert worker.alive()
+
+
+def test_the_broker_stamps_the_windows_topic_with_its_own_clock(stack, worker) -> None:
+    """The time checks use the broker's append time (LogAppendTime), not the producer's claim."""
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    worker.wait_ready()  # the worker declared the topics
+    producer = KafkaProducer(bootstrap_servers=stack.kafka_bootstrap)
+    marker = uuid.uuid4().hex.encode()
+    meta = producer.send(WINDOWS_TOPIC, value=b"not a window " + marker, key=b"clock", partition=0,
+                         timestamp_ms=1000).get(30)  # a producer claiming 1970
+    producer.close()
+    consumer = KafkaConsumer(bootstrap_servers=stack.kafka_bootstrap, enable_auto_commit=False,
+                             consumer_timeout_ms=10_000)
+    tp = TopicPartition(WINDOWS_TOPIC, 0)
+    consumer.assign([tp])
+    consumer.seek(tp, meta.offset)
+    record = next(m for m in consumer if marker in (m.value or b""))
+    consumer.close()
+    assert record.timestamp_type == 1  # LogAppendTime
+    assert abs(record.timestamp - time.time() * 1000) < 120_000  # the broker's clock, not the claimed 1970
