@@ -90,10 +90,13 @@ def test_split_exact_is_the_largest_remainder_method(total: int, weights: list[i
     assert [i for i in rank if extra[i]] == rank[:sum(extra)]
 
 
-def test_split_exact_rejects_bad_input() -> None:
-    for total, weights in ((-1, [1]), (1, []), (1, [1, -1])):
-        with pytest.raises(ValueError):
-            split_exact(total, weights)
+@pytest.mark.parametrize(("total", "weights", "words"), [
+    (-1, [1], "total must be non-negative"), (-1, [1, 2], "total must be non-negative"),
+    (1, [], "at least one weight is needed"), (1, [1, -1], "weights must be non-negative"),
+    (1, [-1], "weights must be non-negative")])
+def test_split_exact_rejects_bad_input(total: int, weights: list[int], words: str) -> None:
+    with pytest.raises(ValueError, match=f"^{words}$"):
+        split_exact(total, weights)
 
 
 # -- who is billed: every account the attribution can bill, exact Part fields --------------------
@@ -280,8 +283,35 @@ def test_a_late_start_never_erases_a_known_end() -> None:
 def test_an_end_whose_start_was_never_seen_still_names_the_account(config_and_hash) -> None:
     cfg, _ = config_and_hash
     book = book_jobs([end("3", "fr-speech", 99)])
+    span = book[(SITE, "3")]
+    assert (span.start.event, span.start.time_ns, span.end_ns) == ("start", 0, 99)
     (p,) = attribute_gpu(SITE, gpu(10, [("3", None, 1.0)]), cfg, book)
     assert (p.project, p.member, p.account_source) == ("fr-speech", "FR", "job_event")
+
+
+def test_forgetting_one_of_two_holders_keeps_the_other_in_the_index() -> None:
+    book = book_jobs([start("1", "kr-llm", gpus=("GPU-1",), exclusive=True),
+                      start("2", "gb-protein", gpus=("GPU-1",), exclusive=True)])
+    del book[(SITE, "1")]
+    assert [s.start.job_id for s in book.exclusive_on(SITE, "GPU-1")] == ["2"]
+    del book[(SITE, "2")]
+    assert book.exclusive_on(SITE, "GPU-1") == []
+
+
+def test_a_plain_mapping_of_jobs_finds_the_same_exclusive_holder(config_and_hash) -> None:
+    # the pure function also takes any mapping (tests, callers without a JobBook): the same rule
+    cfg, _ = config_and_hash
+    spans = dict(book_jobs([start("42", "ca-climate", gpus=("GPU-1",), exclusive=True),
+                            start("43", "gb-protein", gpus=("GPU-2",), exclusive=True),
+                            start("44", "fr-speech", gpus=("GPU-1",), exclusive=False),
+                            start("45", "kr-llm", site="de-juelich", gpus=("GPU-1",), exclusive=True)]))
+    (p,) = attribute_gpu(SITE, gpu(800, []), cfg, spans, (10, 20))
+    assert (p.project, p.job_id) == ("ca-climate", "42")
+    (q,) = attribute_gpu("de-juelich", gpu(800, []), cfg, spans, (10, 20))
+    assert (q.project, q.job_id) == ("kr-llm", "45")
+    other_gpu = GpuWindow(uuid="GPU-3", model=H100, energy_mj=800, gpu_seconds=10.0)
+    (r,) = attribute_gpu(SITE, other_gpu, cfg, spans, (10, 20))
+    assert r.account_kind == "idle"
 
 
 def test_forgetting_a_job_removes_it_from_the_exclusive_index() -> None:

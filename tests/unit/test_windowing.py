@@ -276,3 +276,88 @@ def test_windows_of_a_node_whose_every_gpu_is_gone_are_not_sent() -> None:
     for wall, mono, counter in readings:
         out += w.add([replace(sample(wall, counter), mono_ns=int(mono * S))] if mono <= 12 else [])
     assert [x.seq for x in out] == [0]
+
+
+@pytest.mark.parametrize("window_ns", [0, -1])
+def test_a_window_must_have_a_length(window_ns: int) -> None:
+    with pytest.raises(ValueError, match="^window_ns must be positive$"):
+        Windower(agent_id="a", site_id="s", node="n", boot_id="b", epoch="e", window_ns=window_ns, resolver=NoJobs())
+    assert Windower(agent_id="a", site_id="s", node="n", boot_id="b", epoch="e", window_ns=1,
+                    resolver=NoJobs()).window_ns == 1
+
+
+def test_a_clock_step_exactly_at_a_window_boundary(caplog) -> None:
+    # the window ends at the boundary where the wall clock steps: nothing partial to close
+    readings = [(i + (-3600 if i >= 30 else 0), i, i * 100_000) for i in range(61)]
+    windows = _run(readings)
+    assert _totals(windows) == (6_000_000, pytest.approx(60.0))
+    assert [x for x in windows if "clock_step" in x.gpus[0].flags][0].window_start_ns == T0 + (30 - 3600) * S
+    assert "stepped by -3600.000 s on n" in caplog.text
+
+
+@pytest.mark.parametrize("step_s", [-3605.5, 4.5])  # the next boundary half a reading after the step
+def test_each_window_keeps_its_own_energy_across_a_clock_step(step_s: float) -> None:
+    # constant 100 W: every window's energy is 100 W × its GPU time, to the millijoule,
+    # also when the step moves the boundaries off the readings' grid
+    readings = [(i + (step_s if i >= 35 else 0), i, i * 100_000) for i in range(61)]
+    windows = _run(readings)
+    assert _totals(windows) == (6_000_000, pytest.approx(60.0))
+    for x in windows:
+        g = x.gpus[0]
+        assert abs(g.energy_mj - g.gpu_seconds * 100_000) <= 1, (x.window_start_ns, g.energy_mj, g.gpu_seconds)
+
+
+def _checkpointed(readings: list[tuple[float, float, int | None]], power_mw: int = 100_000) -> Windower:
+    w = windower()
+    for wall, mono, counter in readings:
+        w.add([replace(sample(wall, counter, power_mw), mono_ns=int(mono * S))])
+    return w
+
+
+def test_a_restart_on_the_same_boot_resumes_the_timeline() -> None:
+    # 25 s of readings, the agent stops; the wall clock steps +100 s while it is down; it
+    # restarts at monotonic 40 s. Nothing is invented for the step, nothing lost for the gap.
+    before = _checkpointed([(i, i, i * 100_000) for i in range(26)])
+    state = before.checkpoint()
+    assert state is not None and state["offset"] is not None
+    after = windower()
+    assert after.restore(state) is True
+    assert after.seq == before.seq and after.win_start == before.win_start
+    out = []
+    for i in range(40, 61):
+        out += after.add([replace(sample(i + 100, i * 100_000), mono_ns=i * S)])
+    assert after.flush() is None  # the last reading was on a boundary: nothing left open
+    energy = sum(g.energy_mj for x in out for g in x.gpus)
+    gpu_s = sum(g.gpu_seconds for x in out for g in x.gpus)
+    assert energy == (60 - 20) * 100_000  # from the checkpoint's counter (boundary at 20 s) to the end
+    assert gpu_s == pytest.approx(40.0)  # monotonic time since the checkpoint, not the 100 s step
+    assert "agent_restart" in out[0].gpus[0].flags and any("clock_step" in g.flags for x in out for g in x.gpus)
+
+
+def test_a_restart_estimates_from_the_last_power_when_the_counter_is_gone() -> None:
+    before = _checkpointed([(i, i, i * 100_000) for i in range(21)], power_mw=300_000)
+    after = windower()
+    assert after.restore(before.checkpoint())
+    # the device answers again without its counter or a power reading: the last known power counts
+    out = after.add([replace(sample(30, None, 0), power_mw=None, power_limit_mw=None, mono_ns=30 * S)])
+    assert [x.gpus[0].energy_mj for x in out] == [300_000 * 10]
+    assert "energy_estimated" in out[0].gpus[0].flags
+
+
+@pytest.mark.parametrize("state", [
+    {"boot_id": "another-boot", "seq": 3, "win_start": 1, "gpus": {}},
+    {"boot_id": "b", "seq": 3, "win_start": None, "gpus": {}},
+    {"boot_id": "b", "seq": 3, "win_start": 1, "gpus": None},
+])
+def test_a_checkpoint_of_another_boot_or_an_incomplete_one_starts_fresh(state: dict) -> None:
+    w = windower()
+    assert w.restore(state) is False
+    assert (w.seq, w.win_start, w.gpus) == (0, None, {})
+
+
+def test_flush_with_every_gpu_gone_sends_nothing() -> None:
+    w = windower()
+    for i in range(12):
+        w.add([replace(sample(i, i * 100_000), mono_ns=i * S)])
+    w.gpus.clear()  # every GPU left the node
+    assert w.flush() is None
