@@ -32,7 +32,7 @@ def equivalents() -> dict[str, str]:
 
 
 def main() -> int:
-    text = subprocess.run([str(ROOT / ".venv" / "bin" / "mutmut"), "results", "--all", "true"], cwd=ROOT,
+    text = subprocess.run([str(Path(sys.executable).parent / "mutmut"), "results", "--all", "true"], cwd=ROOT,
                           capture_output=True, text=True, check=False).stdout
     status: dict[str, Counter[str]] = defaultdict(Counter)
     survivors: dict[str, list[str]] = defaultdict(list)
@@ -44,6 +44,8 @@ def main() -> int:
         kind = m.group(2).strip()
         if kind in KILLED:
             status[module]["killed"] += 1
+        elif kind == "not checked":  # the run was stopped before it: neither killed nor survived
+            status[module]["unchecked"] += 1
         elif name in judged:
             status[module]["equivalent"] += 1
         else:
@@ -56,11 +58,12 @@ def main() -> int:
     print(f"{'module':<22}{'mutants':>8}{'killed':>8}{'equiv.':>8}{'left':>6}  score (target {TARGET:.0%})")
     for module, c in sorted(status.items()):
         total = sum(c.values())
-        counted = total - c["equivalent"]
+        counted = total - c["equivalent"] - c["unchecked"]
         score = c["killed"] / counted if counted else 1.0
         left = counted - c["killed"]
-        ok &= score >= TARGET
-        print(f"{module:<22}{total:>8}{c['killed']:>8}{c['equivalent']:>8}{left:>6}  {score:.1%}")
+        ok &= score >= TARGET and not c["unchecked"]
+        unchecked = f" ({c['unchecked']} not run yet)" if c["unchecked"] else ""
+        print(f"{module:<22}{total:>8}{c['killed']:>8}{c['equivalent']:>8}{left:>6}  {score:.1%}{unchecked}")
     for module, names in sorted(survivors.items()):
         print(f"\nsurvivors in {module} (`mutmut show NAME`):")
         for n in names:
