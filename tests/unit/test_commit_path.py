@@ -170,3 +170,28 @@ def test_a_lease_that_expired_while_nobody_took_it_is_taken_again(db) -> None:
     assert [h.holder for h in lease.holders()] == ["remote-host:1:aaaa"]
     with pytest.raises(LeaseError):
         ChainLease(engine, name, "main", holder="remote-host:2:bbbb", sleep=lambda s: None).acquire(wait_s=0)
+
+
+def test_the_clickhouse_dead_letter_writer_takes_any_bytes_and_any_detail(chdb_engine) -> None:
+    """The dead-letter row (the Kafka record is in tests/unit/test_poison.py) cannot fail on
+    content: hypothesis over arbitrary original bytes and arbitrary detail text."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    name = f"bl_dlq{next(_n)}"
+    apply_migrations(chdb_engine, name)
+    sink = ClickHouseSink(chdb_engine, name)
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.tuples(st.binary(max_size=400), st.text(max_size=600)), min_size=1, max_size=4))
+    def write(messages: list[tuple[bytes, str]]) -> None:
+        import hashlib
+
+        rejections = [Rejection.of("malformed_json", detail, raw) for raw, detail in messages]
+        sink.write([], [], rejections)
+        for raw, _ in messages:
+            rows = chdb_engine.execute(f"SELECT hex(raw) FROM {name}.dlq_records WHERE raw_sha256 = %(h)s",
+                                       {"h": hashlib.sha256(raw).hexdigest()})
+            assert rows and rows[0][0] == raw.hex().upper()
+
+    write()
