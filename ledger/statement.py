@@ -63,14 +63,20 @@ class Statement:
     # the member's job usage (normalised GPU-hours) by where its account came from:
     # job_event, job_event_overrode_claim, self_declared, correction
     sources: list[tuple[str, Decimal]] = field(default_factory=list)
+    # sites the config lets send unsigned windows, or name accounts themselves
+    unsigned_sites: list[str] = field(default_factory=list)
+    self_declaring_sites: list[str] = field(default_factory=list)
 
     def source_notes(self) -> list[str]:
         """How much of the usage the scheduler vouched for, and what was self-declared or overridden."""
         total = sum((h for _, h in self.sources), Decimal(0))
+        notes = [f"site {s} may send UNSIGNED windows (allow_unsigned in the config)" for s in self.unsigned_sites]
+        notes += [f"site {s} may name accounts itself where no job event exists (self_declared_accounts)"
+                  for s in self.self_declaring_sites]
         if not total:
-            return []
-        return [f"account source {src or 'unrecorded'}: {_fmt(h)} normalised GPU-hours ({h / total:.1%})"
-                for src, h in self.sources]
+            return notes
+        return notes + [f"account source {src or 'unrecorded'}: {_fmt(h)} normalised GPU-hours ({h / total:.1%})"
+                        for src, h in self.sources]
 
 
 def _month_bounds(month: str) -> tuple[datetime, datetime]:
@@ -131,6 +137,8 @@ def build_statement(client: Any, db: str, member: str, month: str) -> Statement:
         f"FROM {db}.windows WHERE window_start >= %(start)s AND window_start < %(end)s "
         f"GROUP BY site_id, agent_id, boot_id, splitByChar('/', window_id)[4]) "
         f"GROUP BY agent_id HAVING missing > 0 ORDER BY agent_id", p)]
+    st.unsigned_sites = [x.id for x in cfg.sites if x.allow_unsigned]
+    st.self_declaring_sites = [x.id for x in cfg.sites if x.self_declared_accounts]
     st.sources = [(src, Decimal(str(h))) for src, h in client.execute(
         f"SELECT account_source, sum(normalised_gpu_hours) AS h FROM {db}.ledger WHERE member = %(m)s "
         f"AND account_kind = 'job' AND window_start >= %(start)s AND window_start < %(end)s "

@@ -245,6 +245,9 @@ def test_member_statement_in_three_formats(ledger_db, tmp_path) -> None:
     page = render_html(st)
     assert "Republic of Korea (KR), 2026-11" in page and "<svg" in page and f"{st.total.cost_eur:,.2f}" in page
     assert "account source job_event" in page and "(100.0%)" in page
+    assert st.unsigned_sites == [] and "UNSIGNED" not in page  # the example config opts no site out
+    st.unsigned_sites = ["ca-montreal"]
+    assert "site ca-montreal may send UNSIGNED windows" in render_html(st)
     pdf = tmp_path / "kr.pdf"
     render_pdf(st, pdf)
     words = " ".join(" ".join(p.extract_text().split()) for p in PdfReader(pdf).pages)  # lines wrap
