@@ -361,3 +361,44 @@ def test_flush_with_every_gpu_gone_sends_nothing() -> None:
         w.add([replace(sample(i, i * 100_000), mono_ns=i * S)])
     w.gpus.clear()  # every GPU left the node
     assert w.flush() is None
+
+
+@pytest.mark.parametrize(("jump_mj", "reset"), [(1_401_000, False), (1_401_001, True)])
+def test_the_counter_jump_threshold_at_its_boundary(jump_mj: int, reset: bool) -> None:
+    # limit 700 W, 1 s: a step above 700 W × 1 s × 2 + 1 J (1,401,000 mJ) is impossible, hence a reset
+    w = windower()
+    w.add([replace(sample(0, 0), power_limit_mw=700_000, mono_ns=0)])
+    w.add([replace(sample(1, jump_mj, power_mw=500_000), power_limit_mw=700_000, mono_ns=S)])
+    last = w.flush()
+    assert ("counter_reset" in last.gpus[0].flags) is reset
+    assert last.gpus[0].energy_mj == (500_000 if reset else jump_mj)  # the reset interval is estimated: 500 W × 1 s
+
+
+@pytest.mark.parametrize(("still_s", "power_mw", "frozen"), [
+    (3, 20_000, True),  # exactly the time and the power: frozen
+    (2, 300_000, False),  # not long enough
+    (5, 19_999, False),  # too little power to be sure
+])
+def test_a_frozen_counter_at_its_boundaries(still_s: int, power_mw: int, frozen: bool) -> None:
+    readings = [(i, i, min(i, 5) * 100_000) for i in range(5 + still_s + 1)]
+    windows = _run(readings, power_mw=power_mw)
+    assert any("counter_frozen" in g.flags for x in windows for g in x.gpus) is frozen
+
+
+def test_a_counter_that_resets_and_then_freezes_is_flagged() -> None:
+    w = windower()
+    out = []
+    counters = [0, 100_000, 200_000, 5_000, 5_000, 5_000, 5_000, 5_000]  # reset at 3 s, then still
+    for i, c in enumerate(counters):
+        out += w.add([replace(sample(i, c, power_mw=100_000), mono_ns=i * S)])
+    last = w.flush()
+    flags = set(last.gpus[0].flags)
+    assert {"counter_reset", "counter_frozen"} <= flags
+
+
+def test_readings_a_nanosecond_apart_keep_their_energy() -> None:
+    w = windower()
+    w.add([replace(sample(0, 0), mono_ns=0)])
+    w.add([replace(sample(0, 5), t_ns=T0 + 1, mono_ns=1)])  # the counter moved 5 mJ in 1 ns (plausible: < 1 J)
+    w.add([replace(sample(2, 200_005), mono_ns=2 * S)])
+    assert w.flush().gpus[0].energy_mj == 200_005
