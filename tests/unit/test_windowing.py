@@ -402,3 +402,29 @@ def test_readings_a_nanosecond_apart_keep_their_energy() -> None:
     w.add([replace(sample(0, 5), t_ns=T0 + 1, mono_ns=1)])  # the counter moved 5 mJ in 1 ns (plausible: < 1 J)
     w.add([replace(sample(2, 200_005), mono_ns=2 * S)])
     assert w.flush().gpus[0].energy_mj == 200_005
+
+
+def test_a_window_carries_every_reading_it_summarises() -> None:
+    """Known answers for the fields besides energy: utilisation mean, memory, power, limit, shares, MIG."""
+    from agents.jobs import JobRef
+
+    class Jobs:
+        def resolve(self, pid: int):
+            return JobRef("j7", "kr-llm") if pid == 7 else None
+
+    w = Windower(agent_id="a", site_id="s", node="n", boot_id="b", epoch="e", window_ns=10 * S, resolver=Jobs())
+    util = (ProcessUtil(pid=7, sm_util=60, mig_uuid="MIG-1"), ProcessUtil(pid=8, sm_util=20))
+    for i, (u, mem) in enumerate([(50, 1000), (70, 3000), (60, 2000), (40, 2500)]):
+        s = replace(sample(i * 2.5, i * 250_000), util_gpu=u, mem_used_bytes=mem, power_limit_mw=650_000,
+                    mono_ns=int(i * 2.5 * S), running_pids=(7, 8), process_util=util if i else None)
+        w.add([s])
+    (x,) = w.add([replace(sample(10, 1_000_000), util_gpu=80, mem_used_bytes=4000, power_limit_mw=650_000,
+                          mono_ns=10 * S, running_pids=(7, 8), process_util=util)])
+    (g,) = x.gpus
+    assert (g.energy_mj, g.gpu_seconds, g.power_avg_mw, g.power_limit_mw) == (1_000_000, 10.0, 100_000, 650_000)
+    assert g.util_gpu == 55.0  # the mean of the four readings inside the window: (50+70+60+40)/4
+    assert g.mem_used_bytes == 2500  # the last reading inside the window
+    assert [(p.pid, p.job_id, p.account, p.sm_share, p.mig_uuid) for p in g.processes] == [
+        (7, "j7", "kr-llm", 0.6, "MIG-1"), (8, None, None, 0.2, None)]
+    assert (x.site_id, x.agent_id, x.node, x.boot_id, x.epoch, x.seq) == ("s", "a", "n", "b", "e", 0)
+    assert (x.window_start_ns, x.window_end_ns) == (T0, T0 + 10 * S)
