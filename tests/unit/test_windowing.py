@@ -428,3 +428,19 @@ def test_a_window_carries_every_reading_it_summarises() -> None:
         (7, "j7", "kr-llm", 0.6, "MIG-1"), (8, None, None, 0.2, None)]
     assert (x.site_id, x.agent_id, x.node, x.boot_id, x.epoch, x.seq) == ("s", "a", "n", "b", "e", 0)
     assert (x.window_start_ns, x.window_end_ns) == (T0, T0 + 10 * S)
+
+
+def test_shares_above_one_are_scaled_down_and_a_new_gpu_is_flagged() -> None:
+    w = windower()
+    util = (ProcessUtil(pid=1, sm_util=80), ProcessUtil(pid=2, sm_util=60))  # NVML's samples overlap: 140 %
+    for i in range(10):
+        s = replace(sample(i, i * 100_000), util_gpu=[33, 34, 34][i % 3], mono_ns=i * S, running_pids=(1, 2),
+                    process_util=util)
+        w.add([s] + ([replace(sample(i, i * 1000, uuid="GPU-2"), mono_ns=i * S)] if i >= 4 else []))
+    (x,) = w.add([replace(sample(10, 1_000_000), mono_ns=10 * S),
+                  replace(sample(10, 10_000, uuid="GPU-2"), mono_ns=10 * S)])
+    g1, g2 = x.gpus
+    assert [p.sm_share for p in g1.processes] == [0.571428, 0.428571]  # 80/140 and 60/140, rounded down
+    assert g1.util_gpu == 33.6  # 4 × 33 + 6 × 34 over 10 readings
+    assert "gpu_appeared" in g2.flags and "gpu_appeared" not in g1.flags
+    assert (g2.gpu_seconds, g2.energy_mj) == (6.0, 6000)  # from its first reading at 4 s
