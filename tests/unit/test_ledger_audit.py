@@ -253,3 +253,32 @@ def test_member_statement_in_three_formats(ledger_db, tmp_path) -> None:
     words = " ".join(" ".join(p.extract_text().split()) for p in PdfReader(pdf).pages)  # lines wrap
     assert "Republic of Korea (KR), 2026-11" in words
     assert f"{st.total.cost_eur:,.2f}" in words and f"{st.balance:,.2f}" in words
+
+
+def test_an_entry_row_stored_twice_is_named(ledger_db) -> None:
+    engine, db = ledger_db
+    cols = ", ".join(c[0] for c in engine.execute(f"DESCRIBE TABLE {db}.ledger_entries"))
+    eid, bid = engine.execute(f"SELECT entry_id, batch_id FROM {db}.ledger_entries ORDER BY entry_id LIMIT 1")[0]
+    engine.execute(f"INSERT INTO {db}.ledger_entries ({cols}) SELECT {cols} FROM {db}.ledger_entries "
+                   f"WHERE entry_id = '{eid}'")  # the same row again: counted twice
+    problems = verify_ledger(engine, db, *ALL).problems
+    assert [(p.kind, p.detail) for p in problems] == [("entry_added", f"entry {eid} appears 2 times")]
+
+
+def test_a_deleted_batch_breaks_the_link_after_it(ledger_db) -> None:
+    engine, db = ledger_db
+    bid = engine.execute(f"SELECT batch_id FROM {db}.ledger_batches WHERE seq = 3")[0][0]
+    mutate(engine, f"ALTER TABLE {db}.ledger_batches DELETE WHERE seq = 3")
+    problems = verify_ledger(engine, db, *ALL).problems
+    assert ("broken_link", 4, "seq 4 follows seq 2") in [(p.kind, p.seq, p.detail) for p in problems]
+    # its entries now belong to no batch of any chain (and had an intent: an interrupted write)
+    assert verify_ledger(engine, db, *ALL).interrupted == [bid]
+
+
+def test_a_rewritten_manifest_is_a_bad_entries_hash_and_a_relinked_batch_a_broken_link(ledger_db) -> None:
+    engine, db = ledger_db
+    mutate(engine, f"ALTER TABLE {db}.ledger_batches UPDATE entry_digests = arrayPopBack(entry_digests) "
+                   f"WHERE seq = 1")
+    mutate(engine, f"ALTER TABLE {db}.ledger_batches UPDATE prev_hash = '{'0' * 64}' WHERE seq = 5")
+    kinds = {(p.kind, p.seq) for p in verify_ledger(engine, db, *ALL).problems}
+    assert {("bad_entries_hash", 1), ("broken_link", 5), ("bad_batch_hash", 5)} <= kinds
