@@ -82,6 +82,7 @@ class AgentService:
             log.info("new boot %s (spool was at boot %s): windows start at seq 0",
                      self.windower.boot_id, checkpoint.get("boot_id"))
         self._publisher: Publisher | None = None
+        self.last_sample_at: float | None = None
         self._retry_at = 0.0
         self._backoff = 1.0
         self.metrics.spooled = spool.count()
@@ -91,6 +92,7 @@ class AgentService:
     def tick(self, drain: bool = True) -> list[TelemetryWindow]:
         samples = self.reader.sample()
         self.metrics.samples += 1
+        self.last_sample_at = self.monotonic()
         windows = self.windower.add(samples)
         self._spool(windows)
         if drain:
@@ -154,6 +156,17 @@ class AgentService:
             except Exception as exc:  # closing a broken client must not stop sampling
                 log.debug("closing the Kafka client failed: %s", exc)
             self._publisher = None
+
+    def health(self) -> tuple[bool, str]:
+        """For /healthz: the sampling loop read the GPUs recently (Kafka's state does
+        not matter: in an outage the agent spools, which is healthy)."""
+        if self.last_sample_at is None:
+            return False, "no reading yet"
+        age = self.monotonic() - self.last_sample_at
+        limit = max(10.0, 5 * self.sample_s)
+        if age > limit:
+            return False, f"last reading {age:.0f} s ago (limit {limit:.0f} s)"
+        return True, f"ok: last reading {age:.1f} s ago, {self.metrics.spooled} window(s) spooled"
 
     # -- the loop ------------------------------------------------------------------
     def run(self, stop: threading.Event, max_ticks: int | None = None) -> None:

@@ -78,6 +78,7 @@ class AgentSettings(BaseSettings):
     proc_root: Path = Path("/proc")
     static_jobs_file: Path | None = None
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "0.0.0.0"  # all interfaces (Prometheus scrapes the node); 127.0.0.1 keeps it local
     send_batch: int = Field(default=500, ge=1)
     send_timeout_s: float = Field(default=10.0, gt=0)
 

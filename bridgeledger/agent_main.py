@@ -60,7 +60,8 @@ def build_service(settings: AgentSettings) -> tuple[AgentService, Callable[[], N
         window_s=settings.window_s, sample_s=settings.sample_s, key_id=settings.key_id, key=key,
         send_batch=settings.send_batch, send_timeout_s=settings.send_timeout_s, metrics=metrics,
     )
-    server = serve_text(metrics.render, settings.metrics_port) if settings.metrics_port else None
+    server = (serve_text(metrics.render, settings.metrics_port, settings.metrics_host, health=service.health)
+              if settings.metrics_port else None)
 
     def cleanup() -> None:
         if server is not None:

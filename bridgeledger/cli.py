@@ -393,7 +393,8 @@ def stream_run(config_path: Path | None) -> None:
     if settings.metrics_port:
         from bridgeledger.metrics_http import serve_text
 
-        serve_text(worker.stats.render, settings.metrics_port)
+        serve_text(worker.stats.render, settings.metrics_port, settings.metrics_host,
+                   health=lambda: (True, f"ok: {worker.stats.windows} windows booked"))
     from faust.worker import Worker
 
     faust_worker = Worker(app, loglevel="info")

@@ -64,3 +64,4 @@ class StreamSettings(BaseSettings):
             raise ValueError("BRIDGELEDGER_KAFKA_PASSWORD_FILE is needed with BRIDGELEDGER_KAFKA_USERNAME")
         return read_secret_file(self.kafka_password_file, "Kafka password").decode()
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "0.0.0.0"  # BRIDGELEDGER_METRICS_HOST; 127.0.0.1 keeps /metrics and /healthz local
