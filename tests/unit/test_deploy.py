@@ -58,3 +58,14 @@ def test_systemd_analyze_verifies_the_shipped_unit(tmp_path: Path) -> None:
                 if "bridgeledger-agent.service" in line and "user" not in line.lower()]
     assert r.returncode == 0 or not problems, r.stdout + r.stderr
     assert not problems, problems
+
+
+def test_the_daemonset_is_valid_for_a_current_kubernetes() -> None:
+    import subprocess
+    import sys
+
+    tool = Path(sys.executable).parent / "kubernetes-validate"
+    r = subprocess.run([str(tool), "--strict", "-k", "1.34.0", str(ROOT / "deploy" / "k8s" / "agent-daemonset.yaml")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("passed") + r.stderr.count("passed") == 3  # namespace, configmap, daemonset
