@@ -36,3 +36,32 @@ def test_grafana_datasource_uses_the_read_only_auditor() -> None:
     (source,) = ds["datasources"]
     assert source["type"] == "grafana-clickhouse-datasource"
     assert source["jsonData"]["username"] == "auditor"
+
+
+def test_compose_runs_as_deployed_users_and_keeps_its_data() -> None:
+    doc = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = doc["services"]
+    # the image's ENTRYPOINT is bridgeledger: commands are its subcommands
+    assert services["migrate"]["command"][:2] == ["ledger", "migrate"]
+    assert services["stream-worker"]["command"] == ["stream", "run"]
+    assert services["migrate"]["environment"]["BRIDGELEDGER_CH_USER"] == "migrator"
+    assert services["stream-worker"]["environment"]["BRIDGELEDGER_CH_USER"] == "writer"
+    kafka = services["kafka"]
+    (data,) = [v.split(":", 1)[1] for v in kafka["volumes"]]
+    assert kafka["environment"]["KAFKA_LOG_DIRS"] == data  # topics and offsets survive the container
+    assert (ROOT / "docs" / "docker.md").is_file()
+    assert ".env" in (ROOT / ".gitignore").read_text().split()
+
+
+def test_the_image_runs_bridgeledger_unprivileged_where_it_may_write() -> None:
+    text = (ROOT / "deploy" / "docker" / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["bridgeledger"]' in text
+    assert "USER nobody" in text and "WORKDIR /var/lib/bridgeledger" in text
+    assert "chown nobody:nogroup /var/lib/bridgeledger" in text
+
+
+def test_the_docker_writer_may_only_insert_and_select() -> None:
+    users = (ROOT / "deploy" / "clickhouse" / "docker" / "users.xml").read_text()
+    writer = users[users.index("<writer>"):users.index("</writer>")]
+    assert "GRANT SELECT, INSERT ON bridgeledger.*" in writer and "ALTER" not in writer and "CREATE" not in writer
+    assert "<migrator>" in users
