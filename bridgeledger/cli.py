@@ -81,7 +81,11 @@ def _load_config(path: Path) -> tuple[Any, str, bytes]:
     return cfg, digest, path.read_bytes()
 
 
-def _ch_settings() -> Any:
+def _ch_settings(migrator: bool = False) -> Any:
+    """ClickHouse settings from the environment; ``migrator``: for DDL, the local
+    stack's `migrator` user unless the environment names a user itself."""
+    if migrator and "BRIDGELEDGER_CH_USER" in _DEFAULTED:
+        os.environ.update(_stack().client_env("migrator"))
     with needs_extra("streams"):
         from pydantic import ValidationError
 
@@ -152,10 +156,7 @@ def ledger_migrate() -> None:
     with needs_extra("streams"):
         from ledger.migrate import apply_migrations
         from streams.clickhouse import connect
-    if "BRIDGELEDGER_CH_USER" in _DEFAULTED:  # the local stack: its migrator, not the confined writer
-        for k, v in _stack().client_env("migrator").items():
-            os.environ[k] = v
-    s = _ch_settings()
+    s = _ch_settings(migrator=True)
     done = apply_migrations(connect(s, database="system"), s.database)
     click.echo("applied: " + ", ".join(done) if done else "schema up to date")
 
@@ -167,10 +168,7 @@ def ledger_gc(older_than_h: float) -> None:
     with needs_extra("streams"):
         from ledger.maintenance import delete_interrupted
         from streams.clickhouse import connect
-    if "BRIDGELEDGER_CH_USER" in _DEFAULTED:
-        for k, v in _stack().client_env("migrator").items():
-            os.environ[k] = v
-    s = _ch_settings()
+    s = _ch_settings(migrator=True)
     batches = delete_interrupted(connect(s), s.database, older_than_h)
     click.echo(f"deleted the rows of {len(batches)} interrupted batch write(s)" if batches else
                "no interrupted batch writes to delete")

@@ -22,7 +22,8 @@ from decimal import Decimal
 from typing import Any
 
 from ledger.configs import all_configs
-from schemas import WireError, decode_window
+from schemas import WireError
+from schemas.telemetry import decode_window_fast
 from streams.attribution import book_jobs
 from streams.processing import WindowProcessor
 from streams.sink import ClickHouseSink
@@ -75,7 +76,7 @@ def reconcile(client: Any, db: str, start: datetime, end: datetime) -> Reconcile
         parts = window_id.split("/")  # site/agent/boot/epoch/seq
         seqs[(f"{parts[0]}/{agent}", f"{boot}/{parts[3] if len(parts) == 5 else ''}")].append(int(seq))
         try:
-            gpus = decode_window(payload).gpus
+            gpus = decode_window_fast(payload.encode() if isinstance(payload, str) else bytes(payload)).gpus
         except WireError as exc:  # a stored payload that no longer meets the contract: say so, go on
             rep.unreadable.append((window_id, f"{exc.reason}: {exc.detail}"))
             continue
@@ -141,7 +142,7 @@ def recompute(client: Any, db: str, start: datetime, end: datetime) -> Recompute
         raw = payload.encode() if isinstance(payload, str) else bytes(payload)
         processor = processors[next(iter(hashes))]
         try:
-            window = decode_window(raw)
+            window = decode_window_fast(raw)
             site = processor.config.site(window.site_id)
             if site is None:
                 raise WireError("unknown_site", f"site {window.site_id} is not in config {processor.config.version}")

@@ -17,6 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from schemas.errors import ConfigError
+from schemas.signing import PUBLIC_KEY_PATTERN
+from schemas.telemetry import ID_PATTERN
 
 __all__ = [
     "ConsortiumConfig",
@@ -33,7 +35,7 @@ __all__ = [
 
 Iso2 = Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 code")]
 Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
-KeyId = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127}$")]
+KeyId = Annotated[str, Field(pattern=ID_PATTERN)]  # the wire contract's identifiers
 # Shares become integer weights in parts per million (streams/attribution.py
 # SHARE_SCALE): a share with more than six decimals would be rounded silently.
 Share = Annotated[Decimal, Field(gt=0, le=1, decimal_places=6)]
@@ -55,7 +57,7 @@ class SiteKey(_Strict):
     """A public key that may sign a site's windows (schemas/signing.py)."""
 
     id: KeyId
-    ed25519: str = Field(pattern=r"^[0-9a-f]{64}$", description="the public key, 64 hex digits")
+    ed25519: str = Field(pattern=PUBLIC_KEY_PATTERN, description="the public key, 64 hex digits")
 
 
 class Site(_Strict):

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from schemas.errors import WireError
-from schemas.telemetry import MAX_GPUS, MAX_TIME_NS, Ident, Text, read_json
+from schemas.telemetry import MAX_GPUS, MAX_TIME_NS, Ident, Text, read_json, require_version
 
 MAX_JOB_EVENT_BYTES = 64 * 1024
 
@@ -42,9 +42,7 @@ def decode_job_event(raw: bytes | str | None) -> JobEvent:
     doc = read_json(raw)
     if not isinstance(doc, dict):
         raise WireError("schema_invalid", "a job event must be a JSON object")
-    version = doc.get("schema_version", 1)
-    if type(version) is not int or version != 1:
-        raise WireError("unsupported_version", f"schema_version {version!r}; this build reads the integer 1")
+    require_version(doc.get("schema_version", 1), 1)
     try:
         return JobEvent.model_validate(doc)
     except ValidationError as exc:

@@ -61,6 +61,7 @@ __all__ = [
     "json_depth",
     "parse_window",
     "read_json",
+    "require_version",
 ]
 
 Ident = Annotated[str, Field(pattern=ID_PATTERN)]
@@ -201,17 +202,19 @@ def read_json(raw: bytes | str) -> Any:
         raise WireError("malformed_json", detail) from exc
 
 
+def require_version(version: Any, expected: int) -> None:
+    """WireError unless ``version`` is the integer ``expected`` (1.0 and true equal 1
+    in Python but are not the integer 1)."""
+    if type(version) is not int or version != expected:
+        raise WireError("unsupported_version", f"schema_version {version!r}; this build reads the integer {expected}")
+
+
 def parse_window(raw: bytes | str) -> tuple[dict[str, Any], TelemetryWindow]:
     """Like :func:`decode_window`, also returning the JSON object (for signature checks)."""
     doc = read_json(raw)
     if not isinstance(doc, dict):
         raise WireError("schema_invalid", "a telemetry window must be a JSON object")
-    version = doc.get("schema_version")
-    # strict: 1.0 and true equal 1 in Python but are not the integer 1
-    if type(version) is not int or version != SCHEMA_VERSION:
-        raise WireError(
-            "unsupported_version", f"schema_version {version!r}; this build reads the integer {SCHEMA_VERSION}"
-        )
+    require_version(doc.get("schema_version"), SCHEMA_VERSION)
     try:
         return doc, TelemetryWindow.model_validate(doc)
     except ValidationError as exc:

@@ -35,6 +35,7 @@ from schemas import LedgerEntry, TelemetryWindow
 from schemas.chain import CARBON_SCALE, COST_SCALE, GENESIS, HOURS_SCALE, batch_hash, entries_hash
 from schemas.jobs import JobEvent
 from schemas.ledger import ENTRY_ROW_FIELDS, EntryRow, entry_from_row
+from schemas.telemetry import ID_PATTERN
 from streams.clickhouse import decimal_units
 from streams.lease import ChainLease
 from streams.processing import Rejection, conflicting_duplicate
@@ -269,7 +270,7 @@ class ClickHouseSink:
         ]
 
 
-_ID_VALUE = re.compile(rb'"(site_id|agent_id)"\s*:\s*"([A-Za-z0-9][A-Za-z0-9._:@+=-]{0,127})"')
+_ID_VALUE = re.compile(rb'"(site_id|agent_id)"\s*:\s*"(' + ID_PATTERN.strip("^$").encode() + rb')"')
 
 
 def _field(raw: bytes, name: bytes) -> str:
@@ -289,6 +290,7 @@ class MemorySink:
         self.entries: list[LedgerEntry] = []
         self.rejections: list[Rejection] = []
         self.jobs: list[JobEvent] = []
+        self._booked: dict[str, bytes] = {}  # window id -> bytes booked, kept with self.windows
 
     def write(
         self,
@@ -297,13 +299,14 @@ class MemorySink:
         rejections: Sequence[Rejection] = (),
     ) -> Written:
         """Like the ClickHouse sink: resends skipped, conflicting duplicates refused."""
-        booked = {w.window_id: raw for w, raw in self.windows}
+        booked = self._booked
         conflicts = [conflicting_duplicate(w.window_id, raw, booked[w.window_id])
                      for w, raw in windows if w.window_id in booked and booked[w.window_id] != raw]
         new = [(w, raw) for w, raw in windows if w.window_id not in booked]
         ids = {w.window_id for w, _ in new}
         rows = [e for e in entries if e[_WINDOW] in ids]
         self.windows.extend(new)
+        booked.update((w.window_id, raw) for w, raw in new)
         self.entries.extend(entry_from_row(e) for e in rows)
         self.rejections.extend([*rejections, *conflicts])
         return Written(len(new), len(rows), conflicts)
