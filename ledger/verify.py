@@ -4,7 +4,8 @@ For each chain, batch by batch: sequence numbers contiguous from 0, each
 ``prev_hash`` equal to the previous ``batch_hash``, the batch hash and the
 entries hash recomputed (schemas/chain.py), and the entries in the table
 against the batch's manifest (entry ids and digests): an entry changed,
-deleted or added is named. Entries whose batch was never committed (older
+deleted or added is named; the raw windows stored under the batch against
+its windows hash (a payload edited, deleted or added). Entries whose batch was never committed (older
 than an in-flight write can be) are named too.
 """
 
@@ -16,7 +17,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from schemas.chain import GENESIS, batch_hash, entries_hash, entry_digest, entry_line
+from schemas.chain import GENESIS, batch_hash, entries_hash, entry_digest, entry_line, windows_hash
 
 __all__ = ["Problem", "VerifyReport", "verify_ledger"]
 
@@ -57,18 +58,39 @@ def _digest(row: tuple[Any, ...]) -> str:
                                    source))
 
 
+def _check_windows(client: Any, db: str, batches: dict[str, tuple[str, int, str, int]]) -> list[Problem]:
+    """The raw windows stored under each batch against the windows hash its commit record holds."""
+    if not batches:
+        return []
+    stored: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for bid, wid, digest in client.execute(
+            f"SELECT batch_id, window_id, lower(hex(SHA256(payload))) FROM {db}.raw_windows "
+            f"WHERE batch_id IN %(b)s", {"b": tuple(batches)}):
+        stored[bid].append((wid, digest))
+    problems = []
+    for bid, (chain, seq, w_hash, w_count) in batches.items():
+        found = sorted(stored.get(bid, []))
+        if len(found) != w_count or windows_hash(d for _, d in found) != w_hash:
+            problems.append(Problem(chain, seq, "windows_changed",
+                                    f"the raw windows stored under this batch ({len(found)}, committed {w_count}) "
+                                    f"are not the bytes that were committed"))
+    return problems
+
+
 def verify_ledger(client: Any, db: str, start: datetime | None = None, end: datetime | None = None,
                   ) -> VerifyReport:
     """Verify the chains; ``start``/``end`` limit the entry checks to batches whose
     windows fall in that period (the links are always checked from the start)."""
     batches = client.execute(
         f"SELECT chain_id, seq, batch_id, prev_hash, entries_hash, batch_hash, entry_count, energy_mj, gpu_ms, "
-        f"entry_ids, entry_digests, min_window_start, max_window_start FROM {db}.ledger_batches "
-        f"ORDER BY chain_id, seq")
+        f"entry_ids, entry_digests, min_window_start, max_window_start, windows_hash, window_count "
+        f"FROM {db}.ledger_batches ORDER BY chain_id, seq")
     problems: list[Problem] = []
     in_range: dict[str, tuple[str, int, list[str], list[str]]] = {}
+    window_hashes: dict[str, tuple[str, int, str, int]] = {}
     prev: dict[str, tuple[int, str]] = {}
-    for (chain, seq, bid, prev_hash, e_hash, b_hash, count, energy, gpu_ms, ids, digests, lo, hi) in batches:
+    for (chain, seq, bid, prev_hash, e_hash, b_hash, count, energy, gpu_ms, ids, digests, lo, hi, w_hash,
+         w_count) in batches:
         seq = int(seq)
         want_seq, want_prev = prev.get(chain, (-1, GENESIS))
         if seq != want_seq + 1:
@@ -78,11 +100,13 @@ def verify_ledger(client: Any, db: str, start: datetime | None = None, end: date
                                     f"prev_hash {prev_hash[:16]}… is not batch {want_seq}'s hash {want_prev[:16]}…"))
         if entries_hash(digests) != e_hash or len(ids) != count:
             problems.append(Problem(chain, seq, "bad_entries_hash", "the batch manifest does not match its hash"))
-        if batch_hash(chain, seq, bid, prev_hash, e_hash, int(count), int(energy), int(gpu_ms)) != b_hash:
+        if batch_hash(chain, seq, bid, prev_hash, e_hash, int(count), int(energy), int(gpu_ms), w_hash,
+                      int(w_count)) != b_hash:
             problems.append(Problem(chain, seq, "bad_batch_hash", "the batch record was altered"))
         prev[chain] = (seq, b_hash)
         if (start is None or hi >= start) and (end is None or lo < end):
             in_range[bid] = (chain, seq, list(ids), list(digests))
+            window_hashes[bid] = (chain, seq, w_hash, int(w_count))
 
     rows = client.execute(f"SELECT batch_id, {ENTRY_COLS} FROM {db}.ledger_entries "
                           f"WHERE batch_id IN %(b)s", {"b": tuple(in_range) or ("",)}) if in_range else []
@@ -109,6 +133,8 @@ def verify_ledger(client: Any, db: str, start: datetime | None = None, end: date
             if eid not in manifest:
                 problems.append(Problem(chain, seq, "entry_added", f"entry {eid} is not in the batch manifest"))
         entries += len(ids)
+
+    problems += _check_windows(client, db, window_hashes)
 
     outside = client.execute(
         f"SELECT entry_id, batch_id, batch_id IN (SELECT batch_id FROM {db}.ledger_intents) "

@@ -13,9 +13,17 @@ an exponent: ``0.002777778``, ``1.362624``, ``321.860``, ``0.000000000``,
 - entry digest   = SHA-256(entry line), hex
 - entries hash   = SHA-256 of the batch's entry digests (hex, concatenated,
                    in ascending entry_id order), hex
+- window digest  = SHA-256(the window message's bytes exactly as received,
+                   signature included), hex
+- windows hash   = SHA-256 of the batch's window digests (hex, concatenated,
+                   in ascending window_id order), hex; a batch without windows
+                   (a correction) hashes the empty string
 - batch hash     = SHA-256 of ``chain_id|seq|batch_id|prev_hash|entries_hash|
-                   entry_count|energy_mj|gpu_ms``, hex
+                   entry_count|energy_mj|gpu_ms|windows_hash|window_count``, hex
 - prev_hash of the first batch of a chain (seq 0) = 64 zeros.
+
+The raw windows are covered by the batch hash, so a payload edited in the
+database breaks the chain, like an edited entry.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from decimal import Decimal
 
 __all__ = [
     "CARBON_SCALE", "COST_SCALE", "GENESIS", "HOURS_SCALE", "batch_hash", "decimal_text", "entries_hash",
-    "entry_digest", "entry_line", "entry_line_fixed", "fixed", "to_units",
+    "entry_digest", "entry_line", "entry_line_fixed", "fixed", "to_units", "window_digest", "windows_hash",
 ]
 
 GENESIS = "0" * 64
@@ -84,10 +92,18 @@ def entries_hash(digests_in_entry_id_order: Iterable[str]) -> str:
     return h.hexdigest()
 
 
+def window_digest(raw: bytes) -> str:
+    return hashlib.sha256(raw).hexdigest()
+
+
+def windows_hash(digests_in_window_id_order: Iterable[str]) -> str:
+    return entries_hash(digests_in_window_id_order)  # the same construction over the window digests
+
+
 def batch_hash(chain_id: str, seq: int, batch_id: str, prev_hash: str, entries_hash_: str,
-               entry_count: int, energy_mj: int, gpu_ms: int) -> str:
+               entry_count: int, energy_mj: int, gpu_ms: int, windows_hash_: str, window_count: int) -> str:
     text = "|".join((chain_id, str(seq), batch_id, prev_hash, entries_hash_, str(entry_count),
-                     str(energy_mj), str(gpu_ms)))
+                     str(energy_mj), str(gpu_ms), windows_hash_, str(window_count)))
     return hashlib.sha256(text.encode()).hexdigest()
 
 

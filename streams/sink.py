@@ -32,7 +32,16 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from schemas import LedgerEntry, TelemetryWindow
-from schemas.chain import CARBON_SCALE, COST_SCALE, GENESIS, HOURS_SCALE, batch_hash, entries_hash
+from schemas.chain import (
+    CARBON_SCALE,
+    COST_SCALE,
+    GENESIS,
+    HOURS_SCALE,
+    batch_hash,
+    entries_hash,
+    window_digest,
+    windows_hash,
+)
 from schemas.jobs import JobEvent
 from schemas.ledger import ENTRY_ROW_FIELDS, EntryRow, entry_from_row
 from schemas.telemetry import ID_PATTERN
@@ -40,7 +49,7 @@ from streams.clickhouse import decimal_units
 from streams.lease import ChainLease
 from streams.processing import Rejection, conflicting_duplicate
 
-__all__ = ["ClickHouseSink", "LedgerSink", "MemorySink", "Written", "entry_columns"]
+__all__ = ["ClickHouseSink", "Committed", "LedgerSink", "MemorySink", "Written", "entry_columns"]
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +65,7 @@ ENTRY_COLUMNS = (
 )
 BATCH_COLUMNS = (
     "chain_id, seq, batch_id, prev_hash, entries_hash, batch_hash, entry_count, window_count, energy_mj, "
-    "gpu_ms, min_window_start, max_window_start, entry_ids, entry_digests, committed_at"
+    "gpu_ms, min_window_start, max_window_start, entry_ids, entry_digests, windows_hash, committed_at"
 )
 JOB_COLUMNS = "site_id, job_id, event, account, node, gpus, exclusive, time_ns, received_at"
 DLQ_COLUMNS = "received_at, reason, detail, site_id, agent_id, raw_sha256, raw"
@@ -81,6 +90,19 @@ class Written:
     windows: int = 0
     entries: int = 0
     conflicts: list[Rejection] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """A batch linked into a chain: what a checkpoint (streams/checkpoints.py) counts."""
+
+    chain_id: str
+    seq: int
+    batch_hash: str
+    entries: int
+    windows: int
+    energy_mj: int
+    gpu_ms: int
 
 
 class LedgerSink(Protocol):
@@ -114,13 +136,16 @@ def entry_columns(batch_id: str, rows: Sequence[EntryRow], written_at: int) -> l
 
 class ClickHouseSink:
     def __init__(self, client: Any, database: str, chain_id: str = "main",
-                 now: Callable[[], datetime] | None = None, lease: ChainLease | None = None) -> None:
+                 now: Callable[[], datetime] | None = None, lease: ChainLease | None = None,
+                 on_commit: Callable[[Committed], None] | None = None) -> None:
         self.client = client
         self.db = database
         self.chain_id = chain_id
         self._now = now or (lambda: datetime.now(UTC).replace(tzinfo=None))
         # the worker's hold on its chain (streams/lease.py), checked before each batch
         self.lease = lease
+        # told of every batch once its commit record is in (the checkpointer)
+        self.on_commit = on_commit
 
     # -- the chain ------------------------------------------------------------------
     def head(self) -> tuple[int, str]:
@@ -203,7 +228,9 @@ class ClickHouseSink:
         energy = sum(e[_ENERGY] for e in entries)
         gpu_ms = sum(e[_GPU_MS] for e in entries)
         e_hash = entries_hash(digests)
-        b_hash = batch_hash(self.chain_id, seq, batch_id, prev, e_hash, len(entries), energy, gpu_ms)
+        w_hash = windows_hash(window_digest(raw) for _, raw in sorted(windows, key=lambda wr: wr[0].window_id))
+        b_hash = batch_hash(self.chain_id, seq, batch_id, prev, e_hash, len(entries), energy, gpu_ms,
+                            w_hash, len(windows))
         starts = [e[_START] for e in entries] or [w.window_start_ns for w, _ in windows]
         now_s = int(now.replace(tzinfo=UTC).timestamp())
         try:
@@ -223,14 +250,26 @@ class ClickHouseSink:
             self.client.execute(
                 f"INSERT INTO {self.db}.ledger_batches ({BATCH_COLUMNS}) VALUES",
                 [(self.chain_id, seq, batch_id, prev, e_hash, b_hash, len(entries), len(windows), energy, gpu_ms,
-                  _ts(min(starts)), _ts(max(starts)), ids, digests, now)])
+                  _ts(min(starts)), _ts(max(starts)), ids, digests, w_hash, now)])
         except Exception:
             # The rows of this attempt, if any landed, stay outside every view;
             # if the commit record did land (its acknowledgement was lost), the
             # retry finds the windows booked. The writer deletes nothing.
             log.warning("batch %s of chain %s not confirmed; retried under a new batch id", batch_id, self.chain_id)
             raise
+        if self.on_commit is not None:
+            self.on_commit(Committed(self.chain_id, seq, b_hash, len(entries), len(windows), energy, gpu_ms))
         return batch_id
+
+    def totals(self) -> Committed:
+        """This chain's head and running totals, from its commit records."""
+        rows = self.client.execute(
+            f"SELECT count(), max(seq), sum(entry_count), sum(window_count), sum(energy_mj), sum(gpu_ms), "
+            f"argMax(batch_hash, seq) FROM {self.db}.ledger_batches WHERE chain_id = %(c)s", {"c": self.chain_id})
+        n, seq, entries, windows, energy, gpu_ms, head = rows[0]
+        if not n:
+            return Committed(self.chain_id, -1, GENESIS, 0, 0, 0, 0)
+        return Committed(self.chain_id, int(seq), head, int(entries), int(windows), int(energy), int(gpu_ms))
 
     def write_jobs(self, events: Sequence[JobEvent]) -> None:
         if not events:

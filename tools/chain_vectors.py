@@ -20,7 +20,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from schemas import JobEvent, load_config  # noqa: E402
-from schemas.chain import ENTRY_FIELDS, GENESIS, batch_hash, entries_hash, entry_digest  # noqa: E402
+from schemas.chain import (  # noqa: E402
+    ENTRY_FIELDS,
+    GENESIS,
+    batch_hash,
+    entries_hash,
+    entry_digest,
+    window_digest,
+    windows_hash,
+)
 from schemas.signing import demo_key, sign_window  # noqa: E402
 from streams.attribution import book_jobs  # noqa: E402
 from streams.processing import WindowProcessor  # noqa: E402
@@ -62,7 +70,8 @@ def main() -> None:
     ]
     out: dict[str, object] = {
         "about": "Known answers for the ledger's hash chain (docs/ledger.md, schemas/chain.py): entry lines, "
-                 "entry digests, entries hash and batch hash of two linked batches. Made by tools/chain_vectors.py "
+                 "entry digests, entries hash, window digests, windows hash and batch hash of two linked batches. "
+                 "Made by tools/chain_vectors.py "
                  "from the stream's own code; checked by tests/unit/test_chain.py.",
         "config_sha256": digest, "genesis": GENESIS, "chain_id": "main", "batches": []}
     prev = GENESIS
@@ -79,12 +88,17 @@ def main() -> None:
         e_hash = entries_hash(digests)
         batch_id = f"vector-batch-{seq}"
         energy, gpu_ms = sum(e.energy_mj for e in entries), sum(e.gpu_ms for e in entries)
-        b_hash = batch_hash("main", seq, batch_id, prev, e_hash, len(entries), energy, gpu_ms)
+        by_id = sorted((o.window.window_id, raw) for o, raw in zip(outs, raws, strict=True) if o.window)
+        w_digests = [window_digest(raw) for _, raw in by_id]
+        w_hash = windows_hash(w_digests)
+        b_hash = batch_hash("main", seq, batch_id, prev, e_hash, len(entries), energy, gpu_ms, w_hash, len(raws))
         out["batches"].append({  # type: ignore[attr-defined]
             "seq": seq, "batch_id": batch_id, "prev_hash": prev, "windows": [r.decode() for r in raws],
+            "window_digests": w_digests, "windows_hash": w_hash, "window_count": len(raws),
             "entries": rows, "entries_hash": e_hash, "entry_count": len(entries), "energy_mj": energy,
             "gpu_ms": gpu_ms, "batch_hash_input": "|".join(("main", str(seq), batch_id, prev, e_hash,
-                                                            str(len(entries)), str(energy), str(gpu_ms))),
+                                                            str(len(entries)), str(energy), str(gpu_ms),
+                                                            w_hash, str(len(raws)))),
             "batch_hash": b_hash})
         prev = b_hash
     args.out.write_text(json.dumps(out, indent=1) + "\n")

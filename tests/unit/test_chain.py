@@ -18,6 +18,7 @@ from schemas.chain import (
     entry_line,
     entry_line_fixed,
     fixed,
+    windows_hash,
 )
 
 
@@ -47,6 +48,11 @@ def test_entry_line_from_decimals_equals_the_line_from_text() -> None:
 
 
 # -- published test vectors (docs/chain-vectors.json) -----------------------------------------------
+def _window_id(doc: dict[str, object]) -> str:
+    """A window's id as docs/ledger.md defines it: site/agent/boot/epoch/seq."""
+    return "/".join(str(doc[k]) for k in ("site_id", "agent_id", "boot_id", "epoch", "seq"))
+
+
 VECTORS = Path(__file__).resolve().parents[2] / "docs" / "chain-vectors.json"
 
 
@@ -80,12 +86,19 @@ def test_the_published_vectors_are_what_the_writer_and_an_independent_reader_com
         energy = sum(int(e["fields"]["energy_mj"]) for e in b["entries"])
         gpu_ms = sum(int(e["fields"]["gpu_ms"]) for e in b["entries"])
         assert (b["entry_count"], b["energy_mj"], b["gpu_ms"]) == (len(b["entries"]), energy, gpu_ms)
+        # the raw windows, byte for byte as they travelled, in window_id order
+        by_id = sorted(b["windows"], key=lambda w: _window_id(json.loads(w)))
+        w_digests = [hashlib.sha256(w.encode()).hexdigest() for w in by_id]
+        assert w_digests == b["window_digests"] and len(by_id) == b["window_count"]
+        assert hashlib.sha256("".join(w_digests).encode()).hexdigest() == b["windows_hash"] == windows_hash(
+            w_digests)
         text = "|".join((doc["chain_id"], str(b["seq"]), b["batch_id"], b["prev_hash"], b["entries_hash"],
-                         str(b["entry_count"]), str(b["energy_mj"]), str(b["gpu_ms"])))
+                         str(b["entry_count"]), str(b["energy_mj"]), str(b["gpu_ms"]), b["windows_hash"],
+                         str(b["window_count"])))
         assert text == b["batch_hash_input"]
         assert hashlib.sha256(text.encode()).hexdigest() == b["batch_hash"] == batch_hash(
             doc["chain_id"], b["seq"], b["batch_id"], b["prev_hash"], b["entries_hash"], b["entry_count"],
-            b["energy_mj"], b["gpu_ms"])
+            b["energy_mj"], b["gpu_ms"], b["windows_hash"], b["window_count"])
         prev = b["batch_hash"]
     assert len(doc["batches"]) >= 2
 
@@ -99,6 +112,6 @@ def test_the_vectors_pin_the_known_hashes() -> None:
 
 
 KNOWN_BATCH_HASHES = [
-    "19b75e86b1e4810b9df7501fb73612325a7a8759e441b5015d76b76738dd72b9",
-    "2d01836ba887647757dcb57fe5ae61a95c096b51c05c88de70bcdb105b6a720d",
+    "b95850cd00f1b9634de53e6ef5e4995dc06cdf812dbdfc0cb35edbc8b9e6b388",
+    "8a451f4c7d5fe9dbca4391b0b487f4e829d75b943f78bc4c01e983e8485e2be0",
 ]

@@ -282,3 +282,25 @@ def test_a_rewritten_manifest_is_a_bad_entries_hash_and_a_relinked_batch_a_broke
     mutate(engine, f"ALTER TABLE {db}.ledger_batches UPDATE prev_hash = '{'0' * 64}' WHERE seq = 5")
     kinds = {(p.kind, p.seq) for p in verify_ledger(engine, db, *ALL).problems}
     assert {("bad_entries_hash", 1), ("broken_link", 5), ("bad_batch_hash", 5)} <= kinds
+
+
+def test_a_raw_window_payload_edited_in_the_database_breaks_its_batch(ledger_db) -> None:
+    # The insider who moves usage between members edits the raw payloads too, so
+    # that `recompute` agrees; the batch hash covers the payloads' bytes.
+    engine, db = ledger_db
+    assert verify_ledger(engine, db, *ALL).ok
+    wid, bid = engine.execute(f"SELECT window_id, batch_id FROM {db}.raw_windows ORDER BY window_id LIMIT 1")[0]
+    seq = engine.execute(f"SELECT seq FROM {db}.ledger_batches WHERE batch_id = '{bid}'")[0][0]
+    mutate(engine, f"ALTER TABLE {db}.raw_windows UPDATE payload = replaceOne(payload, '\"seq\"', '\"seq\" ') "
+                   f"WHERE window_id = '{wid}'")
+    problems = verify_ledger(engine, db, *ALL).problems
+    assert [(p.kind, p.seq) for p in problems] == [("windows_changed", seq)]
+    assert "not the bytes that were committed" in problems[0].detail
+
+
+def test_a_raw_window_deleted_from_its_batch_is_named(ledger_db) -> None:
+    engine, db = ledger_db
+    wid, bid = engine.execute(f"SELECT window_id, batch_id FROM {db}.raw_windows ORDER BY window_id LIMIT 1")[0]
+    seq = engine.execute(f"SELECT seq FROM {db}.ledger_batches WHERE batch_id = '{bid}'")[0][0]
+    mutate(engine, f"ALTER TABLE {db}.raw_windows DELETE WHERE window_id = '{wid}'")
+    assert [(p.kind, p.seq) for p in verify_ledger(engine, db, *ALL).problems] == [("windows_changed", seq)]
