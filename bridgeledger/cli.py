@@ -218,7 +218,9 @@ def _ledger_client() -> tuple[Any, str]:
 @_from_opt
 @_to_opt
 @_record_opt
-def ledger_verify(start: str | None, end: str | None, record: bool) -> None:
+@click.option("--witness", "witness_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Also check the database against the checkpoints this witness directory holds.")
+def ledger_verify(start: str | None, end: str | None, record: bool, witness_dir: Path | None) -> None:
     """Walk the hash chain and its entries; name the first broken link; exit 1 if any."""
     from ledger.verify import verify_ledger
 
@@ -226,6 +228,13 @@ def ledger_verify(start: str | None, end: str | None, record: bool) -> None:
     lo, hi = _when(start, EPOCH), _when(end, FAR)
     report = verify_ledger(client, db, lo, hi)
     click.echo(f"{report.batches} batches, {report.entries} entries checked")
+    if witness_dir is not None:
+        from ledger.witness import Witness, compare, database_batches
+
+        witness = Witness(witness_dir, None)
+        seen = sum(len(c.seen) for c in witness.chains.values())
+        report.problems[:0] = compare(witness, database_batches(client, db))
+        click.echo(f"against {seen} witnessed checkpoint(s) of {len(witness.chains)} chain(s) in {witness_dir}")
     if record:
         _record(client, db, "verify", report.ok, f"{report.batches} batches, {report.entries} entries, "
                 f"{len(report.problems)} problem(s)", lo, hi)
@@ -240,6 +249,53 @@ def ledger_verify(start: str | None, end: str | None, record: bool) -> None:
         click.echo(f"also: {p.line()}")
     click.echo(f"{len(report.problems)} problem(s)")
     sys.exit(1)
+
+
+def _consortium_config(config_path: Path | None) -> Any:
+    path = config_path or Path(os.environ.get("BRIDGELEDGER_CONSORTIUM_CONFIG", "deploy/consortium.example.yaml"))
+    return _load_config(path)[0]
+
+
+_config_opt = click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+                           help="Consortium config: its ledger_keys (default $BRIDGELEDGER_CONSORTIUM_CONFIG).")
+
+
+@ledger.command("witness")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The witness's directory (created; keep it, it is your copy).")
+@_config_opt
+@click.option("--follow", is_flag=True, help="Keep reading new checkpoints until interrupted.")
+@click.option("--poll-s", default=10.0, show_default=True, help="With --follow: seconds between reads.")
+def ledger_witness(out: Path, config_path: Path | None, follow: bool, poll_s: float) -> None:
+    """Copy and check the ledger's signed checkpoints; exit 1 on a fork, a rollback or a bad signature."""
+    with needs_extra("streams"):
+        from ledger.witness import Witness
+        from streams.checkpoint_topic import read_checkpoints
+        from streams.checkpoints import ledger_verifiers
+        from streams.settings import StreamSettings
+    cfg = _consortium_config(config_path)
+    if not cfg.ledger_keys:
+        raise click.ClickException(f"config {cfg.version} lists no ledger_keys: nothing to check checkpoints with")
+    settings = StreamSettings()
+    witness = Witness(out, ledger_verifiers(cfg))
+    alarms = 0
+    while True:
+        for offset, _, raw in read_checkpoints(settings.kafka_bootstrap, witness.offset,
+                                               settings.kafka_python_options()):
+            alarm = witness.accept(offset, raw)
+            if alarm is not None:
+                alarms += 1
+                click.echo(f"ALARM {alarm.line()}")
+        witness.save()
+        heads = ", ".join(f"{c} seq {ch.last.seq}" for c, ch in sorted(witness.chains.items())) or "none"
+        click.echo(f"{witness.accepted} new checkpoint(s) witnessed; heads: {heads} (next offset {witness.offset})")
+        witness.accepted = 0
+        if not follow or alarms:
+            break
+        time.sleep(poll_s)
+    if alarms:
+        click.echo(f"{alarms} alarm(s): see {out / 'alarms.jsonl'} and docs/auditor-cookbook.md")
+        sys.exit(1)
 
 
 @ledger.command("reconcile")
@@ -299,12 +355,22 @@ def ledger_recompute(start: str | None, end: str | None, record: bool) -> None:
 @click.option("--month", required=True, help="YYYY-MM (UTC).")
 @click.option("--format", "fmt", type=click.Choice(["csv", "html", "pdf"]), default="html", show_default=True)
 @click.option("--out", required=True, type=click.Path(path_type=Path))
-def ledger_statement(member: str, month: str, fmt: str, out: Path) -> None:
-    """The monthly statement of one member, for its finance committee."""
+@_config_opt
+def ledger_statement(member: str, month: str, fmt: str, out: Path, config_path: Path | None) -> None:
+    """The monthly statement of one member, signed (OUT.sig) up to each chain's latest checkpoint."""
+    from ledger.signed_statement import latest_checkpoints, sign_statement
     from ledger.statement import build_statement, render_csv, render_html, render_pdf
+    from schemas.checkpoint import checkpoint_id
 
+    cfg = _consortium_config(config_path)
+    with needs_extra("streams"):
+        from streams.checkpoints import ledger_signer, ledger_verifiers
+        from streams.settings import StreamSettings
+    key_id, key, demo = ledger_signer(cfg, StreamSettings().ledger_key_file)
     client, db = _ledger_client()
-    st = build_statement(client, db, member.upper(), month)
+    covered = latest_checkpoints(client, db, ledger_verifiers(cfg))
+    st = build_statement(client, db, member.upper(), month, cover={c: cp.seq for c, (cp, _) in covered.items()})
+    st.covered = [(c, cp.seq, checkpoint_id(raw)) for c, (cp, raw) in covered.items()]
     if fmt == "csv":
         out.write_text(render_csv(st))
     elif fmt == "html":
@@ -312,8 +378,44 @@ def ledger_statement(member: str, month: str, fmt: str, out: Path) -> None:
     else:
         with needs_extra("streams"):
             render_pdf(st, out)
+    sig = out.with_name(out.name + ".sig")
+    sig.write_bytes(sign_statement(out.read_bytes(), out.name, st.member, st.month, [r for _, r in covered.values()],
+                                   key_id, key, time.time_ns()) + b"\n")
     click.echo(f"{st.member} {st.month}: {st.total.normalised_gpu_hours:.2f} normalised GPU-hours, "
                f"{st.total.cost_eur:.2f} {st.currency}, balance {st.balance:+.2f} -> {out}")
+    click.echo(f"signed with ledger key {key_id}{' (PUBLIC DEMO KEY)' if demo else ''} -> {sig}; covers "
+               + (", ".join(f"chain {c} to batch {cp.seq}" for c, (cp, _) in covered.items()) or "no checkpoint"))
+
+
+@ledger.command("statement-verify")
+@click.argument("statement", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--signature", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The signature file (default STATEMENT.sig).")
+@click.option("--witness", "witness_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Also require each covered checkpoint to be in this witness directory.")
+@_config_opt
+def ledger_statement_verify(statement: Path, signature: Path | None, witness_dir: Path | None,
+                            config_path: Path | None) -> None:
+    """Check a statement against its signature and, with --witness, the checkpoints it covers."""
+    from ledger.signed_statement import verify_statement
+    from ledger.witness import Witness
+
+    with needs_extra("streams"):
+        from streams.checkpoints import ledger_verifiers
+    cfg = _consortium_config(config_path)
+    sig = signature or statement.with_name(statement.name + ".sig")
+    if not sig.exists():
+        raise click.ClickException(f"{sig}: no signature file next to the statement")
+    witness = Witness(witness_dir, None) if witness_dir is not None else None
+    try:
+        signed = verify_statement(statement.read_bytes(), sig.read_bytes(), ledger_verifiers(cfg), witness)
+    except LedgerError as exc:
+        click.echo(f"NOT VERIFIED: {statement}: {exc}")
+        sys.exit(1)
+    click.echo(f"verified: {statement} is the {signed.member} {signed.month} statement signed by ledger key "
+               f"{signed.key_id}, covering " + (", ".join(f"chain {c.chain_id} to batch {c.seq}"
+                                                            for c in signed.checkpoints) or "no checkpoint")
+               + (f"; every checkpoint witnessed in {witness_dir}" if witness_dir else ""))
 
 
 @ledger.command("correct")
@@ -321,14 +423,34 @@ def ledger_statement(member: str, month: str, fmt: str, out: Path) -> None:
 @click.option("--to-account", required=True, help="The scheduler account / namespace it belongs to.")
 @click.option("--reason", required=True, help="Why, in words the statement will show.")
 @click.option("--author", default=lambda: os.environ.get("USER", "unknown"), show_default="$USER")
-def ledger_correct(entry_id: str, to_account: str, reason: str, author: str) -> None:
-    """Move an entry to another account with a reversal and a re-booking (never an update)."""
-    from ledger.corrections import move_entry
+@_config_opt
+def ledger_correct(entry_id: str, to_account: str, reason: str, author: str, config_path: Path | None) -> None:
+    """Move an entry to another account with a reversal and a re-booking (never an update).
+
+    The corrections chain is checkpointed like the stream's (the ledger key,
+    BRIDGELEDGER_LEDGER_KEY_FILE, and Kafka are needed)."""
+    from ledger.corrections import CORRECTIONS_CHAIN, move_entry
 
     client, db = _ledger_client()
-    for e in move_entry(client, db, entry_id, to_account, reason, author):
+    checkpoints = _checkpointer(CORRECTIONS_CHAIN, _consortium_config(config_path))
+    for e in move_entry(client, db, entry_id, to_account, reason, author, checkpoints=checkpoints):
         click.echo(f"{e.entry_id[:16]}… {e.member or '-':<3} {e.project:<20} {e.energy_mj:>+14d} mJ "
                    f"{e.cost_eur:>+12}")
+
+
+def _checkpointer(chain_id: str, cfg: Any, interval_s: float | None = None) -> Any:
+    """The checkpointer of a chain, signing with the ledger key the environment names."""
+    with needs_extra("streams"):
+        from streams.checkpoint_topic import KafkaCheckpointLog
+        from streams.checkpoints import Checkpointer, ledger_signer, ledger_verifiers
+        from streams.settings import StreamSettings
+    settings = StreamSettings()
+    key_id, key, demo = ledger_signer(cfg, settings.ledger_key_file)
+    if demo:
+        click.echo("WARNING: signing with the PUBLIC DEMO LEDGER KEY (no BRIDGELEDGER_LEDGER_KEY_FILE)", err=True)
+    return Checkpointer(chain_id, key_id, key, ledger_verifiers(cfg),
+                        KafkaCheckpointLog(settings.kafka_bootstrap, settings.kafka_python_options()),
+                        settings.checkpoint_interval_s if interval_s is None else interval_s)
 
 
 # -- stream ------------------------------------------------------------------------------
@@ -345,7 +467,10 @@ def stream_run(config_path: Path | None) -> None:
     with needs_extra("streams"):
         import faust  # noqa: F401
 
+        from schemas.checkpoint import CheckpointError
         from streams.app import create_app, tune_gc
+        from streams.checkpoint_topic import KafkaCheckpointLog
+        from streams.checkpoints import ChainMismatch, Checkpointer, ledger_signer, ledger_verifiers
         from streams.clickhouse import connect
         from streams.lease import ChainLease, LeaseError
         from streams.processing import WindowProcessor
@@ -363,6 +488,10 @@ def stream_run(config_path: Path | None) -> None:
     client = connect(ch)
     lease = ChainLease(client, ch.database, settings.chain_id, ttl_s=settings.lease_ttl_s)
     sink = ClickHouseSink(client, ch.database, chain_id=settings.chain_id, lease=lease)
+    key_id, ledger_key, demo_ledger_key = ledger_signer(cfg, settings.ledger_key_file)
+    checkpoints = Checkpointer(settings.chain_id, key_id, ledger_key, ledger_verifiers(cfg),
+                               KafkaCheckpointLog(settings.kafka_bootstrap, settings.kafka_python_options()),
+                               settings.checkpoint_interval_s, store=sink.record_checkpoint)
     delay = 1.0
     while True:  # the ledger database may still be starting: wait for it, loudly
         try:
@@ -371,23 +500,31 @@ def stream_run(config_path: Path | None) -> None:
             lease.acquire()  # one live writer per chain
             interrupted = sink.recover()
             jobs_known = sink.load_jobs()
+            # the database against the chain's last checkpoint; a registration if it has none
+            checkpoints.start(sink.totals(), sink.batch_hash_at)
             break
-        except LeaseError:
+        except (LeaseError, ChainMismatch, CheckpointError):
             raise
-        except Exception as exc:  # clickhouse-driver's network and server errors
-            click.echo(f"ClickHouse at {ch.host}:{ch.port} not usable ({exc.__class__.__name__}: "
-                       f"{str(exc).splitlines()[0]}); retrying in {delay:.0f} s", err=True)
+        except Exception as exc:  # clickhouse-driver's and the broker's network and server errors
+            click.echo(f"ClickHouse at {ch.host}:{ch.port} or Kafka at {settings.kafka_bootstrap} not usable "
+                       f"({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                       f"retrying in {delay:.0f} s", err=True)
             time.sleep(delay)
             delay = min(delay * 2, settings.retry_max_s)
     if interrupted:
         click.echo(f"{interrupted} interrupted batch write(s) of chain {settings.chain_id} lie outside the ledger "
                    f"(invisible; `bridgeledger ledger gc` removes them)")
+    sink.on_commit = checkpoints.committed
     _warn_about_signatures(cfg)
+    if demo_ledger_key:
+        click.echo("WARNING: the ledger signs its checkpoints with the PUBLIC DEMO LEDGER KEY (no "
+                   "BRIDGELEDGER_LEDGER_KEY_FILE): anyone can forge them; fine for the demo and the tests only",
+                   err=True)
     worker = LedgerWorker(WindowProcessor(cfg, digest, max_age_ns=int(settings.max_window_age_s * 1e9)), sink)
     worker.load_jobs(jobs_known)
     click.echo(f"stream worker: config {path} version {cfg.version} sha256 {digest[:12]}…, "
                f"kafka {settings.kafka_bootstrap}, clickhouse {ch.host}:{ch.port}/{ch.database}")
-    app = create_app(settings, worker)
+    app = create_app(settings, worker, checkpoints)
     if settings.metrics_port:
         from bridgeledger.metrics_http import serve_text
 

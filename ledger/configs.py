@@ -1,9 +1,16 @@
-"""The consortium configs the ledger holds, by content hash."""
+"""The consortium configs the ledger holds, by content hash.
+
+A stored config is used only if its bytes still hash to the hash it is
+stored under (the hash every entry carries): a config edited in the
+database (say, a project given to another owner so that ``recompute``
+agrees with rewritten entries) is refused with LedgerError.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from ledger import LedgerError
 from schemas import ConsortiumConfig
 from schemas.consortium import parse_config
 
@@ -15,9 +22,17 @@ def config_by_hash(client: Any, db: str, config_hash: str) -> ConsortiumConfig |
                           {"h": config_hash})
     if not rows or not rows[0][0]:
         return None
-    return parse_config(rows[0][0].encode(), f"config {config_hash[:12]}")[0]
+    return _parse(config_hash, rows[0][0])
 
 
 def all_configs(client: Any, db: str) -> dict[str, ConsortiumConfig]:
-    return {h: parse_config(c.encode(), f"config {h[:12]}")[0] for h, c in client.execute(
+    return {h: _parse(h, c) for h, c in client.execute(
         f"SELECT config_hash, any(content) FROM {db}.config_versions GROUP BY config_hash")}
+
+
+def _parse(config_hash: str, content: str) -> ConsortiumConfig:
+    cfg, digest = parse_config(content.encode(), f"config {config_hash[:12]}")
+    if digest != config_hash:
+        raise LedgerError(f"the config stored under hash {config_hash[:12]}… hashes to {digest[:12]}…: it was "
+                          f"edited in the database; the ledger cannot be recomputed with it")
+    return cfg

@@ -18,10 +18,13 @@ from ledger.configs import config_by_hash
 from schemas import LedgerEntry
 from schemas.ledger import ENTRY_ROW_FIELDS, row_from_entry
 from streams.attribution import owner_weights, split_exact
+from streams.checkpoints import Checkpointer
 from streams.pricing import price_part
 from streams.sink import ClickHouseSink
 
-__all__ = ["CorrectionError", "move_entry"]
+__all__ = ["CORRECTIONS_CHAIN", "CorrectionError", "move_entry"]
+
+CORRECTIONS_CHAIN = "corrections"
 
 FIELDS = tuple(f for f in ENTRY_ROW_FIELDS if f != "digest")  # a LedgerEntry's fields
 
@@ -35,7 +38,9 @@ def _cid(*parts: str) -> str:
 
 
 def move_entry(client: Any, db: str, entry_id: str, to_account: str, reason: str, author: str,
-               chain_id: str = "corrections") -> list[LedgerEntry]:
+               chain_id: str = CORRECTIONS_CHAIN, checkpoints: Checkpointer | None = None) -> list[LedgerEntry]:
+    """``checkpoints``: the chain's checkpointer (the ledger key); the batch is
+    then witnessed like the stream's, registered if it is the chain's first."""
     rows = client.execute(f"SELECT {', '.join(FIELDS)} FROM {db}.ledger WHERE entry_id = %(e)s", {"e": entry_id})
     if not rows:
         raise CorrectionError(f"entry {entry_id} is not in the ledger")
@@ -72,9 +77,15 @@ def move_entry(client: Any, db: str, entry_id: str, to_account: str, reason: str
     assert sum(e.energy_mj for e in out) == 0 and sum(e.gpu_ms for e in out) == 0
     now = datetime.now(UTC).replace(tzinfo=None)
     sink = ClickHouseSink(client, db, chain_id=chain_id)
+    if checkpoints is not None:
+        checkpoints.store = sink.record_checkpoint
+        checkpoints.start(sink.totals(), sink.batch_hash_at)
+        sink.on_commit = checkpoints.committed
     batch_id = sink.commit_batch([row_from_entry(e) for e in out], [], now)
     client.execute(f"INSERT INTO {db}.corrections (batch_id, corrects, reason, author, created_at) VALUES",
                    [(batch_id, entry_id, reason, author, now)])
+    if checkpoints is not None:
+        checkpoints.stop("correction")
     return out
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -66,6 +67,12 @@ class Statement:
     # sites the config lets send unsigned windows, or name accounts themselves
     unsigned_sites: list[str] = field(default_factory=list)
     self_declaring_sites: list[str] = field(default_factory=list)
+    # the checkpoints the statement is drawn up to: (chain, seq, SHA-256 of the
+    # signed checkpoint message); empty: everything the database held
+    covered: list[tuple[str, int, str]] = field(default_factory=list)
+
+    def checkpoint_notes(self) -> list[str]:
+        return [f"chain {c} up to batch {seq}, as signed in checkpoint {sha}" for c, seq, sha in self.covered]
 
     def source_notes(self) -> list[str]:
         """How much of the usage the scheduler vouched for, and what was self-declared or overridden."""
@@ -93,16 +100,36 @@ def _line(site: str, project: str, gpu_ms: Any, ngh: Any, mj: Any, cost: Any, ca
                 Decimal(int(mj)) / MJ_PER_KWH, Decimal(str(cost)), Decimal(str(carbon_g)) / 1000)
 
 
-def build_statement(client: Any, db: str, member: str, month: str) -> Statement:
+def _sources(db: str, cover: Mapping[str, int] | None, p: dict[str, Any]) -> tuple[str, str, str]:
+    """What the statement reads: the ledger, windows and batch records, all of
+    them or (``cover``: chain -> last seq) only batches up to those seqs."""
+    if cover is None:
+        return f"{db}.ledger", f"{db}.windows", f"{db}.ledger_batches"
+    terms = []
+    for i, (chain, seq) in enumerate(sorted(cover.items())):
+        p[f"cc{i}"], p[f"cs{i}"] = chain, seq
+        terms.append(f"(chain_id = %(cc{i})s AND seq <= %(cs{i})s)")
+    where = " OR ".join(terms) or "0"
+    ids = f"SELECT batch_id FROM {db}.ledger_batches WHERE {where}"
+    return (f"(SELECT * FROM {db}.ledger_entries WHERE batch_id IN ({ids}))",
+            f"(SELECT * FROM {db}.raw_windows WHERE batch_id IN ({ids}))",
+            f"(SELECT * FROM {db}.ledger_batches WHERE {where})")
+
+
+def build_statement(client: Any, db: str, member: str, month: str, cover: Mapping[str, int] | None = None,
+                    ) -> Statement:
+    """``cover``: draw the statement up to these batches (chain -> seq), the
+    ones its signature's checkpoints name; None: all the database holds."""
     start, end = _month_bounds(month)
-    p = {"m": member, "start": start, "end": end}
+    p: dict[str, Any] = {"m": member, "start": start, "end": end}
+    led, win, bat = _sources(db, cover, p)
     rows = client.execute(
         f"SELECT site_id, project, sum(gpu_ms), sum(normalised_gpu_hours), sum(energy_mj), sum(cost_eur), "
-        f"sum(carbon_g) FROM {db}.ledger WHERE member = %(m)s AND window_start >= %(start)s "
+        f"sum(carbon_g) FROM {led} WHERE member = %(m)s AND window_start >= %(start)s "
         f"AND window_start < %(end)s GROUP BY site_id, project ORDER BY site_id, project", p)
     lines = [_line(*r) for r in rows]
     hashes = [r[0] for r in client.execute(
-        f"SELECT config_hash, count() AS n FROM {db}.ledger WHERE window_start >= %(start)s "
+        f"SELECT config_hash, count() AS n FROM {led} WHERE window_start >= %(start)s "
         f"AND window_start < %(end)s GROUP BY config_hash ORDER BY n DESC", p)]
     if not hashes:
         raise LedgerError(f"the ledger has no entries in {month}")
@@ -114,7 +141,7 @@ def build_statement(client: Any, db: str, member: str, month: str) -> Statement:
         raise LedgerError(f"{member} is not a member in config {cfg.version}")
     versions = [f"{h[:12]}" for h in hashes]
     ((c_ngh, c_cost),) = client.execute(
-        f"SELECT sum(normalised_gpu_hours), sum(cost_eur) FROM {db}.ledger WHERE account_kind = 'job' "
+        f"SELECT sum(normalised_gpu_hours), sum(cost_eur) FROM {led} WHERE account_kind = 'job' "
         f"AND window_start >= %(start)s AND window_start < %(end)s", p)
     c_ngh, c_cost = Decimal(str(c_ngh or 0)), Decimal(str(c_cost or 0))
     total = Line("total", "", sum((x.gpu_hours for x in lines), Decimal(0)),
@@ -128,19 +155,19 @@ def build_statement(client: Any, db: str, member: str, month: str) -> Statement:
     st.corrections = [
         (eid, corrects, project, Decimal(int(mj)) / MJ_PER_KWH, Decimal(str(cost)), reason)
         for eid, corrects, project, mj, cost, reason in client.execute(
-            f"SELECT entry_id, corrects, project, energy_mj, cost_eur, reason FROM {db}.ledger "
+            f"SELECT entry_id, corrects, project, energy_mj, cost_eur, reason FROM {led} "
             f"ANY LEFT JOIN (SELECT corrects, any(reason) AS reason FROM {db}.corrections GROUP BY corrects) "
             f"AS c USING corrects WHERE member = %(m)s AND corrects != '' AND window_start >= %(start)s "
             f"AND window_start < %(end)s ORDER BY corrects, entry_id", p)]
     st.gaps = [(agent, int(missing)) for agent, missing in client.execute(
         f"SELECT agent_id, sum(gap) AS missing FROM (SELECT agent_id, max(seq) - min(seq) + 1 - count() AS gap "
-        f"FROM {db}.windows WHERE window_start >= %(start)s AND window_start < %(end)s "
+        f"FROM {win} WHERE window_start >= %(start)s AND window_start < %(end)s "
         f"GROUP BY site_id, agent_id, boot_id, splitByChar('/', window_id)[4]) "
         f"GROUP BY agent_id HAVING missing > 0 ORDER BY agent_id", p)]
     st.unsigned_sites = [x.id for x in cfg.sites if x.allow_unsigned]
     st.self_declaring_sites = [x.id for x in cfg.sites if x.self_declared_accounts]
     st.sources = [(src, Decimal(str(h))) for src, h in client.execute(
-        f"SELECT account_source, sum(normalised_gpu_hours) AS h FROM {db}.ledger WHERE member = %(m)s "
+        f"SELECT account_source, sum(normalised_gpu_hours) AS h FROM {led} WHERE member = %(m)s "
         f"AND account_kind = 'job' AND window_start >= %(start)s AND window_start < %(end)s "
         f"GROUP BY account_source ORDER BY account_source", p)]
     st.dead_letters = [(s or "(unknown)", r, int(n)) for s, r, n in client.execute(
@@ -148,11 +175,11 @@ def build_statement(client: Any, db: str, member: str, month: str) -> Statement:
         f"AND received_at < %(end)s GROUP BY site_id, reason ORDER BY site_id, reason", p)]
     st.batches = [(c, int(a), ah, int(b), bh) for c, a, ah, b, bh in client.execute(
         f"SELECT chain_id, min(seq), argMin(batch_hash, seq), max(seq), argMax(batch_hash, seq) "
-        f"FROM {db}.ledger_batches WHERE max_window_start >= %(start)s AND min_window_start < %(end)s "
+        f"FROM {bat} WHERE max_window_start >= %(start)s AND min_window_start < %(end)s "
         f"GROUP BY chain_id ORDER BY chain_id", p)]
     hist = client.execute(
         f"SELECT toStartOfMonth(window_start) AS mon, sumIf(normalised_gpu_hours, member = %(m)s), "
-        f"sum(normalised_gpu_hours) FROM {db}.ledger WHERE account_kind = 'job' AND window_start < %(end)s "
+        f"sum(normalised_gpu_hours) FROM {led} WHERE account_kind = 'job' AND window_start < %(end)s "
         f"GROUP BY mon ORDER BY mon DESC LIMIT 12", p)
     st.history = [(f"{mon:%Y-%m}", Decimal(str(mine)), Decimal(str(allm)) * m.contribution_share)
                   for mon, mine, allm in reversed(hist)]
@@ -186,6 +213,8 @@ def render_csv(st: Statement) -> str:
     w.writerow(["chain", "first_batch", "first_hash", "last_batch", "last_hash"])
     for b in st.batches:
         w.writerow(list(b))
+    for c, seq, sha in st.covered:
+        w.writerow(["checkpoint", c, seq, sha])
     w.writerow([])
     w.writerow(["data_quality", "what", "count"])
     for agent, missing in st.gaps:
@@ -233,6 +262,7 @@ def render_html(st: Statement) -> str:
     dq += "".join(f"<li>{e(n)}</li>" for n in st.source_notes())
     chain = "".join(f"<li>chain <code>{e(c)}</code>: batches {a}–{b}, first hash <code>{ah}</code>, "
                     f"last hash <code>{bh}</code></li>" for c, a, ah, b, bh in st.batches)
+    chain += "".join(f"<li>{e(n)}</li>" for n in st.checkpoint_notes())
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>bridgeledger statement {e(st.member)} {st.month}</title>
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;color:#1a202c}}
@@ -311,4 +341,5 @@ def render_pdf(st: Statement, path: Path) -> None:
     story.append(Paragraph("Chain", ss["Heading2"]))
     story += [Paragraph(f"chain {c}: batches {a} to {b}; first hash {ah}; last hash {bh}", ss["Code"])
               for c, a, ah, b, bh in st.batches]
+    story += [Paragraph(n, ss["Code"]) for n in st.checkpoint_notes()]
     SimpleDocTemplate(str(path), pagesize=A4, title=f"bridgeledger statement {st.member} {st.month}").build(story)

@@ -123,6 +123,10 @@ class ConsortiumConfig(_Strict):
     gpu_models: list[GpuModel] = Field(min_length=1)
     projects: list[Project] = Field(default_factory=list)
     pricing: Pricing
+    # The public keys of the ledger itself: the stream signs its checkpoints and
+    # the statements with one of them (schemas/checkpoint.py), and every
+    # member's witness checks them. Two during a rotation; removing one revokes it.
+    ledger_keys: list[SiteKey] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _references(self) -> ConsortiumConfig:
@@ -140,6 +144,10 @@ class ConsortiumConfig(_Strict):
         # a key that signs for two sites would let one site report as the other
         _unique("sites keys id (a key belongs to one site)", [k.id for site in self.sites for k in site.keys])
         _unique("sites keys ed25519 (a key belongs to one site)", [k.ed25519 for site in self.sites for k in site.keys])
+        # the ledger's keys sign checkpoints and statements, never windows
+        _unique("ledger_keys / sites keys (a key has one role)",
+                [k.ed25519 for k in self.ledger_keys] + [k.ed25519 for site in self.sites for k in site.keys])
+        _unique("ledger_keys id", [k.id for k in self.ledger_keys])
         for site in self.sites:
             if not site.keys and not site.allow_unsigned:
                 raise ValueError(f"sites: {site.id} lists no public keys, so none of its windows could be "

@@ -25,6 +25,7 @@ import faust
 from schemas.jobs import JobEvent
 from schemas.topics import DLQ_TOPIC, JOBS_TOPIC, WINDOWS_TOPIC
 from streams import SinkError
+from streams.checkpoints import Checkpointer
 from streams.consumer import WindowConsumer
 from streams.jobs_reader import JobEventsReader
 from streams.lease import LeaseError
@@ -67,7 +68,7 @@ def _credentials(settings: StreamSettings) -> Any:
                                  ssl_context=options["ssl_context"], mechanism=options["sasl_mechanism"])
 
 
-def create_app(settings: StreamSettings, worker: LedgerWorker) -> faust.App:
+def create_app(settings: StreamSettings, worker: LedgerWorker, checkpoints: Checkpointer | None = None) -> faust.App:
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -118,7 +119,18 @@ def create_app(settings: StreamSettings, worker: LedgerWorker) -> faust.App:
 
     @app.task
     async def account_windows() -> None:
-        await windows.run()
+        try:
+            await windows.run()
+        finally:
+            if checkpoints is not None:
+                # every batch taken is booked by now: the head after the last one, witnessed
+                await asyncio.get_running_loop().run_in_executor(sink_thread, checkpoints.stop)
+
+    if checkpoints is not None:
+        @app.timer(interval=max(1.0, settings.checkpoint_interval_s / 2))
+        async def checkpoint() -> None:
+            # a head that moved and was not published at its commit (the broker was away)
+            await asyncio.get_running_loop().run_in_executor(sink_thread, checkpoints.tick)
 
     lease = getattr(worker.sink, "lease", None)
     if lease is not None:

@@ -27,6 +27,11 @@ class StreamSettings(BaseSettings):
     max_window_age_s: float = Field(default=7 * 86_400, gt=0)
     # The chain's lease (streams/lease.py): a dead worker's chain is free after this.
     lease_ttl_s: int = Field(default=30, ge=5, le=3600)
+    # The ledger's private key (64 hex digits, mode 600): signs the checkpoints.
+    # Unset: only a config listing the public demo ledger key runs (the demo).
+    ledger_key_file: Path | None = None
+    # A checkpoint of the chain's head at least this often while writing.
+    checkpoint_interval_s: float = Field(default=60.0, ge=0, le=3600)
     # SASL/SCRAM over TLS to the broker (all unset: PLAINTEXT, the local stack)
     kafka_username: str | None = None
     kafka_password_file: Path | None = None

@@ -42,6 +42,7 @@ from schemas.chain import (
     window_digest,
     windows_hash,
 )
+from schemas.checkpoint import Checkpoint, checkpoint_id
 from schemas.jobs import JobEvent
 from schemas.ledger import ENTRY_ROW_FIELDS, EntryRow, entry_from_row
 from schemas.telemetry import ID_PATTERN
@@ -260,6 +261,17 @@ class ClickHouseSink:
         if self.on_commit is not None:
             self.on_commit(Committed(self.chain_id, seq, b_hash, len(entries), len(windows), energy, gpu_ms))
         return batch_id
+
+    def batch_hash_at(self, seq: int) -> str | None:
+        rows = self.client.execute(f"SELECT batch_hash FROM {self.db}.ledger_batches WHERE chain_id = %(c)s "
+                                   f"AND seq = %(s)s", {"c": self.chain_id, "s": seq})
+        return rows[0][0] if len(rows) == 1 else None
+
+    def record_checkpoint(self, cp: Checkpoint, raw: bytes) -> None:
+        """A copy of a published checkpoint (ledger_checkpoints), for statements."""
+        self.client.execute(
+            f"INSERT INTO {self.db}.ledger_checkpoints (chain_id, seq, kind, sha256, message, published_at) VALUES",
+            [(cp.chain_id, cp.seq, cp.kind, checkpoint_id(raw), raw.decode(), _ts(cp.time_ns))])
 
     def totals(self) -> Committed:
         """This chain's head and running totals, from its commit records."""

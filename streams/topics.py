@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from schemas.topics import DLQ_TOPIC, JOBS_TOPIC, WINDOWS_TOPIC
+from schemas.topics import CHECKPOINTS_TOPIC, DLQ_TOPIC, JOBS_TOPIC, WINDOWS_TOPIC
 from streams import StreamError
 
 __all__ = ["TopicSpec", "declare_topics", "topic_specs"]
@@ -38,6 +38,8 @@ def topic_specs(partitions: int) -> list[TopicSpec]:
         TopicSpec(JOBS_TOPIC, partitions, fortnight),
         # Dead letters wait for a person: kept 90 days.
         TopicSpec(DLQ_TOPIC, 1, 90 * 24 * 3600 * 1000),
+        # What the members witness: never deleted (retention -1), one partition.
+        TopicSpec(CHECKPOINTS_TOPIC, 1, -1, "LogAppendTime"),
     ]
 
 

@@ -112,6 +112,6 @@ def test_the_vectors_pin_the_known_hashes() -> None:
 
 
 KNOWN_BATCH_HASHES = [
-    "b95850cd00f1b9634de53e6ef5e4995dc06cdf812dbdfc0cb35edbc8b9e6b388",
-    "8a451f4c7d5fe9dbca4391b0b487f4e829d75b943f78bc4c01e983e8485e2be0",
+    "bd5e93d8b09f7faab271c95e4fadb7f16ddda4d12ef4d318c3db14ba8f4596fa",
+    "74e99e9048aef06c332a70400717bb6c84c22f9139c3ef55779487c368dcc06f",
 ]
