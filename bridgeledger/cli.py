@@ -266,7 +266,11 @@ _config_opt = click.option("--config", "config_path", type=click.Path(path_type=
 @_config_opt
 @click.option("--follow", is_flag=True, help="Keep reading new checkpoints until interrupted.")
 @click.option("--poll-s", default=10.0, show_default=True, help="With --follow: seconds between reads.")
-def ledger_witness(out: Path, config_path: Path | None, follow: bool, poll_s: float) -> None:
+@click.option("--chain", "chains", multiple=True,
+              help="Witness only this chain (repeatable; default: every chain on the topic). For a broker that "
+                   "carries the checkpoints of several ledgers, e.g. staging and production.")
+def ledger_witness(out: Path, config_path: Path | None, follow: bool, poll_s: float,
+                   chains: tuple[str, ...]) -> None:
     """Copy and check the ledger's signed checkpoints; exit 1 on a fork, a rollback or a bad signature."""
     with needs_extra("streams"):
         from ledger.witness import Witness
@@ -280,8 +284,11 @@ def ledger_witness(out: Path, config_path: Path | None, follow: bool, poll_s: fl
     witness = Witness(out, ledger_verifiers(cfg))
     alarms = 0
     while True:
-        for offset, _, raw in read_checkpoints(settings.kafka_bootstrap, witness.offset,
-                                               settings.kafka_python_options()):
+        for offset, key, raw in read_checkpoints(settings.kafka_bootstrap, witness.offset,
+                                                 settings.kafka_python_options()):
+            if chains and key.decode("utf-8", "replace") not in chains:
+                witness.offset = offset + 1
+                continue
             alarm = witness.accept(offset, raw)
             if alarm is not None:
                 alarms += 1

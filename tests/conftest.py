@@ -141,6 +141,8 @@ class WorkerProcess:
                 "BRIDGELEDGER_STATE_DIR": str(self.stack.state),
                 "BRIDGELEDGER_PORT_OFFSET": str(TEST_PORT_OFFSET),
                 "BRIDGELEDGER_BATCH_S": "0.3",
+                # a checkpoint of the chain's head after every batch: statements cover all that was booked
+                "BRIDGELEDGER_CHECKPOINT_INTERVAL_S": "0",
                 # the recorded H100 trace (2026-11-26) is replayed through the worker: no age limit for it;
                 # the age check itself is tested in tests/unit (test_poison.py, test_consumer.py)
                 "BRIDGELEDGER_MAX_WINDOW_AGE_S": str(10 * 366 * 86_400), **self.extra_env}
