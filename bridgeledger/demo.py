@@ -116,6 +116,12 @@ def run_demo(stack: Stack, *, duration_s: float, echo: Callable[[str], None]) ->
     r = reconcile(client, ch.database, *everything)
     echo(f"\nAudit: hash chain {'verified' if v.ok else 'BROKEN'} ({v.batches} batches, {v.entries} entries); "
          f"conservation residual {r.residual_mj} mJ over {r.gpu_windows} GPU windows")
+    # a member's witness: its own copy of the ledger's signed checkpoints, and the database against it
+    witness_dir = run_dir / "witness"
+    for args in (("ledger", "witness", "--out", str(witness_dir)), ("ledger", "verify", "--witness", str(witness_dir))):
+        res = subprocess.run(_cli(*args), env=env, cwd=repo_root(), capture_output=True, text=True, check=False)
+        last = (res.stdout.strip().splitlines() or [res.stderr.strip()[-300:]])[-1]
+        echo(f"Witness: bridgeledger {' '.join(args[:2])}{' --witness' if 'verify' in args else ''}: {last}")
     pw = stack.password_file("auditor")
     echo(f"""
 Query further as the read-only auditor:
@@ -125,5 +131,7 @@ Per-member table again:   .venv/bin/bridgeledger ledger members
 Monthly statement:        .venv/bin/bridgeledger ledger statement --member KR --month $(date -u +%Y-%m) \\
                             --format pdf --out kr.pdf
 Audits:                   .venv/bin/bridgeledger ledger verify | reconcile | recompute
+A member's witness:       .venv/bin/bridgeledger ledger witness --out witness/ && \
+                            .venv/bin/bridgeledger ledger verify --witness witness/
 Dashboard pictures:       .venv/bin/bridgeledger dashboards preview --out previews/
 Stack status / stop:      .venv/bin/bridgeledger stack status   |   make stack-down""")
