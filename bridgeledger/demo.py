@@ -131,7 +131,7 @@ Per-member table again:   .venv/bin/bridgeledger ledger members
 Monthly statement:        .venv/bin/bridgeledger ledger statement --member KR --month $(date -u +%Y-%m) \\
                             --format pdf --out kr.pdf
 Audits:                   .venv/bin/bridgeledger ledger verify | reconcile | recompute
-A member's witness:       .venv/bin/bridgeledger ledger witness --out witness/ && \
+A member's witness:       .venv/bin/bridgeledger ledger witness --out witness/ && \\
                             .venv/bin/bridgeledger ledger verify --witness witness/
 Dashboard pictures:       .venv/bin/bridgeledger dashboards preview --out previews/
 Stack status / stop:      .venv/bin/bridgeledger stack status   |   make stack-down""")
