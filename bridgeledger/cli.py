@@ -847,15 +847,77 @@ def jobs_emit(event: str, site: str, gpus: str, to_kafka: bool, out: Path | None
     _emit_events([e], to_kafka, out)
 
 
+@jobs.command("deliver")
+@click.option("--settings", "settings_path", type=click.Path(path_type=Path),
+              default=Path("/etc/bridgeledger/jobs.yaml"), show_default=True)
+@click.option("--follow", is_flag=True, help="Keep delivering (the bridgeledger-jobs service).")
+@click.option("--poll-s", default=2.0, show_default=True, help="With --follow: seconds between outbox scans.")
+@click.option("--gpu-map", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="index,uuid lines instead of asking NVML (a node without the driver, tests).")
+def jobs_deliver(settings_path: Path, follow: bool, poll_s: float, gpu_map: Path | None) -> None:
+    """Deliver the job events the Slurm prolog/epilog left in the outbox to Kafka."""
+    from agents.job_outbox import deliver_outbox, load_jobs_settings, nvml_gpu_uuids
+    from schemas.topics import JOBS_TOPIC
+
+    with needs_extra("agent"):
+        from kafka import KafkaProducer
+        from kafka.errors import KafkaError
+    settings = load_jobs_settings(settings_path)
+    uuids = (dict(line.split(",", 1) for line in gpu_map.read_text().split() if "," in line) if gpu_map
+             else nvml_gpu_uuids())
+    settings.outbox.mkdir(parents=True, exist_ok=True)
+    producer: Any = None
+    delay = poll_s
+    while True:
+        try:
+            if producer is None:
+                producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all",
+                                         client_id="bridgeledger-jobs", max_block_ms=10_000,
+                                         request_timeout_ms=10_000, **settings.kafka.options())
+
+            def publish(e: Any, producer: Any = producer) -> None:
+                producer.send(JOBS_TOPIC, key=f"{e.site_id}/{e.job_id}".encode(),
+                              value=e.to_json_bytes()).get(timeout=15)
+
+            sent, rejected = deliver_outbox(settings.outbox, settings.site, publish, uuids)
+            if sent or rejected or not follow:
+                click.echo(f"{sent} job event(s) delivered, {rejected} rejected record(s) "
+                           f"(in {settings.outbox / 'rejected'})" if rejected else
+                           f"{sent} job event(s) delivered from {settings.outbox}")
+            delay = poll_s
+        except KafkaError as exc:
+            waiting = len(list(settings.outbox.glob("*.job")))
+            if not follow:
+                raise click.ClickException(f"Kafka at {settings.kafka.bootstrap} not reachable ({exc}); "
+                                           f"{waiting} event(s) wait in {settings.outbox}") from exc
+            click.echo(f"Kafka at {settings.kafka.bootstrap} not reachable ({type(exc).__name__}); {waiting} "
+                       f"event(s) wait in the outbox; retrying in {delay:.0f} s", err=True)
+            if producer is not None:
+                producer.close(timeout=1)
+                producer = None
+            delay = min(delay * 2, 60.0)
+        if not follow:
+            break
+        time.sleep(delay)
+    if producer is not None:
+        producer.close(timeout=5)
+
+
 @jobs.command("sacct")
-@_site_opt
+@click.option("--site", help="The site id of the consortium config (default: the settings file's).")
+@click.option("--settings", "settings_path", type=click.Path(exists=True, path_type=Path),
+              help="Write the events into this node's outbox (jobs.yaml); the bridgeledger-jobs service delivers.")
 @click.option("--file", "file_", type=click.Path(exists=True, path_type=Path),
               help="Parse this sacct output instead of running sacct.")
 @click.option("--since", default="now-1days", show_default=True, help="sacct -S value.")
 @_kafka_opt
 @_out_opt
-def jobs_sacct(site: str, file_: Path | None, since: str, to_kafka: bool, out: Path | None) -> None:
-    """Poll sacct once (run it from a timer; repeated events are deduplicated centrally)."""
+def jobs_sacct(site: str | None, settings_path: Path | None, file_: Path | None, since: str, to_kafka: bool,
+               out: Path | None) -> None:
+    """Poll sacct once (run it from a timer; repeated events are deduplicated centrally).
+
+    sacct does not say which GPUs a job had: these events carry none (the
+    prolog's do); they make up for prologs that never ran or were lost."""
     import subprocess
 
     from agents.jobsources import parse_sacct
@@ -869,6 +931,17 @@ def jobs_sacct(site: str, file_: Path | None, since: str, to_kafka: bool, out: P
         if res.returncode != 0:
             raise click.ClickException(f"sacct failed: {res.stderr.strip()}")
         text = res.stdout
+    if settings_path is not None:
+        from agents.job_outbox import load_jobs_settings, write_record
+
+        settings = load_jobs_settings(settings_path)
+        events = parse_sacct(text, site or settings.site)
+        for e in events:
+            write_record(settings.outbox, e)
+        click.echo(f"{len(events)} job event(s) -> {settings.outbox}")
+        return
+    if site is None:
+        raise click.UsageError("give --site (or --settings)")
     _emit_events(parse_sacct(text, site), to_kafka, out)
 
 

@@ -40,7 +40,9 @@ def test_systemd_unit_starts_the_agent_whatever_kafkas_state_hardened() -> None:
         assert line in unit
 
 
-def test_systemd_analyze_verifies_the_shipped_unit(tmp_path: Path) -> None:
+@pytest.mark.parametrize("name", ["bridgeledger-agent.service", "bridgeledger-jobs.service",
+                                  "bridgeledger-sacct.service", "bridgeledger-sacct.timer"])
+def test_systemd_analyze_verifies_the_shipped_unit(tmp_path: Path, name: str) -> None:
     """The unit as systemd reads it, with its program path pointed at this checkout's CLI."""
     import shutil
     import subprocess
@@ -49,13 +51,12 @@ def test_systemd_analyze_verifies_the_shipped_unit(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed here")
-    unit = (ROOT / "deploy" / "systemd" / "bridgeledger-agent.service").read_text()
     cli = Path(sys.executable).parent / "bridgeledger"
-    (tmp_path / "bridgeledger-agent.service").write_text(unit.replace("/opt/bridgeledger/bin/bridgeledger", str(cli)))
-    r = subprocess.run([analyze, "verify", str(tmp_path / "bridgeledger-agent.service")], capture_output=True,
-                       text=True, timeout=60)
+    for unit in (ROOT / "deploy" / "systemd").iterdir():  # a timer is verified with the service it starts
+        (tmp_path / unit.name).write_text(unit.read_text().replace("/opt/bridgeledger/bin/bridgeledger", str(cli)))
+    r = subprocess.run([analyze, "verify", str(tmp_path / name)], capture_output=True, text=True, timeout=60)
     problems = [line for line in (r.stdout + r.stderr).splitlines()
-                if "bridgeledger-agent.service" in line and "user" not in line.lower()]
+                if name.split(".")[0] in line and "user" not in line.lower()]
     assert r.returncode == 0 or not problems, r.stdout + r.stderr
     assert not problems, problems
 
