@@ -34,7 +34,7 @@ def secure(stack, tmp_path_factory):
     )
 
     sk = start_secure_kafka(stack, tmp_path_factory.mktemp("secure-kafka"), 39092,
-                            ["site-kr-daejeon", "site-ca-montreal", "stream"])
+                            ["site-kr-daejeon", "site-ca-montreal", "stream", "jobs-kr-daejeon"])
     admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{sk.internal_port}")
     admin.create_topics([NewTopic(WINDOWS_TOPIC, 1, 1), NewTopic(JOBS_TOPIC, 1, 1), NewTopic(DLQ_TOPIC, 1, 1)])
     topic = ResourcePattern(ResourceType.TOPIC, WINDOWS_TOPIC)
@@ -51,6 +51,9 @@ def secure(stack, tmp_path_factory):
     acls += [ACL("User:stream", "*", op, ACLPermissionType.ALLOW,
                  ResourcePattern(ResourceType.TOPIC, "bridgeledger-stream-", ACLResourcePatternType.PREFIXED))
              for op in (ACLOperation.CREATE, ACLOperation.READ, ACLOperation.WRITE, ACLOperation.DESCRIBE)]
+    # a site's job-event deliverer (the bridgeledger-jobs service) writes jobs.events only
+    acls += [ACL("User:jobs-kr-daejeon", "*", op, ACLPermissionType.ALLOW,
+                 ResourcePattern(ResourceType.TOPIC, JOBS_TOPIC)) for op in (ACLOperation.WRITE, ACLOperation.DESCRIBE)]
     result = admin.create_acls(acls)
     assert not result["failed"], result["failed"]
     admin.close()
@@ -165,3 +168,33 @@ def test_the_stream_worker_reads_over_sasl_ssl_and_books_the_window(secure, stac
                  f"the window in the ledger (worker log: {log})")
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_the_prologs_outbox_is_delivered_over_sasl_ssl(secure, tmp_path) -> None:
+    """`jobs deliver` with the site's jobs.yaml: SCRAM over TLS, as the jobs principal."""
+    import subprocess
+    import sys
+
+    from kafka import KafkaConsumer
+
+    from agents.job_outbox import write_record
+    from schemas.jobs import JobEvent, decode_job_event
+    from tests.conftest import ROOT
+
+    pw = tmp_path / "kafka-jobs.password"
+    pw.write_text(secure.passwords["jobs-kr-daejeon"])
+    pw.chmod(0o600)
+    job = f"sasl-{uuid.uuid4().hex[:8]}"
+    write_record(tmp_path / "outbox", JobEvent(event="start", site_id="kr-daejeon", job_id=job, account="kr-llm",
+                                               time_ns=1_795_000_000 * 10**9))
+    settings = tmp_path / "jobs.yaml"
+    settings.write_text(f"site: kr-daejeon\noutbox: {tmp_path / 'outbox'}\nkafka:\n  bootstrap: {secure.bootstrap}\n"
+                        f"  username: jobs-kr-daejeon\n  password_file: {pw}\n  ca_file: {secure.ca}\n")
+    res = subprocess.run([sys.executable, "-m", "bridgeledger.cli", "jobs", "deliver", "--settings", str(settings),
+                          "--gpu-map", "/dev/null"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "1 job event(s) delivered" in res.stdout, res.stdout + res.stderr
+    consumer = KafkaConsumer(JOBS_TOPIC, bootstrap_servers=secure.bootstrap, auto_offset_reset="earliest",
+                             consumer_timeout_ms=15_000, group_id=None, **secure.client_options("stream"))
+    found = [decode_job_event(m.value) for m in consumer if m.key == f"kr-daejeon/{job}".encode()]
+    consumer.close()
+    assert [(e.job_id, e.account) for e in found] == [(job, "kr-llm")]

@@ -70,3 +70,26 @@ def test_the_daemonset_is_valid_for_a_current_kubernetes() -> None:
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count("passed") + r.stderr.count("passed") == 3  # namespace, configmap, daemonset
+
+
+def test_the_daemonsets_capabilities_take_effect_and_the_secret_mode_passes_the_key_check(tmp_path: Path) -> None:
+    from schemas.signing import read_secret_file
+
+    docs = list(yaml.safe_load_all((ROOT / "deploy" / "k8s" / "agent-daemonset.yaml").read_text()))
+    ds = next(d for d in docs if d["kind"] == "DaemonSet")["spec"]["template"]["spec"]
+    sc = ds["containers"][0]["securityContext"]
+    # no ambient capabilities in Kubernetes: the added ones work for uid 0 only
+    assert sc["runAsUser"] == 0 and sc["capabilities"] == {"drop": ["ALL"], "add": ["SYS_PTRACE", "DAC_READ_SEARCH"]}
+    assert sc["allowPrivilegeEscalation"] is False and sc["readOnlyRootFilesystem"] is True
+    secret = next(v for v in ds["volumes"] if v["name"] == "secret")["secret"]
+    key = tmp_path / "node.key"
+    key.write_text("00" * 32)
+    key.chmod(secret["defaultMode"])  # as the kubelet writes it: owned by root, the container's user
+    assert read_secret_file(key, "signing key")
+    key.chmod(0o440)
+    with pytest.raises(ValueError, match="readable by group"):
+        read_secret_file(key, "signing key")
+    # the image the manifest names is the one deploy/docker/Dockerfile builds, whose entrypoint is the CLI
+    docker = (ROOT / "deploy" / "docker" / "Dockerfile").read_text()
+    assert 'ENTRYPOINT ["bridgeledger"]' in docker and "'.[agent,streams]'" in docker
+    assert ds["containers"][0]["args"][:2] == ["agent", "run"]
