@@ -33,9 +33,9 @@ from bridgeledger.stack import Stack, StackPorts  # noqa: E402
 from ledger.migrate import apply_migrations  # noqa: E402
 from schemas import load_config  # noqa: E402
 from schemas.topics import WINDOWS_TOPIC  # noqa: E402
+from streams.chain_writer import ENTRY_COLUMNS, entry_columns  # noqa: E402
 from streams.clickhouse import ClickHouseSettings, connect  # noqa: E402
 from streams.processing import WindowProcessor  # noqa: E402
-from streams.sink import ENTRY_COLUMNS, entry_columns  # noqa: E402
 
 S = 1_000_000_000
 CONFIG = ROOT / "deploy" / "consortium.example.yaml"

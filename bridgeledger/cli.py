@@ -72,13 +72,14 @@ def _kafka_bootstrap() -> str:
 
 
 def _load_config(path: Path) -> tuple[Any, str, bytes]:
-    from schemas import ConfigError, load_config
+    """(config, hash, the bytes hashed): the file is read once."""
+    from schemas import ConfigError
+    from schemas.consortium import read_config
 
     try:
-        cfg, digest = load_config(path)
+        return read_config(path)
     except ConfigError as exc:
         raise click.ClickException(str(exc)) from exc
-    return cfg, digest, path.read_bytes()
 
 
 def _ch_settings(migrator: bool = False) -> Any:

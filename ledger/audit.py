@@ -25,8 +25,8 @@ from ledger.configs import all_configs
 from schemas import WireError
 from schemas.telemetry import decode_window_fast
 from streams.attribution import book_jobs
+from streams.ledger_tables import load_jobs
 from streams.processing import WindowProcessor
-from streams.sink import ClickHouseSink
 
 __all__ = ["ReconcileReport", "RecomputeReport", "reconcile", "recompute", "record_run"]
 
@@ -124,7 +124,7 @@ COMPARED = ("energy_mj", "gpu_ms", "normalised_gpu_hours", "cost_eur", "carbon_g
 def recompute(client: Any, db: str, start: datetime, end: datetime) -> RecomputeReport:
     rep = RecomputeReport()
     processors = {h: WindowProcessor(cfg, h) for h, cfg in all_configs(client, db).items()}
-    jobs = book_jobs(ClickHouseSink(client, db).load_jobs())
+    jobs = book_jobs(load_jobs(client, db))
     stored: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     cols = ", ".join(("window_id", "entry_id", *COMPARED))
     for row in client.execute(f"SELECT {cols} FROM {db}.ledger WHERE window_start >= %(start)s "

@@ -18,9 +18,9 @@ from ledger.configs import config_by_hash
 from schemas import LedgerEntry
 from schemas.ledger import ENTRY_ROW_FIELDS, row_from_entry
 from streams.attribution import owner_weights, split_exact
+from streams.chain_writer import ChainWriter
 from streams.checkpoints import Checkpointer
 from streams.pricing import price_part
-from streams.sink import ClickHouseSink
 
 __all__ = ["CORRECTIONS_CHAIN", "CorrectionError", "move_entry"]
 
@@ -76,7 +76,7 @@ def move_entry(client: Any, db: str, entry_id: str, to_account: str, reason: str
             "carbon_g": price.carbon_g, "corrects": entry_id, "account_source": "correction"}))
     assert sum(e.energy_mj for e in out) == 0 and sum(e.gpu_ms for e in out) == 0
     now = datetime.now(UTC).replace(tzinfo=None)
-    sink = ClickHouseSink(client, db, chain_id=chain_id)
+    sink = ChainWriter(client, db, chain_id=chain_id)
     if checkpoints is not None:
         checkpoints.store = sink.record_checkpoint
         checkpoints.start(sink.totals(), sink.batch_hash_at)

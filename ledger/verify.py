@@ -17,12 +17,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from schemas.chain import GENESIS, batch_hash, entries_hash, entry_digest, entry_line, windows_hash
+from schemas.chain import ENTRY_FIELDS, GENESIS, batch_hash, entries_hash, entry_digest, entry_line, windows_hash
 
 __all__ = ["Problem", "VerifyReport", "verify_ledger"]
 
-ENTRY_COLS = ("entry_id, window_id, site_id, gpu_uuid, job_id, account_kind, account, project, member, "
-              "energy_mj, gpu_ms, normalised_gpu_hours, cost_eur, carbon_g, config_hash, account_source")
+ENTRY_COLS = ", ".join(ENTRY_FIELDS)  # the chain line's fields, in its order
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ __all__ = [
     "SiteKey",
     "load_config",
     "parse_config",
+    "read_config",
 ]
 
 Iso2 = Annotated[str, Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 code")]
@@ -229,9 +230,16 @@ def parse_config(text: bytes, source: str = "<config>") -> tuple[ConsortiumConfi
 
 
 def load_config(path: str | Path) -> tuple[ConsortiumConfig, str]:
+    cfg, digest, _ = read_config(path)
+    return cfg, digest
+
+
+def read_config(path: str | Path) -> tuple[ConsortiumConfig, str, bytes]:
+    """The config, its hash, and the very bytes hashed (read once: what is
+    stored in the ledger under the hash is what was parsed)."""
     p = Path(path)
     try:
         text = p.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read consortium config: {exc.strerror}") from exc
-    return parse_config(text, str(p))
+    return (*parse_config(text, str(p)), text)

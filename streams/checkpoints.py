@@ -29,7 +29,7 @@ from schemas.checkpoint import Checkpoint, CheckpointError, checkpoint_id, decod
 from schemas.consortium import ConsortiumConfig
 from schemas.signing import SigningKey, VerifyKey, demo_key, public_key_hex, read_signing_key, verifier
 from streams import StreamError
-from streams.sink import Committed
+from streams.chain_writer import Committed
 
 __all__ = [
     "CheckpointLog", "Checkpointer", "ChainMismatch", "MemoryCheckpointLog", "ledger_signer", "ledger_verifiers",

@@ -13,7 +13,7 @@ import pytest
 from agents import PublishError
 from agents.publisher import KafkaPublisher
 from schemas.signing import demo_key, sign_window
-from schemas.topics import DLQ_TOPIC, JOBS_TOPIC, WINDOWS_TOPIC
+from schemas.topics import CHECKPOINTS_TOPIC, DLQ_TOPIC, JOBS_TOPIC, WINDOWS_TOPIC
 from tests.secure_kafka import start_secure_kafka
 from tests.unit.test_telemetry import window, wire
 
@@ -36,7 +36,8 @@ def secure(stack, tmp_path_factory):
     sk = start_secure_kafka(stack, tmp_path_factory.mktemp("secure-kafka"), 39092,
                             ["site-kr-daejeon", "site-ca-montreal", "stream", "jobs-kr-daejeon"])
     admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{sk.internal_port}")
-    admin.create_topics([NewTopic(WINDOWS_TOPIC, 1, 1), NewTopic(JOBS_TOPIC, 1, 1), NewTopic(DLQ_TOPIC, 1, 1)])
+    admin.create_topics([NewTopic(WINDOWS_TOPIC, 1, 1), NewTopic(JOBS_TOPIC, 1, 1), NewTopic(DLQ_TOPIC, 1, 1),
+                         NewTopic(CHECKPOINTS_TOPIC, 1, 1, topic_configs={"retention.ms": "-1"})])
     topic = ResourcePattern(ResourceType.TOPIC, WINDOWS_TOPIC)
     acls = [ACL(f"User:{site}", "*", op, ACLPermissionType.ALLOW, topic)
             for site in ("site-kr-daejeon", "site-ca-montreal") for op in (ACLOperation.WRITE, ACLOperation.DESCRIBE)]
@@ -47,7 +48,10 @@ def secure(stack, tmp_path_factory):
     # the stream worker: reads job events, writes dead letters, owns Faust's internal topics
     acls += [ACL("User:stream", "*", op, ACLPermissionType.ALLOW, ResourcePattern(ResourceType.TOPIC, name))
              for name, ops in ((JOBS_TOPIC, (ACLOperation.READ, ACLOperation.DESCRIBE)),
-                               (DLQ_TOPIC, (ACLOperation.WRITE, ACLOperation.DESCRIBE))) for op in ops]
+                               (DLQ_TOPIC, (ACLOperation.WRITE, ACLOperation.DESCRIBE)),
+                               # its signed checkpoints: it writes them and reads its chain's last at start
+                               (CHECKPOINTS_TOPIC, (ACLOperation.READ, ACLOperation.WRITE, ACLOperation.DESCRIBE)))
+             for op in ops]
     acls += [ACL("User:stream", "*", op, ACLPermissionType.ALLOW,
                  ResourcePattern(ResourceType.TOPIC, "bridgeledger-stream-", ACLResourcePatternType.PREFIXED))
              for op in (ACLOperation.CREATE, ACLOperation.READ, ACLOperation.WRITE, ACLOperation.DESCRIBE)]

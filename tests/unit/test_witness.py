@@ -14,8 +14,8 @@ from ledger.witness import Witness, compare
 from schemas.chain import GENESIS
 from schemas.checkpoint import Checkpoint, CheckpointError, checkpoint_id, decode_checkpoint, encode_checkpoint
 from schemas.signing import demo_key, new_key, public_key_hex, verifier
+from streams.chain_writer import Committed
 from streams.checkpoints import ChainMismatch, Checkpointer, MemoryCheckpointLog, ledger_signer
-from streams.sink import Committed
 
 KEY_ID, KEY = demo_key("ledger")
 KEYS = {KEY_ID: verifier(public_key_hex(KEY))}

@@ -1,0 +1,220 @@
+"""The one writer of the ledger's hash chain: a batch's rows, then its commit record.
+
+Commit protocol (see ledger/migrations/0001_ledger.sql): per batch, entries and
+raw windows are inserted tagged with a fresh ``batch_id``, then one
+``ledger_batches`` row links the batch into the hash chain (format in
+schemas/chain.py). A crash or a failed insert at any point leaves at most rows
+of an uncommitted ``batch_id`` (outside the ``ledger``/``windows`` views); the
+caller retries. A commit record whose acknowledgement was lost is still a
+commit: the retry finds its windows booked (:meth:`ChainWriter.committed`).
+The writer deletes nothing (its ClickHouse user may only insert and select):
+rows of interrupted writes stay outside the views until ``bridgeledger ledger
+gc`` removes them as the migrator.
+
+One chain per writer: two workers writing one database use distinct
+``chain_id`` values (``BRIDGELEDGER_CHAIN_ID``); a lease (streams/lease.py)
+stops a second worker configured with a chain id that a live one holds. The
+stream's sink (streams/sink.py) and the corrections (ledger/corrections.py)
+both write through this class.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from schemas import TelemetryWindow
+from schemas.chain import (
+    CARBON_SCALE,
+    COST_SCALE,
+    GENESIS,
+    HOURS_SCALE,
+    batch_hash,
+    entries_hash,
+    window_digest,
+    windows_hash,
+)
+from schemas.checkpoint import Checkpoint, checkpoint_id
+from schemas.ledger import ENTRY_ROW_FIELDS, EntryRow
+from streams.clickhouse import decimal_units
+from streams.lease import ChainLease
+
+__all__ = ["BATCH_COLUMNS", "ENTRY_COLUMNS", "WINDOW_COLUMNS", "ChainWriter", "Committed", "entry_columns"]
+
+log = logging.getLogger(__name__)
+
+WINDOW_COLUMNS = (
+    "batch_id, window_id, agent_id, site_id, node, boot_id, seq, window_start, window_start_ns, "
+    "window_end_ns, gpu_count, energy_mj, gpu_ms, payload, received_at"
+)
+S = 1_000_000_000
+# positions in an entry row (schemas/ledger.py ENTRY_ROW_FIELDS)
+_ID, _WINDOW, _START, _ENERGY, _GPU_MS, _DIGEST = (
+    ENTRY_ROW_FIELDS.index(f) for f in ("entry_id", "window_id", "window_start_ns", "energy_mj", "gpu_ms", "digest"))
+# the insert's columns, derived from the row: its fields but the digest, with the
+# batch id first, the window's start in seconds (the partition key) before
+# window_start_ns, and the write time last (entry_columns builds them in this order)
+ENTRY_COLUMNS = ", ".join(("batch_id", *ENTRY_ROW_FIELDS[:_START], "window_start", *ENTRY_ROW_FIELDS[_START:_DIGEST],
+                           "written_at"))
+BATCH_COLUMNS = (
+    "chain_id, seq, batch_id, prev_hash, entries_hash, batch_hash, entry_count, window_count, energy_mj, "
+    "gpu_ms, min_window_start, max_window_start, entry_ids, entry_digests, windows_hash, committed_at"
+)
+
+_DECIMALS = tuple((ENTRY_ROW_FIELDS.index(f), decimal_units(scale)) for f, scale in (
+    ("normalised_gpu_hours", HOURS_SCALE), ("cost_eur", COST_SCALE), ("carbon_g", CARBON_SCALE)))
+
+
+def _ts(ns: int) -> datetime:
+    return datetime.fromtimestamp(ns // S, UTC).replace(tzinfo=None)
+
+
+
+@dataclass(frozen=True, slots=True)
+class Committed:
+    """A batch linked into a chain: what a checkpoint (streams/checkpoints.py) counts."""
+
+    chain_id: str
+    seq: int
+    batch_hash: str
+    entries: int
+    windows: int
+    energy_mj: int
+    gpu_ms: int
+
+
+def entry_columns(batch_id: str, rows: Sequence[EntryRow], written_at: int) -> list[list[Any]]:
+    """The ENTRY_COLUMNS of an insert, column by column, from entry rows.
+
+    DateTime columns go as epoch seconds and decimals as exact integer units
+    (streams/clickhouse.py ``decimal_units``), the forms clickhouse-driver
+    writes without converting value by value."""
+    n = len(rows)
+    c = [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in ENTRY_ROW_FIELDS]
+    for i, unit in _DECIMALS:
+        c[i] = [unit(t.replace(".", "")) for t in c[i]]  # the rows' plain fixed-point text, digits only
+    # the row's fields up to gpu_model, window_start (seconds), then the rest up to corrects
+    return [[batch_id] * n, *c[:_START], [ns // S for ns in c[_START]], *c[_START:_DIGEST], [written_at] * n]
+
+
+class ChainWriter:
+    def __init__(self, client: Any, database: str, chain_id: str = "main",
+                 now: Callable[[], datetime] | None = None, lease: ChainLease | None = None,
+                 on_commit: Callable[[Committed], None] | None = None) -> None:
+        self.client = client
+        self.db = database
+        self.chain_id = chain_id
+        self._now = now or (lambda: datetime.now(UTC).replace(tzinfo=None))
+        # the worker's hold on its chain (streams/lease.py), checked before each batch
+        self.lease = lease
+        # told of every batch once its commit record is in (the checkpointer)
+        self.on_commit = on_commit
+
+    # -- the chain ------------------------------------------------------------------
+    def head(self) -> tuple[int, str]:
+        """(next seq, hash of the last batch) of this chain."""
+        rows = self.client.execute(
+            f"SELECT seq, batch_hash FROM {self.db}.ledger_batches WHERE chain_id = %(c)s "
+            f"ORDER BY seq DESC LIMIT 1", {"c": self.chain_id})
+        return (int(rows[0][0]) + 1, rows[0][1]) if rows else (0, GENESIS)
+
+    def recover(self) -> int:
+        """How many of this chain's writes were interrupted (an intent, no commit).
+
+        Their rows are outside every view and count for nothing; the writer
+        may not delete (its ClickHouse profile forbids ALTER … DELETE), so they
+        stay until `bridgeledger ledger gc` (the migrator) removes them."""
+        orphans = self.client.execute(
+            f"SELECT count() FROM {self.db}.ledger_intents WHERE chain_id = %(c)s AND batch_id NOT IN "
+            f"(SELECT batch_id FROM {self.db}.ledger_batches)", {"c": self.chain_id})
+        return int(orphans[0][0])
+
+    def committed(self, windows: Sequence[TelemetryWindow]) -> dict[str, str]:
+        """Which of these windows are already in a committed batch (resends,
+        replays), each with the SHA-256 of the bytes booked under its id.
+
+        The batch's window ids travel as an external table (one column, sent
+        in the native format) rather than as an escaped IN list in the query
+        text: a batch holds thousands of them."""
+        if not windows:
+            return {}
+        rows = self.client.execute(
+            f"SELECT window_id, lower(hex(SHA256(payload))) FROM {self.db}.windows "
+            f"WHERE site_id IN %(s)s AND agent_id IN %(a)s AND window_id IN _batch_windows",
+            {"s": tuple({w.site_id for w in windows}), "a": tuple({w.agent_id for w in windows})},
+            external_tables=[{"name": "_batch_windows", "structure": [("window_id", "String")],
+                              "data": [{"window_id": w.window_id} for w in windows]}])
+        return {r[0]: r[1] for r in rows}
+
+    # -- writing --------------------------------------------------------------------
+    def commit_batch(self, entries: Sequence[EntryRow],
+                     windows: Sequence[tuple[TelemetryWindow, bytes]], now: datetime) -> str:
+        """Insert entries and windows, then the chain record (entries hashed in entry_id order)."""
+        if self.lease is not None:
+            self.lease.renew()  # LeaseError: another worker holds the chain; write nothing
+        batch_id = uuid.uuid4().hex
+        seq, prev = self.head()
+        ordered = sorted(entries)  # by entry_id, the rows' first field (unique)
+        ids = [e[_ID] for e in ordered]
+        digests = [e[_DIGEST] for e in ordered]
+        energy = sum(e[_ENERGY] for e in entries)
+        gpu_ms = sum(e[_GPU_MS] for e in entries)
+        e_hash = entries_hash(digests)
+        w_hash = windows_hash(window_digest(raw) for _, raw in sorted(windows, key=lambda wr: wr[0].window_id))
+        b_hash = batch_hash(self.chain_id, seq, batch_id, prev, e_hash, len(entries), energy, gpu_ms,
+                            w_hash, len(windows))
+        starts = [e[_START] for e in entries] or [w.window_start_ns for w, _ in windows]
+        now_s = int(now.replace(tzinfo=UTC).timestamp())
+        try:
+            self.client.execute(f"INSERT INTO {self.db}.ledger_intents (chain_id, batch_id, started_at) VALUES",
+                                [(self.chain_id, batch_id, now)])
+            if entries:
+                # columnar: the driver serialises whole columns, much faster than rows
+                self.client.execute(f"INSERT INTO {self.db}.ledger_entries ({ENTRY_COLUMNS}) VALUES",
+                                    entry_columns(batch_id, entries, now_s), columnar=True)
+            if windows:
+                rows_w = [(batch_id, w.window_id, w.agent_id, w.site_id, w.node, w.boot_id, w.seq,
+                           w.window_start_ns // S, w.window_start_ns, w.window_end_ns, len(w.gpus),
+                           sum(g.energy_mj for g in w.gpus), sum(g.gpu_ms for g in w.gpus),
+                           raw, now_s) for w, raw in windows]
+                self.client.execute(f"INSERT INTO {self.db}.raw_windows ({WINDOW_COLUMNS}) VALUES",
+                                    [list(c) for c in zip(*rows_w, strict=True)], columnar=True)
+            self.client.execute(
+                f"INSERT INTO {self.db}.ledger_batches ({BATCH_COLUMNS}) VALUES",
+                [(self.chain_id, seq, batch_id, prev, e_hash, b_hash, len(entries), len(windows), energy, gpu_ms,
+                  _ts(min(starts)), _ts(max(starts)), ids, digests, w_hash, now)])
+        except Exception:
+            # The rows of this attempt, if any landed, stay outside every view;
+            # if the commit record did land (its acknowledgement was lost), the
+            # retry finds the windows booked. The writer deletes nothing.
+            log.warning("batch %s of chain %s not confirmed; retried under a new batch id", batch_id, self.chain_id)
+            raise
+        if self.on_commit is not None:
+            self.on_commit(Committed(self.chain_id, seq, b_hash, len(entries), len(windows), energy, gpu_ms))
+        return batch_id
+
+    def batch_hash_at(self, seq: int) -> str | None:
+        rows = self.client.execute(f"SELECT batch_hash FROM {self.db}.ledger_batches WHERE chain_id = %(c)s "
+                                   f"AND seq = %(s)s", {"c": self.chain_id, "s": seq})
+        return rows[0][0] if len(rows) == 1 else None
+
+    def record_checkpoint(self, cp: Checkpoint, raw: bytes) -> None:
+        """A copy of a published checkpoint (ledger_checkpoints), for statements."""
+        self.client.execute(
+            f"INSERT INTO {self.db}.ledger_checkpoints (chain_id, seq, kind, sha256, message, published_at) VALUES",
+            [(cp.chain_id, cp.seq, cp.kind, checkpoint_id(raw), raw.decode(), _ts(cp.time_ns))])
+
+    def totals(self) -> Committed:
+        """This chain's head and running totals, from its commit records."""
+        rows = self.client.execute(
+            f"SELECT count(), max(seq), sum(entry_count), sum(window_count), sum(energy_mj), sum(gpu_ms), "
+            f"argMax(batch_hash, seq) FROM {self.db}.ledger_batches WHERE chain_id = %(c)s", {"c": self.chain_id})
+        n, seq, entries, windows, energy, gpu_ms, head = rows[0]
+        if not n:
+            return Committed(self.chain_id, -1, GENESIS, 0, 0, 0, 0)
+        return Committed(self.chain_id, int(seq), head, int(entries), int(windows), int(energy), int(gpu_ms))
+

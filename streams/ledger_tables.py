@@ -1,0 +1,79 @@
+"""The ledger's other tables, as the stream writes and reads them: job events,
+consortium configs, dead letters. Plain functions over a ClickHouse client, used
+by the stream's sink and by the audit tools (``ledger/``)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from schemas.jobs import JobEvent
+from schemas.telemetry import ID_PATTERN
+from streams.processing import Rejection
+
+__all__ = ["load_jobs", "record_config", "write_dead_letters", "write_jobs"]
+
+JOB_COLUMNS = "site_id, job_id, event, account, node, gpus, exclusive, time_ns, received_at"
+DLQ_COLUMNS = "received_at, reason, detail, site_id, agent_id, raw_sha256, raw"
+
+
+def write_jobs(client: Any, db: str, events: Sequence[JobEvent], now: datetime) -> None:
+    if not events:
+        return
+    client.execute(
+        f"INSERT INTO {db}.job_events ({JOB_COLUMNS}) VALUES",
+        [(e.site_id, e.job_id, e.event, e.account, e.node or "", list(e.gpus), int(e.exclusive), e.time_ns, now)
+         for e in events],
+    )
+
+
+def load_jobs(client: Any, db: str) -> list[JobEvent]:
+    """Every job event the ledger holds (deduplicated), oldest first."""
+    rows = client.execute(
+        f"SELECT site_id, job_id, event, account, node, gpus, exclusive, time_ns "
+        f"FROM {db}.job_events FINAL ORDER BY time_ns"
+    )
+    return [
+        JobEvent(event=r[2], site_id=r[0], job_id=r[1], account=r[3], node=r[4] or None,
+                 gpus=list(r[5]), exclusive=bool(r[6]), time_ns=r[7])
+        for r in rows
+    ]
+
+
+def record_config(client: Any, db: str, config_hash: str, version: str, content: bytes,
+                  members: Sequence[tuple[str, str, Decimal]], now: datetime) -> None:
+    """Store the config file by hash, and its members' contribution shares."""
+    client.execute(
+        f"INSERT INTO {db}.config_versions (config_hash, version, content, first_seen) VALUES",
+        [(config_hash, version, content.decode(), now)],
+    )
+    if members:
+        client.execute(
+            f"INSERT INTO {db}.config_members (config_hash, member, name, contribution_share, "
+            f"recorded_at) VALUES", [(config_hash, code, name, share, now) for code, name, share in members])
+
+
+def write_dead_letters(client: Any, db: str, rejections: Sequence[Rejection], now: datetime) -> None:
+    """Rejected messages for data-quality reports: the original bytes as they
+    are (a String column holds any bytes), reason and detail bounded."""
+    client.execute(
+        f"INSERT INTO {db}.dlq_records ({DLQ_COLUMNS}) VALUES",
+        [(now, r.reason[:64], r.detail, _field(r.raw, b"site_id"), _field(r.raw, b"agent_id"),
+          hashlib.sha256(r.raw).hexdigest(), r.raw) for r in rejections],
+    )
+
+
+_ID_VALUE = re.compile(rb'"(site_id|agent_id)"\s*:\s*"(' + ID_PATTERN.strip("^$").encode() + rb')"')
+
+
+def _field(raw: bytes, name: bytes) -> str:
+    """Best effort: which site/agent sent a rejected message, for per-site DLQ
+    counts. A pattern over the bytes, not a parse: safe on any message."""
+    for m in _ID_VALUE.finditer(raw[:65536]):
+        if m.group(1) == name:
+            return m.group(2).decode("ascii")
+    return ""
