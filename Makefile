@@ -29,6 +29,7 @@ test: install lint
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 chaos: install
 	$(BIN)/python -m pytest -m chaos

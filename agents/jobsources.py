@@ -40,6 +40,13 @@ class JobSourceError(AgentError):
     """A scheduler's output that cannot be read; names the line."""
 
 
+def _known_ns(value: object) -> int:
+    ns = parse_iso_ns(str(value))
+    if ns is None:
+        raise ValueError(f"{value!r} is not a time")
+    return ns
+
+
 def parse_iso_ns(text: str) -> int | None:
     """ISO-8601 / RFC 3339 time to ns since the epoch; naive times are UTC (sacct on a UTC host)."""
     if not text or text in ("Unknown", "None", "N/A"):
@@ -146,9 +153,9 @@ def events_from_schedule(text: str, site_id: str) -> list[JobEvent]:
         try:
             base = {"site_id": site_id, "job_id": str(job["job_id"]), "account": job["account"],
                     "node": job.get("node"), "gpus": job.get("gpus", []), "exclusive": job.get("exclusive", False)}
-            events.append(JobEvent(event="start", time_ns=parse_iso_ns(str(job["start"])), **base))
+            events.append(JobEvent(event="start", time_ns=_known_ns(job["start"]), **base))
             if job.get("end"):
-                events.append(JobEvent(event="end", time_ns=parse_iso_ns(str(job["end"])), **base))
+                events.append(JobEvent(event="end", time_ns=_known_ns(job["end"]), **base))
         except (KeyError, TypeError, ValueError) as exc:
             raise JobSourceError(f"schedule entry {i}: {exc}") from exc
     return sorted(events, key=lambda e: e.time_ns)

@@ -144,7 +144,7 @@ def build_sim_fleet(
             )
             agent = NodeAgent.create(reader, reader, publisher, agent_id=node, site_id=site,
                                      node=node, window_s=window_s, epoch=f"sim{seed}",
-                                     signer=(signers or {}).get(site))  # type: ignore[union-attr]
+                                     signer=(signers or {}).get(site))
             fleet.append((agent, reader))
     return fleet
 
@@ -190,19 +190,24 @@ def trace_job_events(reader: ReplayReader, resolver: JobResolver, site_id: str,
     """The start and end events of the trace's jobs: from the first to the last
     reading in which one of the job's processes ran, on the trace's GPUs. A job
     whose account nobody knows gets no event (its usage stays unresolved)."""
-    seen: dict[str, list[int | str | set[str]]] = {}  # job -> [first t, last t, account, gpus]
+    spans: dict[str, tuple[int, int]] = {}  # job -> (first t, last t)
+    accounts: dict[str, str] = {}
+    job_gpus: dict[str, set[str]] = {}
     for s in reader.samples:
         pids = set(s.running_pids) | {pu.pid for pu in s.process_util or ()}
         for pid in pids:
             ref = resolver.resolve(pid)
             if ref is None or not ref.account:
                 continue
-            hit = seen.setdefault(ref.job_id, [s.t_ns, s.t_ns, ref.account, set()])
-            hit[0], hit[1] = min(hit[0], s.t_ns), max(hit[1], s.t_ns)  # type: ignore[type-var]
-            hit[3].add(s.uuid)  # type: ignore[union-attr]
+            first, last = spans.get(ref.job_id, (s.t_ns, s.t_ns))
+            spans[ref.job_id] = (min(first, s.t_ns), max(last, s.t_ns))
+            accounts.setdefault(ref.job_id, ref.account)
+            job_gpus.setdefault(ref.job_id, set()).add(s.uuid)
     starts, ends = [], []
-    for job, (first, last, account, gpus) in sorted(seen.items()):
-        base = {"site_id": site_id, "job_id": job, "account": account, "node": node, "gpus": sorted(gpus)}
-        starts.append(JobEvent(event="start", time_ns=first, **base))  # type: ignore[arg-type]
-        ends.append(JobEvent(event="end", time_ns=last, **base))  # type: ignore[arg-type]
+    for job, (first, last) in sorted(spans.items()):
+        gpus = sorted(job_gpus[job])
+        starts.append(JobEvent(event="start", site_id=site_id, job_id=job, account=accounts[job], node=node,
+                               gpus=gpus, time_ns=first))
+        ends.append(JobEvent(event="end", site_id=site_id, job_id=job, account=accounts[job], node=node,
+                             gpus=gpus, time_ns=last))
     return starts, ends

@@ -121,15 +121,16 @@ class Windower:
     def _times(self, samples: list[GpuSample]) -> tuple[list[GpuSample], int]:
         """The samples with t_ns on the windower's timeline, and the wall clock's
         step from it (0 without a monotonic clock, or within tolerance)."""
-        if any(s.mono_ns is None for s in samples):
+        monos = [s.mono_ns for s in samples]
+        if any(m is None for m in monos):
             return samples, 0
         wall = max(s.t_ns for s in samples)
-        mono = max(s.mono_ns for s in samples)  # type: ignore[type-var]
+        mono = max(m for m in monos if m is not None)
         if self._offset is None:
             self._offset = wall - mono
         offset = self._offset
         step = wall - (mono + offset)
-        timed = [replace(s, t_ns=s.mono_ns + offset) for s in samples]  # type: ignore[operator]
+        timed = [replace(s, t_ns=m + offset) for s, m in zip(samples, monos, strict=True) if m is not None]
         return timed, (step if abs(step) > STEP_TOLERANCE_NS else 0)
 
     def add(self, samples: list[GpuSample]) -> list[TelemetryWindow]:
@@ -148,11 +149,11 @@ class Windower:
             log.warning("sample at %d is not after the window start %d; ignored", t, self.win_start)
             return []
         present = {s.uuid for s in samples}
-        for uuid, st in self.gpus.items():
+        for uuid, missing in self.gpus.items():
             if uuid not in present:
-                if st.seen:
+                if missing.seen:
                     log.warning("GPU %s missing from the reading on %s", uuid, self.node)
-                st.flags.add("gpu_missing")
+                missing.flags.add("gpu_missing")
         deltas: dict[str, int] = {}
         measured: dict[str, bool] = {}  # False: estimated, so the counter at a boundary is unknown
         for s in samples:
@@ -252,7 +253,7 @@ class Windower:
             for u, g in gpus.items()
         }
         offset = state.get("offset")
-        self._offset = int(offset) if isinstance(offset, int) else None  # type: ignore[arg-type]
+        self._offset = int(offset) if isinstance(offset, int) else None
         return True
 
     def flush(self) -> TelemetryWindow | None:

@@ -46,9 +46,10 @@ def run_demo(stack: Stack, *, duration_s: float, echo: Callable[[str], None]) ->
     # deployment books a late trace by a correction.
     env = {**os.environ, **stack.client_env(), "BRIDGELEDGER_CONSORTIUM_CONFIG": str(CONFIG),
            "BRIDGELEDGER_MAX_WINDOW_AGE_S": str(DEMO_MAX_WINDOW_AGE_S)}
-    ch, migrator = (ClickHouseSettings(**{k.removeprefix("BRIDGELEDGER_CH_").lower(): v
-                                          for k, v in stack.client_env(user).items()
-                                          if k.startswith("BRIDGELEDGER_CH_")}) for user in ("writer", "migrator"))
+    ch, migrator = (ClickHouseSettings.model_validate({k.removeprefix("BRIDGELEDGER_CH_").lower(): v
+                                                       for k, v in stack.client_env(user).items()
+                                                       if k.startswith("BRIDGELEDGER_CH_")})
+                    for user in ("writer", "migrator"))
     echo("== 2/5 ledger schema (as the migrator; the stream's writer may not run DDL) ==")
     done = apply_migrations(connect(migrator, database="system"), migrator.database)
     echo("   applied: " + (", ".join(done) if done else "already up to date"))

@@ -24,7 +24,8 @@ from dashboards.specs import DASHBOARDS, DashboardSpec, PanelSpec
 __all__ = ["JSON_DIR", "build_all", "build_dashboard", "expand", "write_all"]
 
 JSON_DIR = Path(__file__).resolve().parent / "json"
-_PANELS = {"stat": stat.Panel, "table": table.Panel, "timeseries": timeseries.Panel, "barchart": barchart.Panel}
+_PANELS: dict[str, Any] = {"stat": stat.Panel, "table": table.Panel, "timeseries": timeseries.Panel,
+                           "barchart": barchart.Panel}
 
 
 def _panel(p: PanelSpec, x: int, y: int) -> Any:

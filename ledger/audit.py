@@ -90,9 +90,9 @@ def reconcile(client: Any, db: str, start: datetime, end: datetime) -> Reconcile
         booked[(window_id, gpu)] = [int(e_mj), int(g_ms)]
     rep.gpu_windows = len(raw)
     for key in sorted(set(raw) | set(booked)):
-        r, b = raw.get(key, [0, 0]), booked.get(key, [0, 0])
-        if r != b:
-            rep.residuals.append((key[0], key[1], r[0] - b[0], r[1] - b[1]))
+        measured, in_ledger = raw.get(key, [0, 0]), booked.get(key, [0, 0])
+        if measured != in_ledger:
+            rep.residuals.append((key[0], key[1], measured[0] - in_ledger[0], measured[1] - in_ledger[1]))
     for (agent, boot), ss in sorted(seqs.items()):
         ss.sort()
         for a, b in zip(ss, ss[1:], strict=False):

@@ -44,8 +44,8 @@ def move_entry(client: Any, db: str, entry_id: str, to_account: str, reason: str
     rows = client.execute(f"SELECT {', '.join(FIELDS)} FROM {db}.ledger WHERE entry_id = %(e)s", {"e": entry_id})
     if not rows:
         raise CorrectionError(f"entry {entry_id} is not in the ledger")
-    orig = LedgerEntry(**{k: (v if v != "" or k not in ("job_id", "corrects") else None)
-                          for k, v in zip(FIELDS, rows[0], strict=True)})
+    orig = LedgerEntry.model_validate({k: (v if v != "" or k not in ("job_id", "corrects") else None)
+                                       for k, v in zip(FIELDS, rows[0], strict=True)})
     if orig.corrects:
         raise CorrectionError(f"entry {entry_id} is itself a correction; correct the original")
     if client.execute(f"SELECT count() FROM {db}.ledger WHERE corrects = %(e)s", {"e": entry_id})[0][0]:

@@ -213,8 +213,8 @@ def render_csv(st: Statement) -> str:
     w.writerow(["chain", "first_batch", "first_hash", "last_batch", "last_hash"])
     for b in st.batches:
         w.writerow(list(b))
-    for c, seq, sha in st.covered:
-        w.writerow(["checkpoint", c, seq, sha])
+    for chain, seq, sha in st.covered:
+        w.writerow(["checkpoint", chain, seq, sha])
     w.writerow([])
     w.writerow(["data_quality", "what", "count"])
     for agent, missing in st.gaps:

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, Protocol
 
 import msgspec
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from schemas.errors import WireError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 # Shares are floats on the wire; rounding in the agent may overshoot 1 by a hair.
 SHARE_TOLERANCE = 1e-6
 
@@ -57,6 +58,9 @@ __all__ = [
     "ProcessShare",
     "TelemetryWindow",
     "decode_window",
+    "GpuReading",
+    "ProcessReading",
+    "Window",
     "decode_window_fast",
     "json_depth",
     "parse_window",
@@ -303,7 +307,77 @@ class _FastWindow(msgspec.Struct, frozen=True):
 _fast_decoder = msgspec.json.Decoder(_FastWindow)
 
 
-def decode_window_fast(raw: bytes) -> TelemetryWindow:
+class ProcessReading(Protocol):
+    """What the centre reads of a process: :class:`ProcessShare`, or the fast decoder's struct."""
+
+    @property
+    def pid(self) -> int: ...
+    @property
+    def job_id(self) -> str | None: ...
+    @property
+    def account(self) -> str | None: ...
+    @property
+    def sm_share(self) -> float: ...
+    @property
+    def mem_used_bytes(self) -> int | None: ...
+    @property
+    def mig_uuid(self) -> str | None: ...
+
+
+class GpuReading(Protocol):
+    """What the centre reads of a GPU window: :class:`GpuWindow`, or the fast decoder's struct."""
+
+    @property
+    def uuid(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def energy_mj(self) -> int: ...
+    @property
+    def gpu_seconds(self) -> float: ...
+    @property
+    def gpu_ms(self) -> int: ...
+    @property
+    def power_limit_mw(self) -> int | None: ...
+    @property
+    def flags(self) -> Sequence[str]: ...
+    @property
+    def processes(self) -> Sequence[ProcessReading]: ...
+
+
+class Window(Protocol):
+    """A decoded window as the centre reads it (streams/, ledger/): a
+    :class:`TelemetryWindow`, or the fast decoder's struct with the same fields."""
+
+    @property
+    def agent_id(self) -> str: ...
+    @property
+    def site_id(self) -> str: ...
+    @property
+    def node(self) -> str: ...
+    @property
+    def boot_id(self) -> str: ...
+    @property
+    def epoch(self) -> str: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def window_start_ns(self) -> int: ...
+    @property
+    def window_end_ns(self) -> int: ...
+    @property
+    def gpus(self) -> Sequence[GpuReading]: ...
+    @property
+    def key_id(self) -> str | None: ...
+    @property
+    def signature(self) -> str | None: ...
+    @property
+    def window_id(self) -> str: ...
+    @property
+    def window_s(self) -> float: ...
+
+
+def decode_window_fast(raw: bytes) -> Window:
     """Same result as :func:`decode_window` (a window with the same fields, or the
     same :class:`WireError`), several times faster on valid input.
 
@@ -322,6 +396,7 @@ def decode_window_fast(raw: bytes) -> TelemetryWindow:
         except UnicodeDecodeError as exc:
             raise WireError("malformed_json", f"not UTF-8: {exc.reason} at byte {exc.start}") from exc
     try:
-        return _fast_decoder.decode(raw)  # type: ignore[return-value]
+        fast: _FastWindow = _fast_decoder.decode(raw)
+        return fast
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError, UnicodeDecodeError):
         return parse_window(raw)[1]

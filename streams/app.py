@@ -61,7 +61,7 @@ def tune_gc() -> None:
 
 def _credentials(settings: StreamSettings) -> Any:
     """Faust's form of the credentials the windows consumer gets from ``aiokafka_options``."""
-    options = settings.aiokafka_options()
+    options: dict[str, Any] = settings.aiokafka_options()
     if not options:
         return None
     return faust.SASLCredentials(username=options["sasl_plain_username"], password=options["sasl_plain_password"],

@@ -36,9 +36,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
-from schemas import ConsortiumConfig, GpuWindow, JobEvent
+from schemas import ConsortiumConfig, JobEvent
 from schemas.consortium import Project
 from schemas.ledger import AccountKind, AccountSource
+from schemas.telemetry import GpuReading
 
 __all__ = ["JobBook", "JobSpan", "Jobs", "Part", "attribute_gpu", "book_jobs", "owner_weights", "split_exact"]
 
@@ -250,7 +251,7 @@ def _exclusive_holder(site_id: str, gpu_uuid: str, jobs: Jobs,
 
 
 def attribute_gpu(
-    site_id: str, gpu: GpuWindow, config: ConsortiumConfig, jobs: Jobs | None = None,
+    site_id: str, gpu: GpuReading, config: ConsortiumConfig, jobs: Jobs | None = None,
     window: tuple[int, int] | None = None,
 ) -> list[Part]:
     """Split one GPU window among accounts; the parts sum exactly to the window.

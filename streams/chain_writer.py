@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas import TelemetryWindow
 from schemas.chain import (
     CARBON_SCALE,
     COST_SCALE,
@@ -40,6 +39,7 @@ from schemas.chain import (
 )
 from schemas.checkpoint import Checkpoint, checkpoint_id
 from schemas.ledger import ENTRY_ROW_FIELDS, EntryRow
+from schemas.telemetry import Window
 from streams.clickhouse import decimal_units
 from streams.lease import ChainLease
 
@@ -133,7 +133,7 @@ class ChainWriter:
             f"(SELECT batch_id FROM {self.db}.ledger_batches)", {"c": self.chain_id})
         return int(orphans[0][0])
 
-    def committed(self, windows: Sequence[TelemetryWindow]) -> dict[str, str]:
+    def committed(self, windows: Sequence[Window]) -> dict[str, str]:
         """Which of these windows are already in a committed batch (resends,
         replays), each with the SHA-256 of the bytes booked under its id.
 
@@ -152,7 +152,7 @@ class ChainWriter:
 
     # -- writing --------------------------------------------------------------------
     def commit_batch(self, entries: Sequence[EntryRow],
-                     windows: Sequence[tuple[TelemetryWindow, bytes]], now: datetime) -> str:
+                     windows: Sequence[tuple[Window, bytes]], now: datetime) -> str:
         """Insert entries and windows, then the chain record (entries hashed in entry_id order)."""
         if self.lease is not None:
             self.lease.renew()  # LeaseError: another worker holds the chain; write nothing

@@ -152,7 +152,7 @@ class WindowConsumer:
                         "booked when they come again", exc)
 
 
-class _FinishBeforeRevoke(ConsumerRebalanceListener):  # type: ignore[misc]
+class _FinishBeforeRevoke(ConsumerRebalanceListener):
     """Partitions go to another worker only after every batch taken from them is booked."""
 
     def __init__(self, consumer: WindowConsumer) -> None:

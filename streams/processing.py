@@ -10,12 +10,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from schemas import ConsortiumConfig, LedgerEntry, TelemetryWindow, WireError
+from schemas import ConsortiumConfig, LedgerEntry, WireError
 from schemas.chain import CARBON_SCALE, COST_SCALE, HOURS_SCALE, entry_digest, entry_line_fixed, fixed
 from schemas.consortium import Site
 from schemas.ledger import EntryRow, entry_from_row
 from schemas.signing import VerifyKey, verifier, verify_window
-from schemas.telemetry import decode_window_fast
+from schemas.telemetry import Window, decode_window_fast
 from streams.attribution import Jobs, attribute_gpu
 from streams.pricing import Tariff
 
@@ -69,7 +69,7 @@ def conflicting_duplicate(window_id: str, raw: bytes, booked: bytes | str) -> Re
 
 @dataclass(slots=True)
 class Outcome:
-    window: TelemetryWindow | None
+    window: Window | None
     entries: list[LedgerEntry] = field(default_factory=list)
     rejection: Rejection | None = None
 
@@ -118,7 +118,7 @@ class WindowProcessor:
         except Exception as exc:  # a bug must cost one message, not the ledger
             return Outcome(None, rejection=Rejection.internal(exc, raw))
 
-    def check(self, raw: bytes | None, now_ns: int | None = None) -> TelemetryWindow:
+    def check(self, raw: bytes | None, now_ns: int | None = None) -> Window:
         """The window in a message, or :class:`WireError` naming why it is refused."""
         if raw is None:
             raise WireError("empty", "a record without a value (tombstone)")
@@ -128,7 +128,7 @@ class WindowProcessor:
         self._validate(raw, window, now_ns)
         return window
 
-    def check_signature(self, raw: bytes, w: TelemetryWindow, site: Site) -> None:
+    def check_signature(self, raw: bytes, w: Window, site: Site) -> None:
         """WireError unless the window is signed, over its exact bytes, by a key
         the config lists for its site (or the site may send unsigned windows)."""
         if w.signature is None:
@@ -142,7 +142,7 @@ class WindowProcessor:
         if not verify_window(raw, key):
             raise WireError("bad_signature", f"signature of {w.window_id} does not verify with {w.key_id}")
 
-    def _validate(self, raw: bytes, w: TelemetryWindow, now_ns: int | None) -> None:
+    def _validate(self, raw: bytes, w: Window, now_ns: int | None) -> None:
         site = self.config.site(w.site_id)
         if site is None:
             raise WireError("unknown_site", f"site_id {w.site_id!r} is not in config {self.config.version}")
@@ -180,7 +180,7 @@ class WindowProcessor:
                     f"{limit_mw / 1000:.0f} W (config, {model.key}) × {ENERGY_TOLERANCE}",
                 )
 
-    def attribute(self, w: TelemetryWindow, jobs: Jobs | None = None) -> list[LedgerEntry]:
+    def attribute(self, w: Window, jobs: Jobs | None = None) -> list[LedgerEntry]:
         rows: list[EntryRow] = []
         self.attribute_rows(w, jobs, rows)
         return [entry_from_row(r) for r in rows]
@@ -195,7 +195,7 @@ class WindowProcessor:
             hit = self._tariffs[(model_name, site_id)] = (model.key, Tariff.of(model, site, self.config.pricing))
         return hit
 
-    def attribute_rows(self, w: TelemetryWindow, jobs: Jobs | None, rows: list[EntryRow]) -> None:
+    def attribute_rows(self, w: Window, jobs: Jobs | None, rows: list[EntryRow]) -> None:
         """Append the window's ledger entries to ``rows`` (a validated window)."""
         config, config_hash = self.config, self.config_hash
         window_id, site_id = w.window_id, w.site_id

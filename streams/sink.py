@@ -20,9 +20,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-from schemas import LedgerEntry, TelemetryWindow
+from schemas import LedgerEntry
 from schemas.jobs import JobEvent
 from schemas.ledger import ENTRY_ROW_FIELDS, EntryRow, entry_from_row
+from schemas.telemetry import Window
 from streams import ledger_tables
 from streams.chain_writer import ChainWriter, Committed, entry_columns
 from streams.processing import Rejection, conflicting_duplicate
@@ -44,7 +45,7 @@ class Written:
 class LedgerSink(Protocol):
     def write(
         self,
-        windows: Sequence[tuple[TelemetryWindow, bytes]],
+        windows: Sequence[tuple[Window, bytes]],
         entries: Sequence[EntryRow],
         rejections: Sequence[Rejection] = (),
     ) -> Written:
@@ -61,7 +62,7 @@ class ClickHouseSink(ChainWriter):
 
     def write(
         self,
-        windows: Sequence[tuple[TelemetryWindow, bytes]],
+        windows: Sequence[tuple[Window, bytes]],
         entries: Sequence[EntryRow],
         rejections: Sequence[Rejection] = (),
     ) -> Written:
@@ -99,7 +100,7 @@ class MemorySink:
     """In-memory sink with the same interface, for unit tests of the worker logic."""
 
     def __init__(self) -> None:
-        self.windows: list[tuple[TelemetryWindow, bytes]] = []
+        self.windows: list[tuple[Window, bytes]] = []
         self.entries: list[LedgerEntry] = []
         self.rejections: list[Rejection] = []
         self.jobs: list[JobEvent] = []
@@ -107,7 +108,7 @@ class MemorySink:
 
     def write(
         self,
-        windows: Sequence[tuple[TelemetryWindow, bytes]],
+        windows: Sequence[tuple[Window, bytes]],
         entries: Sequence[EntryRow],
         rejections: Sequence[Rejection] = (),
     ) -> Written:

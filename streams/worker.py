@@ -19,10 +19,11 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from schemas import TelemetryWindow, WireError
+from schemas import WireError
 from schemas.jobs import JobEvent, decode_job_event
 from schemas.ledger import EntryRow
 from schemas.prometheus import render_metrics
+from schemas.telemetry import Window
 from streams import SinkError
 from streams.attribution import JobBook, book_jobs
 from streams.lease import LeaseError
@@ -91,7 +92,7 @@ class WorkerStats:
 class WindowBatch:
     """A batch of messages after :meth:`LedgerWorker.prepare`, ready to commit."""
 
-    accepted: list[tuple[TelemetryWindow, bytes]] = field(default_factory=list)
+    accepted: list[tuple[Window, bytes]] = field(default_factory=list)
     entries: list[EntryRow] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
 

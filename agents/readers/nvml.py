@@ -53,10 +53,11 @@ class NvmlReader:
     ) -> None:
         if nvml is None:
             try:
-                import pynvml as nvml  # nvidia-ml-py
+                import pynvml  # nvidia-ml-py
             except ImportError as exc:
                 raise ReaderError("nvidia-ml-py is not installed: pip install 'bridgeledger[agent]'") from exc
-        self.nv = nvml
+            nvml = pynvml
+        self.nv: Any = nvml
         self.clock_ns = clock_ns
         self.monotonic = monotonic
         self.metrics = metrics or AgentMetrics()

@@ -18,6 +18,7 @@ import hashlib
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from agents.jobs import JobRef
 from agents.readers.base import GpuSample, ProcessUtil
@@ -180,7 +181,8 @@ class SimulatedReader:
         events = []
         for g in self.gpus:
             for j in g.jobs:
-                for kind, when in (("start", j.start_ns), ("end", j.end_ns)):
+                edges: tuple[tuple[Literal["start", "end"], int], ...] = (("start", j.start_ns), ("end", j.end_ns))
+                for kind, when in edges:
                     if after_ns < when <= until_ns or (kind == "start" and when == after_ns == j.start_ns):
                         events.append(JobEvent(event=kind, site_id=self.site_id, job_id=j.job_id,
                                                account=j.account, node=self.node, gpus=[g.uuid],
