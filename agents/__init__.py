@@ -7,8 +7,14 @@ traces, a simulated fleet); transport behind :class:`agents.publisher.Publisher`
 Errors::
 
     AgentError
-    ├── ReaderError     a GPU reader cannot start or read (NVML missing, bad trace)
-    └── PublishError    the transport refused or could not be reached
+    ├── ReaderError       a GPU reader cannot start or read (NVML missing, bad trace)
+    ├── PublishError      the transport refused or could not be reached
+    ├── AgentConfigError  agent.yaml is invalid (agents/settings.py; names the field)
+    ├── SpoolError        the on-disk spool cannot be opened or written (agents/spool.py)
+    └── JobSourceError    a scheduler's output cannot be read as job events (agents/jobsources.py)
+
+(the job-event outbox, agents/job_outbox.py, raises AgentError itself for a bad
+jobs.yaml)
 """
 
 from __future__ import annotations

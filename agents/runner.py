@@ -7,6 +7,7 @@ fleet a virtual one it advances itself, and a replay the trace's own times.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from schemas.signing import SigningKey, demo_key
 from schemas.topics import JOBS_TOPIC, WINDOWS_TOPIC
 
 __all__ = ["FleetClock", "NodeAgent", "NodeTotals", "Signer", "build_sim_fleet", "demo_signers", "publish_job_events",
-           "replay_trace", "trace_job_events"]
+           "replay_trace", "run_fleet", "trace_job_events"]
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +148,37 @@ def build_sim_fleet(
                                      signer=(signers or {}).get(site))
             fleet.append((agent, reader))
     return fleet
+
+
+def run_fleet(fleet: list[tuple[NodeAgent, SimulatedReader]], publisher: Publisher, clock: FleetClock, *,
+              until_ns: int, step_ns: int = 1_000_000_000, job_events: bool = True, speed: float | None = None,
+              on_tick: Callable[[], None] | None = None, finish: bool = True) -> None:
+    """Drive a simulated fleet from the clock's time to ``until_ns``, one reading
+    every ``step_ns``: the job events since the last step first (the scheduler
+    speaks before the windows that bill it), then every agent reads and closes
+    what windows it can. ``speed``: simulated seconds per wall second (None: as
+    fast as possible). ``finish``: close the open windows at the end. The one
+    loop behind ``agent sim``, the demo, the tests and the bench."""
+    start = prev = clock.now_ns
+    wall0 = time.monotonic()
+    while clock.now_ns <= until_ns:
+        for agent, reader in fleet:
+            if job_events:
+                agent.totals.job_events += publish_job_events(reader, publisher, prev, clock.now_ns)
+            agent.step()
+        if on_tick is not None:
+            on_tick()
+        prev = clock.now_ns
+        clock.now_ns += step_ns
+        if speed:
+            ahead = (clock.now_ns - start) / 1e9 / speed - (time.monotonic() - wall0)
+            if ahead > 0.05:
+                publisher.flush()
+                time.sleep(ahead)
+    if finish:
+        for agent, _ in fleet:
+            agent.finish()
+    publisher.flush()
 
 
 def publish_job_events(reader: SimulatedReader, publisher: Publisher, after_ns: int, until_ns: int) -> int:

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agents.publisher import KafkaPublisher, MemoryPublisher  # noqa: E402
-from agents.runner import FleetClock, build_sim_fleet  # noqa: E402
+from agents.runner import FleetClock, build_sim_fleet, run_fleet  # noqa: E402
 from bridgeledger.stack import Stack, StackPorts  # noqa: E402
 from ledger.migrate import apply_migrations  # noqa: E402
 from schemas import load_config  # noqa: E402
@@ -50,11 +50,8 @@ def make_windows(n: int) -> list[bytes]:
     clock = FleetClock(start)
     fleet = build_sim_fleet(cfg, pub, clock, start_ns=start, horizon_ns=3700 * S, nodes_per_site=per_site,
                             gpus_per_node=8, window_s=10, seed=int(time.time()))
-    while clock.now_ns <= start + 3600 * S:
-        for agent, _ in fleet:
-            agent.step()
-        clock.now_ns += 2 * S  # 0.5 Hz is enough for the bench's windows
-    pub.flush()
+    # 0.5 Hz is enough for the bench's windows
+    run_fleet(fleet, pub, clock, until_ns=start + 3600 * S, step_ns=2 * S, job_events=False, finish=False)
     return [v for _, _, v in pub.messages][:n]
 
 

@@ -718,7 +718,7 @@ def agent_sim(config_path: Path, nodes_per_site: int, gpus_per_node: int, durati
     signed with each site's public demo key, like production agents sign with theirs.
     """
     from agents.publisher import KafkaPublisher
-    from agents.runner import FleetClock, build_sim_fleet, demo_signers, publish_job_events
+    from agents.runner import FleetClock, build_sim_fleet, demo_signers, run_fleet
 
     cfg, _, _ = _load_config(config_path)
     with needs_extra("agent"):
@@ -729,22 +729,7 @@ def agent_sim(config_path: Path, nodes_per_site: int, gpus_per_node: int, durati
     fleet = build_sim_fleet(cfg, publisher, clock, start_ns=start, horizon_ns=sim_span,
                             nodes_per_site=nodes_per_site, gpus_per_node=gpus_per_node,
                             window_s=window_s, seed=seed, signers=None if unsigned else demo_signers(cfg))
-    step = int(sample_s * 1e9)
-    wall0 = time.monotonic()
-    prev = start
-    while clock.now_ns <= start + sim_span:
-        for agent_, reader in fleet:
-            agent_.totals.job_events += publish_job_events(reader, publisher, prev, clock.now_ns)
-            agent_.step()
-        prev = clock.now_ns
-        clock.now_ns += step
-        ahead = (clock.now_ns - start) / 1e9 / speed - (time.monotonic() - wall0)
-        if ahead > 0.05:
-            publisher.flush()
-            time.sleep(ahead)
-    for agent_, _ in fleet:
-        agent_.finish()
-    publisher.flush()
+    run_fleet(fleet, publisher, clock, until_ns=start + sim_span, step_ns=int(sample_s * 1e9), speed=speed)
     publisher.close()
     totals = {a.windower.agent_id: vars(a.totals) for a, _ in fleet}
     n_gpus = len(fleet) * gpus_per_node

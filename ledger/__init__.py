@@ -5,7 +5,11 @@ Reads what ``streams`` wrote; writes only its own schema.
 Errors::
 
     LedgerError
-    └── MigrationError   a migration failed or an applied one was edited
+    ├── MigrationError    a migration failed or an applied one was edited
+    └── CorrectionError   a correction that cannot be made as asked (ledger/corrections.py)
+
+(a stored config whose bytes no longer match its hash, a statement or its
+signature that does not verify: LedgerError itself, naming what failed)
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@ GPU node installs only pydantic and PyYAML for it.
 Errors::
 
     SchemaError
-    ├── WireError      a message that does not meet the wire contract (has a reason code)
-    └── ConfigError    a consortium config file that is invalid (names file and field)
+    ├── WireError        a message that does not meet the wire contract (has a reason code)
+    ├── ConfigError      a consortium config file that is invalid (names file and field)
+    └── CheckpointError  a message on ledger.checkpoints that is not a checkpoint the ledger signed
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ combines them per message; ``worker`` batches and writes through a sink;
 Errors::
 
     StreamError
-    └── SinkError     the ledger database refused or could not be reached
+    ├── SinkError       the ledger database refused or could not be reached
+    ├── LeaseError      another live worker holds the chain (streams/lease.py)
+    └── ChainMismatch   the database lost or rewrote checkpointed batches (streams/checkpoints.py)
 """
 
 from __future__ import annotations

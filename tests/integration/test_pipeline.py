@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from agents.publisher import KafkaPublisher
-from agents.runner import FleetClock, NodeAgent, build_sim_fleet, publish_job_events, replay_trace
+from agents.runner import FleetClock, NodeAgent, build_sim_fleet, replay_trace, run_fleet
 from schemas import decode_window
 from schemas.topics import DLQ_TOPIC, WINDOWS_TOPIC
 from tests.conftest import ROOT
@@ -46,15 +46,7 @@ def sim_fleet(config, publisher, minutes: int, seed: int) -> None:
     clock = FleetClock(start)
     fleet = build_sim_fleet(config, publisher, clock, start_ns=start, horizon_ns=minutes * 60 * S,
                             nodes_per_site=1, gpus_per_node=8, window_s=10, seed=seed)
-    prev = start
-    while clock.now_ns <= start + minutes * 60 * S:
-        for agent, reader in fleet:
-            publish_job_events(reader, publisher, prev, clock.now_ns)
-            agent.step()
-        prev, clock.now_ns = clock.now_ns, clock.now_ns + S
-    for agent, _ in fleet:
-        agent.finish()
-    publisher.flush()
+    run_fleet(fleet, publisher, clock, until_ns=start + minutes * 60 * S)
 
 
 def ledger_by_window(ch, window_ids) -> dict[str, tuple[int, int]]:
@@ -194,13 +186,7 @@ def test_two_workers_split_the_partitions_and_the_ledger_stays_exact(stack, work
         clock = FleetClock(start)
         fleet = build_sim_fleet(cfg, pub, clock, start_ns=start, horizon_ns=300 * S, nodes_per_site=4,
                                 gpus_per_node=2, window_s=10, seed=int(time.time()) % 10_000 + 11)
-        while clock.now_ns <= start + 240 * S:
-            for agent, _ in fleet:
-                agent.step()
-            clock.now_ns += S
-        for agent, _ in fleet:
-            agent.finish()
-        pub.flush()
+        run_fleet(fleet, pub, clock, until_ns=start + 240 * S, job_events=False)
         windows = pub.windows()
         assert_exact(ch, windows)
         chains = {r[0] for r in ch.execute(

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from agents.publisher import MemoryPublisher
-from agents.runner import FleetClock, build_sim_fleet, publish_job_events, replay_trace
+from agents.runner import FleetClock, build_sim_fleet, replay_trace, run_fleet
 from ledger.audit import recompute, reconcile
 from ledger.migrate import apply_migrations
 from ledger.verify import verify_ledger
@@ -37,13 +37,7 @@ def messages(trace_dir, config) -> list[tuple[str, bytes, bytes]]:
     clock = FleetClock(start)
     fleet = build_sim_fleet(config, pub, clock, start_ns=start, horizon_ns=600 * 10**9, nodes_per_site=1,
                             gpus_per_node=2, window_s=10, seed=3, sites=["de-juelich"])
-    prev = start
-    while clock.now_ns <= start + 600 * 10**9:
-        for agent, reader in fleet:
-            publish_job_events(reader, pub, prev, clock.now_ns)
-            agent.step()
-        prev, clock.now_ns = clock.now_ns, clock.now_ns + 10**9
-    pub.flush()
+    run_fleet(fleet, pub, clock, until_ns=start + 600 * 10**9, finish=False)
     return pub.messages
 
 

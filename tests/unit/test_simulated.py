@@ -3,7 +3,8 @@ from __future__ import annotations
 import itertools
 
 from agents.publisher import MemoryPublisher
-from agents.runner import FleetClock, build_sim_fleet, publish_job_events
+from agents.runner import FleetClock, build_sim_fleet
+from agents.runner import run_fleet as drive_fleet
 from schemas import decode_window
 from schemas.topics import JOBS_TOPIC, WINDOWS_TOPIC
 
@@ -16,18 +17,14 @@ def run_fleet(config, seed: int, minutes: int = 30):
     clock = FleetClock(START)
     fleet = build_sim_fleet(config, pub, clock, start_ns=START, horizon_ns=minutes * 60 * S,
                             nodes_per_site=1, gpus_per_node=4, window_s=10, seed=seed)
-    prev = START
     counters: dict[str, list[int]] = {}
-    while clock.now_ns <= START + minutes * 60 * S:
-        for agent, reader in fleet:
-            publish_job_events(reader, pub, prev, clock.now_ns)
-            agent.step()
+
+    def read_counters() -> None:
+        for _, reader in fleet:
             for g in reader.gpus:
                 counters.setdefault(g.uuid, []).append(g.counter_mj)
-        prev = clock.now_ns
-        clock.now_ns += S
-    for agent, _ in fleet:
-        agent.finish()
+
+    drive_fleet(fleet, pub, clock, until_ns=START + minutes * 60 * S, on_tick=read_counters)
     pub.flush()
     return fleet, pub, counters
 
