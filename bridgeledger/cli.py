@@ -475,17 +475,10 @@ def stream_run(config_path: Path | None) -> None:
     with needs_extra("streams"):
         import faust  # noqa: F401
 
-        from schemas.checkpoint import CheckpointError
-        from streams.app import create_app, tune_gc
-        from streams.checkpoint_topic import KafkaCheckpointLog
-        from streams.checkpoints import ChainMismatch, Checkpointer, ledger_signer, ledger_verifiers
-        from streams.clickhouse import connect
-        from streams.lease import ChainLease, LeaseError
-        from streams.processing import WindowProcessor
+        from bridgeledger.metrics_http import serve_text
+        from streams.service import prepare_stream, run_stream
         from streams.settings import StreamSettings
-        from streams.sink import ClickHouseSink
         from streams.topics import declare_topics
-        from streams.worker import LedgerWorker
     settings = StreamSettings()
     created = declare_topics(settings.kafka_bootstrap, settings.partitions, **settings.kafka_python_options())
     if created:
@@ -493,70 +486,15 @@ def stream_run(config_path: Path | None) -> None:
     path = config_path or settings.consortium_config
     cfg, digest, content = _load_config(path)
     ch = _ch_settings()
-    client = connect(ch)
-    lease = ChainLease(client, ch.database, settings.chain_id, ttl_s=settings.lease_ttl_s)
-    sink = ClickHouseSink(client, ch.database, chain_id=settings.chain_id, lease=lease)
-    key_id, ledger_key, demo_ledger_key = ledger_signer(cfg, settings.ledger_key_file)
-    checkpoints = Checkpointer(settings.chain_id, key_id, ledger_key, ledger_verifiers(cfg),
-                               KafkaCheckpointLog(settings.kafka_bootstrap, settings.kafka_python_options()),
-                               settings.checkpoint_interval_s, store=sink.record_checkpoint)
-    delay = 1.0
-    while True:  # the ledger database may still be starting: wait for it, loudly
-        try:
-            sink.record_config(digest, cfg.version, content,
-                               [(m.code, m.name, m.contribution_share) for m in cfg.members])
-            lease.acquire()  # one live writer per chain
-            interrupted = sink.recover()
-            jobs_known = sink.load_jobs()
-            # the database against the chain's last checkpoint; a registration if it has none
-            checkpoints.start(sink.totals(), sink.batch_hash_at)
-            break
-        except (LeaseError, ChainMismatch, CheckpointError):
-            raise
-        except Exception as exc:  # clickhouse-driver's and the broker's network and server errors
-            click.echo(f"ClickHouse at {ch.host}:{ch.port} or Kafka at {settings.kafka_bootstrap} not usable "
-                       f"({exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-                       f"retrying in {delay:.0f} s", err=True)
-            time.sleep(delay)
-            delay = min(delay * 2, settings.retry_max_s)
-    if interrupted:
-        click.echo(f"{interrupted} interrupted batch write(s) of chain {settings.chain_id} lie outside the ledger "
-                   f"(invisible; `bridgeledger ledger gc` removes them)")
-    sink.on_commit = checkpoints.committed
-    _warn_about_signatures(cfg)
-    if demo_ledger_key:
-        click.echo("WARNING: the ledger signs its checkpoints with the PUBLIC DEMO LEDGER KEY (no "
-                   "BRIDGELEDGER_LEDGER_KEY_FILE): anyone can forge them; fine for the demo and the tests only",
-                   err=True)
-    worker = LedgerWorker(WindowProcessor(cfg, digest, max_age_ns=int(settings.max_window_age_s * 1e9)), sink)
-    worker.load_jobs(jobs_known)
+    service = prepare_stream(settings, cfg, digest, content, ch, lambda line: click.echo(line, err=True))
+    if service.interrupted:
+        click.echo(f"{service.interrupted} interrupted batch write(s) of chain {settings.chain_id} lie outside the "
+                   f"ledger (invisible; `bridgeledger ledger gc` removes them)")
+    for warning in service.warnings:
+        click.echo(f"WARNING: {warning}", err=True)
     click.echo(f"stream worker: config {path} version {cfg.version} sha256 {digest[:12]}…, "
                f"kafka {settings.kafka_bootstrap}, clickhouse {ch.host}:{ch.port}/{ch.database}")
-    app = create_app(settings, worker, checkpoints)
-    if settings.metrics_port:
-        from bridgeledger.metrics_http import serve_text
-
-        serve_text(worker.stats.render, settings.metrics_port, settings.metrics_host,
-                   health=lambda: (True, f"ok: {worker.stats.windows} windows booked"))
-    from faust.worker import Worker
-
-    faust_worker = Worker(app, loglevel="info")
-    tune_gc()
-    faust_worker.execute_from_commandline()
-
-
-def _warn_about_signatures(cfg: Any) -> None:
-    """Say at start which sites may send unsigned windows, and which list a public demo key."""
-    from schemas.signing import demo_key, public_key_hex
-
-    for site in cfg.sites:
-        if site.allow_unsigned:
-            click.echo(f"WARNING: site {site.id} may send UNSIGNED windows (allow_unsigned in config "
-                       f"{cfg.version}); its statements say so", err=True)
-        demo = public_key_hex(demo_key(site.id)[1])
-        if any(k.ed25519 == demo for k in site.keys):
-            click.echo(f"WARNING: site {site.id} lists the PUBLIC DEMO KEY: anyone can sign its windows; "
-                       f"fine for the demo and the tests, never for a real consortium", err=True)
+    run_stream(service, serve_text)
 
 
 # -- agents ------------------------------------------------------------------------------
@@ -966,48 +904,23 @@ def attribute(windows_path: Path, jobs_path: Path | None, config_path: Path, out
     """Offline: the stream's validation, attribution and pricing over JSON-lines files.
 
     A bad line is reported (file, line, reason) and skipped; the rest is booked."""
-    from schemas import WireError
-    from schemas.jobs import decode_job_event
-    from streams.attribution import book_jobs
-    from streams.processing import WindowProcessor, conflicting_duplicate
+    from streams.offline import attribute_lines, read_job_lines
+    from streams.processing import WindowProcessor
 
     cfg, digest, _ = _load_config(config_path)
-    proc = WindowProcessor(cfg, digest)
-    events = []
     bad_jobs = 0
-    if jobs_path:
-        for n, line in enumerate(jobs_path.read_bytes().splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                events.append(decode_job_event(line))
-            except WireError as exc:
-                bad_jobs += 1
-                click.echo(f"{jobs_path}:{n}: rejected: {exc.reason}: {exc.detail[:300]}", err=True)
-    jobs = book_jobs(events)
-    entries = rejected = seen = 0
-    first: dict[str, bytes] = {}
+
+    def bad_job(n: int, reason: str, detail: str) -> None:
+        nonlocal bad_jobs
+        bad_jobs += 1
+        click.echo(f"{jobs_path}:{n}: rejected: {reason}: {detail[:300]}", err=True)
+
+    events = read_job_lines(jobs_path.read_bytes().splitlines(), bad_job) if jobs_path else []
     with out.open("w") as f:
-        for n, line in enumerate(windows_path.read_bytes().splitlines(), 1):
-            if not line.strip():
-                continue
-            seen += 1
-            res = proc.process(line, jobs)
-            rejection = res.rejection
-            if rejection is None and res.window is not None and res.window.window_id in first:
-                if first[res.window.window_id] == line:
-                    continue  # a resend: the same bytes, booked once
-                rejection = conflicting_duplicate(res.window.window_id, line, first[res.window.window_id])
-            if rejection is not None:
-                rejected += 1
-                click.echo(f"{windows_path}:{n}: rejected: {rejection.reason}: {rejection.detail[:300]}", err=True)
-                continue
-            assert res.window is not None
-            first[res.window.window_id] = line
-            for e in res.entries:
-                f.write(json.dumps(e.to_record(), separators=(",", ":")) + "\n")
-                entries += 1
-    click.echo(f"{seen} windows read, {rejected} rejected, {entries} ledger entries -> {out}"
+        counts = attribute_lines(WindowProcessor(cfg, digest), windows_path.read_bytes().splitlines(), events, f,
+                                 lambda n, reason, detail: click.echo(
+                                     f"{windows_path}:{n}: rejected: {reason}: {detail[:300]}", err=True))
+    click.echo(f"{counts.windows} windows read, {counts.rejected} rejected, {counts.entries} ledger entries -> {out}"
                + (f"; {bad_jobs} job event line(s) rejected" if bad_jobs else ""))
 
 

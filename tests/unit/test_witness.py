@@ -248,3 +248,16 @@ def test_sparse_checkpoints_bound_where_the_change_is(tmp_path: Path) -> None:
     assert seen == [2, 5, 8]
     [p] = compare(w, _db_rows(10, change={s: "ab" * 32 for s in range(4, 10)}))
     assert (p.seq, p.kind) == (5, "differs_from_witness") and "batches 3..5" in p.detail
+
+
+def test_the_worker_says_at_start_what_trust_the_config_gives_away(config_and_hash) -> None:
+    from streams.service import start_warnings
+
+    cfg, _ = config_and_hash
+    said = start_warnings(cfg, demo_ledger_key=True)
+    # the example config: every site lists its public demo key; no site may send unsigned windows
+    assert sum("lists the PUBLIC DEMO KEY" in w for w in said) == len(cfg.sites)
+    assert not any("UNSIGNED" in w for w in said)
+    assert said[-1].startswith("the ledger signs its checkpoints with the PUBLIC DEMO LEDGER KEY")
+    opted_out = cfg.model_copy(update={"sites": [cfg.sites[0].model_copy(update={"allow_unsigned": True})]})
+    assert f"site {cfg.sites[0].id} may send UNSIGNED windows" in start_warnings(opted_out, False)[0]
