@@ -395,6 +395,26 @@ def ledger_statement(member: str, month: str, fmt: str, out: Path, config_path: 
                + (", ".join(f"chain {c} to batch {cp.seq}" for c, (cp, _) in covered.items()) or "no checkpoint"))
 
 
+@ledger.command("settlement")
+@click.option("--from-month", required=True, help="YYYY-MM, the first month.")
+@click.option("--to-month", required=True, help="YYYY-MM, the last month (inclusive).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "html"]), default="csv", show_default=True)
+@click.option("--out", required=True, type=click.Path(path_type=Path))
+def ledger_settlement(from_month: str, to_month: str, fmt: str, out: Path) -> None:
+    """Each member's balance over the period and the transfers that settle them, to the cent."""
+    from ledger.settlement import settle
+    from ledger.settlement_report import render_settlement_csv, render_settlement_html
+
+    client, db = _ledger_client()
+    s = settle(client, db, from_month, to_month)
+    out.write_text(render_settlement_csv(s) if fmt == "csv" else render_settlement_html(s))
+    for member, balance in s.balances.items():
+        click.echo(f"{member} {balance:>+14} {s.currency}")
+    for payer, payee, amount in s.transfers:
+        click.echo(f"{payer} pays {payee} {amount} {s.currency}")
+    click.echo(f"{len(s.transfers)} transfer(s) settle {from_month}..{to_month} -> {out}")
+
+
 @ledger.command("statement-verify")
 @click.argument("statement", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--signature", type=click.Path(exists=True, dir_okay=False, path_type=Path),

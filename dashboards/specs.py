@@ -44,9 +44,32 @@ class DashboardSpec:
     variables: tuple[Variable, ...] = field(default_factory=tuple)
 
 
-MEMBER = Variable("member", "Member", "SELECT DISTINCT member FROM ledger WHERE member != '' ORDER BY member")
+# every member of the configs, usage or not (a member that used nothing is owed the most)
+MEMBER = Variable("member", "Member", "SELECT DISTINCT member FROM config_members ORDER BY member")
 SITE = Variable("site", "Site", "SELECT DISTINCT site_id FROM ledger ORDER BY site_id")
 JOBS = "account_kind = 'job' AND $__timeFilter(window_start)"
+# Each member's balance over the range, month by month (ledger/settlement.py's definition): every
+# configured member in every month with job usage, its month's usage share against its contribution share.
+_BALANCES = f"""SELECT member, sum((if(month_h = 0, 0, toFloat64(used_h) / month_h) - share) * month_cost) AS balance
+FROM
+(
+    SELECT month, member, share, used_h
+    FROM
+    (
+        SELECT month, member, share
+        FROM (SELECT DISTINCT toStartOfMonth(window_start) AS month FROM ledger WHERE {JOBS}) AS months
+        CROSS JOIN
+        (SELECT member, toFloat64(argMax(contribution_share, recorded_at)) AS share FROM config_members
+         GROUP BY member) AS contrib
+    ) AS grid
+    ANY LEFT JOIN
+    (SELECT toStartOfMonth(window_start) AS month, member, sum(normalised_gpu_hours) AS used_h FROM ledger
+     WHERE {JOBS} GROUP BY month, member) AS used USING (month, member)
+) AS per_month
+ANY LEFT JOIN
+(SELECT toStartOfMonth(window_start) AS month, toFloat64(sum(normalised_gpu_hours)) AS month_h,
+        toFloat64(sum(cost_eur)) AS month_cost FROM ledger WHERE {JOBS} GROUP BY month) AS totals USING month
+GROUP BY member"""
 
 
 def _by_member(pid: int, title: str, unit: str, description: str, expr: str, column: str) -> PanelSpec:
@@ -62,24 +85,27 @@ FINANCE = DashboardSpec(
     panels=(
         PanelSpec(
             1, "Contribution share vs usage share", "table", "short",
-            "Per member over the time range: usage % = the member's normalised (H100-equivalent) GPU-hours "
-            "of jobs / all members' job GPU-hours × 100; contribution % from the consortium config; balance EUR = "
-            "(usage share − contribution share) × the cost of all jobs in the range (positive: the member "
-            "used more than it contributed). Idle and unresolved usage is excluded.",
-            f"""SELECT member, 100 * toFloat64(used_h) / total_h AS usage_pct, 100 * share AS contribution_pct,
-       toFloat64(used_h) AS normalised_gpu_hours,
-       (toFloat64(used_h) / total_h - share) * total_cost AS balance_eur
+            "Every member of the consortium config, usage or not, over the time range and the chosen sites: "
+            "usage % = the member's normalised (H100-equivalent) GPU-hours of jobs / all members' job GPU-hours × "
+            "100; contribution % from the consortium config; balance EUR = (usage share − contribution share) × "
+            "the cost of all jobs (positive: the member used more than it contributed). Idle and unresolved "
+            "usage is excluded. The settlement (panel 8, `bridgeledger ledger settlement`) adds balances month by "
+            "month.",
+            f"""SELECT member, if(total_h = 0, 0, 100 * toFloat64(used_h) / total_h) AS usage_pct,
+       100 * share AS contribution_pct, toFloat64(used_h) AS normalised_gpu_hours,
+       (if(total_h = 0, 0, toFloat64(used_h) / total_h) - share) * total_cost AS balance_eur
 FROM
 (
-    SELECT member, used_h, share
-    FROM (SELECT member, sum(normalised_gpu_hours) AS used_h FROM ledger WHERE {JOBS} GROUP BY member) AS used
+    SELECT member, share, used_h
+    FROM (SELECT member, toFloat64(argMax(contribution_share, recorded_at)) AS share FROM config_members
+          GROUP BY member) AS contrib
     ANY LEFT JOIN
-    (SELECT member, toFloat64(argMax(contribution_share, recorded_at)) AS share FROM config_members
-     GROUP BY member) AS contrib USING member
+    (SELECT member, sum(normalised_gpu_hours) AS used_h FROM ledger
+     WHERE {JOBS} AND site_id IN (${{site:singlequote}}) GROUP BY member) AS used USING member
 ) AS per_member
 CROSS JOIN
 (SELECT toFloat64(sum(normalised_gpu_hours)) AS total_h, toFloat64(sum(cost_eur)) AS total_cost
- FROM ledger WHERE {JOBS}) AS totals
+ FROM ledger WHERE {JOBS} AND site_id IN (${{site:singlequote}})) AS totals
 WHERE member IN (${{member:singlequote}})
 ORDER BY member""",
             ("member", "usage_pct", "contribution_pct", "normalised_gpu_hours", "balance_eur"), 24),
@@ -104,7 +130,7 @@ ORDER BY member""",
             "Normalised GPU-hours of jobs per member and calendar month (UTC), over the range.",
             f"""SELECT toDateTime(toStartOfMonth(window_start)) AS time, member,
        toFloat64(sum(normalised_gpu_hours)) AS normalised_gpu_hours
-FROM ledger WHERE {JOBS} AND member IN (${{member:singlequote}})
+FROM ledger WHERE {JOBS} AND member IN (${{member:singlequote}}) AND site_id IN (${{site:singlequote}})
 GROUP BY time, member ORDER BY time, member""", ("time", "member", "normalised_gpu_hours"), 24),
         PanelSpec(
             7, "Top projects per member", "table", "h",
@@ -115,6 +141,26 @@ GROUP BY time, member ORDER BY time, member""", ("time", "member", "normalised_g
 FROM ledger WHERE {JOBS} AND member IN (${{member:singlequote}}) AND site_id IN (${{site:singlequote}})
 GROUP BY member, project ORDER BY member, normalised_gpu_hours DESC LIMIT 5 BY member""",
             ("member", "project", "normalised_gpu_hours", "cost_eur", "energy_kwh"), 24),
+        PanelSpec(
+            8, "Settlement: who pays whom", "table", "currencyEUR",
+            "The transfers that settle the range's balances: each month's balance per member (usage share − "
+            "contribution share) × that month's job cost, added over the months of the range; members with a "
+            "positive balance pay those with a negative one in proportion to what each is owed. Exact to the "
+            "cent with the stated rounding rule in `bridgeledger ledger settlement` (this panel shows the "
+            "unrounded amounts). All sites: a settlement covers the consortium.",
+            f"""SELECT payer, payee, payer_balance * (-payee_balance) / owed AS amount_eur
+FROM
+(
+    SELECT member AS payer, balance AS payer_balance FROM ({_BALANCES}) WHERE balance > 0
+) AS debtors
+CROSS JOIN
+(
+    SELECT member AS payee, balance AS payee_balance FROM ({_BALANCES}) WHERE balance < 0
+) AS creditors
+CROSS JOIN
+(SELECT -sum(balance) AS owed FROM ({_BALANCES}) WHERE balance < 0) AS total
+ORDER BY payer, payee""",
+            ("payer", "payee", "amount_eur"), 24),
     ),
 )
 

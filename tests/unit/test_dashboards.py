@@ -150,3 +150,42 @@ def test_publish_errors_say_what_is_wrong(grafana) -> None:
         publish(grafana, "bad-token")
     with pytest.raises(PublishError, match="cannot reach Grafana"):
         publish("http://127.0.0.1:9", "good-token")
+
+
+def _panel(uid: str, panel_id: int):
+    spec = next(s for s in DASHBOARDS if s.uid == uid)
+    return next(p for p in spec.panels if p.id == panel_id)
+
+
+def test_every_member_appears_on_the_finance_table_and_it_honours_the_site(ledger_db) -> None:  # noqa: F811
+    engine, db = ledger_db
+    members = [r[0] for r in engine.execute(f"SELECT DISTINCT member FROM {db}.config_members ORDER BY member")]
+    p = _panel("bl-finance", 1)
+    sites = [r[0] for r in engine.execute(f"SELECT DISTINCT site_id FROM {db}.ledger WHERE account_kind = 'job'")]
+    _, rows = engine.query_with_names(qualify(expand(p.sql, START, END, {"member": members, "site": sites}), db))
+    assert [r[0] for r in rows] == members  # usage or not
+    used = dict(engine.execute(f"SELECT member, count() FROM {db}.ledger WHERE account_kind = 'job' GROUP BY member"))
+    idle_members = [m for m in members if m not in used]
+    assert idle_members, "the fixture has members without usage"
+    for member, usage_pct, contribution_pct, _hours, balance in rows:
+        if member in idle_members:  # owed its contribution's worth of the range's cost
+            assert usage_pct == 0 and balance < 0 and contribution_pct > 0
+    assert abs(sum(r[4] for r in rows)) < 1e-6  # balances over all members sum to zero
+    # a site with no jobs in the range: nobody used anything there
+    _, rows = engine.query_with_names(qualify(expand(p.sql, START, END, {"member": members, "site": ["nowhere"]}),
+                                              db))
+    assert [r[1] for r in rows] == [0] * len(members)
+
+
+def test_the_settlement_panel_shows_the_settlement_commands_transfers(ledger_db) -> None:  # noqa: F811
+    from ledger.settlement import settle
+
+    engine, db = ledger_db
+    p = _panel("bl-finance", 8)
+    start, end = 1_793_491_200, 1_796_083_199  # 2026-11-01 .. 2026-11-30 23:59:59 UTC
+    _, rows = engine.query_with_names(qualify(expand(p.sql, start, end, {}), db))
+    s = settle(engine, db, "2026-11", "2026-11")
+    exact = {(a, b): float(v) for a, b, v in s.transfers}
+    assert {(a, b) for a, b, _ in rows} == set(exact)
+    for payer, payee, amount in rows:
+        assert abs(float(amount) - exact[payer, payee]) <= 0.02 * len(s.balances)

@@ -298,3 +298,34 @@ def test_a_raw_window_deleted_from_its_batch_is_named(ledger_db) -> None:
     seq = engine.execute(f"SELECT seq FROM {db}.ledger_batches WHERE batch_id = '{bid}'")[0][0]
     mutate(engine, f"ALTER TABLE {db}.raw_windows DELETE WHERE window_id = '{wid}'")
     assert [(p.kind, p.seq) for p in verify_ledger(engine, db, *ALL).problems] == [("windows_changed", seq)]
+
+
+def test_settlement_of_the_pipeline_output_matches_the_statements(ledger_db) -> None:
+    from decimal import ROUND_HALF_EVEN, Decimal
+
+    from ledger.settlement import settle
+    from ledger.statement import build_statement
+    from ledger.settlement_report import render_settlement_csv, render_settlement_html
+
+    engine, db = ledger_db
+    s = settle(engine, db, "2026-10", "2026-11")
+    cfg_members = {"KR", "CA", "GB", "DE", "SG", "FR"}
+    # every configured member, with or without usage (October has no usage: nothing booked, nothing owed)
+    assert set(s.balances) == cfg_members and s.months == ["2026-10", "2026-11"]
+    assert sum(s.balances.values()) == 0
+    for member in cfg_members:  # the same balance as the member's statement, to the cent
+        st = build_statement(engine, db, member, "2026-11")
+        assert abs(s.balances[member] - st.balance) <= Decimal("0.01")
+        exact = s.exact(member)
+        assert st.balance == (Decimal(exact.numerator) / Decimal(exact.denominator)).quantize(
+            Decimal("0.01"), ROUND_HALF_EVEN)
+    # the members with no usage in this ledger pay nothing and are paid their contribution's worth
+    idle = [m for m in cfg_members if build_statement(engine, db, m, "2026-11").total.normalised_gpu_hours == 0]
+    assert idle and all(s.balances[m] < 0 for m in idle)
+    for member, balance in s.balances.items():
+        assert sum(a for p, _, a in s.transfers if p == member) == max(balance, 0)
+        assert sum(a for _, q, a in s.transfers if q == member) == max(-balance, 0)
+    text = render_settlement_csv(s)
+    assert text.startswith("settlement,2026-10,2026-11,EUR\nmember,name,2026-10,2026-11,period_balance\n")
+    assert "rounding_rule" in text and all(f"{p},{q},{a},EUR" in text for p, q, a in s.transfers)
+    assert "Settlement 2026-10 to 2026-11 (EUR)" in render_settlement_html(s)
