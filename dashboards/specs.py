@@ -151,14 +151,13 @@ GROUP BY member, project ORDER BY member, normalised_gpu_hours DESC LIMIT 5 BY m
             f"""SELECT payer, payee, payer_balance * (-payee_balance) / owed AS amount_eur
 FROM
 (
-    SELECT member AS payer, balance AS payer_balance FROM ({_BALANCES}) WHERE balance > 0
-) AS debtors
+    SELECT payer, payer_balance, owed
+    FROM (SELECT member AS payer, balance AS payer_balance FROM ({_BALANCES}) WHERE balance > 0) AS debtors
+    CROSS JOIN
+    (SELECT -sum(balance) AS owed FROM ({_BALANCES}) WHERE balance < 0) AS total
+) AS owing
 CROSS JOIN
-(
-    SELECT member AS payee, balance AS payee_balance FROM ({_BALANCES}) WHERE balance < 0
-) AS creditors
-CROSS JOIN
-(SELECT -sum(balance) AS owed FROM ({_BALANCES}) WHERE balance < 0) AS total
+(SELECT member AS payee, balance AS payee_balance FROM ({_BALANCES}) WHERE balance < 0) AS creditors
 ORDER BY payer, payee""",
             ("payer", "payee", "amount_eur"), 24),
     ),
