@@ -304,8 +304,8 @@ def test_settlement_of_the_pipeline_output_matches_the_statements(ledger_db) -> 
     from decimal import ROUND_HALF_EVEN, Decimal
 
     from ledger.settlement import settle
-    from ledger.statement import build_statement
     from ledger.settlement_report import render_settlement_csv, render_settlement_html
+    from ledger.statement import build_statement
 
     engine, db = ledger_db
     s = settle(engine, db, "2026-10", "2026-11")
