@@ -29,8 +29,20 @@ def _fmt(v: Any) -> str:
     return s if len(s) <= 18 else s[:16] + "…"
 
 
+# Grafana's unit ids as people write the units (a preview is read by people)
+UNIT_LABELS = {"h": "h", "kwatth": "kWh", "currencyEUR": "EUR", "masskg": "kg CO₂", "short": "", "percent": "%"}
+
+
+def unit_label(unit: str) -> str:
+    """``kwatth`` -> ``kWh``; ``suffix: mJ`` -> ``mJ``; an unknown id is shown as it is."""
+    if unit.startswith("suffix:"):
+        return unit.split(":", 1)[1].strip()
+    return UNIT_LABELS.get(unit, unit)
+
+
 def _draw(ax: Any, p: PanelSpec, names: list[str], rows: list[tuple[Any, ...]]) -> None:
-    ax.set_title(f"{p.title} [{p.unit}]", fontsize=9, loc="left")
+    label = unit_label(p.unit)
+    ax.set_title(f"{p.title} [{label}]" if label else p.title, fontsize=9, loc="left")
     if not rows:
         ax.text(0.5, 0.5, "no data", ha="center", va="center")
         ax.axis("off")

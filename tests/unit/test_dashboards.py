@@ -189,3 +189,12 @@ def test_the_settlement_panel_shows_the_settlement_commands_transfers(ledger_db)
     assert {(a, b) for a, b, _ in rows} == set(exact)
     for payer, payee, amount in rows:
         assert abs(float(amount) - exact[payer, payee]) <= 0.02 * len(s.balances)
+
+
+def test_previews_label_units_as_people_write_them() -> None:
+    from dashboards.preview import UNIT_LABELS, unit_label
+
+    assert [unit_label(u) for u in ("kwatth", "currencyEUR", "masskg", "h", "suffix: mJ", "short")] == [
+        "kWh", "EUR", "kg CO₂", "h", "mJ", ""]
+    used = {p.unit for spec in DASHBOARDS for p in spec.panels}
+    assert all(u in UNIT_LABELS or u.startswith("suffix:") for u in used), used - set(UNIT_LABELS)
