@@ -360,16 +360,29 @@ def ledger_recompute(start: str | None, end: str | None, record: bool) -> None:
 
 @ledger.command("statement")
 @click.option("--member", required=True, help="ISO code of the member, e.g. KR.")
-@click.option("--month", required=True, help="YYYY-MM (UTC).")
+@click.option("--month", help="YYYY-MM (UTC): one month.")
+@click.option("--from-month", help="YYYY-MM: a period's first month (with --to-month).")
+@click.option("--to-month", help="YYYY-MM: a period's last month, included.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "html", "pdf"]), default="html", show_default=True)
 @click.option("--out", required=True, type=click.Path(path_type=Path))
 @_config_opt
-def ledger_statement(member: str, month: str, fmt: str, out: Path, config_path: Path | None) -> None:
-    """The monthly statement of one member, signed (OUT.sig) up to each chain's latest checkpoint."""
+def ledger_statement(member: str, month: str | None, from_month: str | None, to_month: str | None, fmt: str,
+                     out: Path, config_path: Path | None) -> None:
+    """A member's statement for a month or a period, signed (OUT.sig) up to each chain's latest checkpoint.
+
+    A period has a line per month, its total and the year to date, then each month in full."""
+    from ledger.period_statement import (
+        build_period_statement,
+        render_period_csv,
+        render_period_html,
+        render_period_pdf,
+    )
     from ledger.signed_statement import latest_checkpoints, sign_statement
     from ledger.statement import build_statement, render_csv, render_html, render_pdf
     from schemas.checkpoint import checkpoint_id
 
+    if not ((month and not from_month and not to_month) or (not month and from_month and to_month)):
+        raise click.UsageError("give --month, or --from-month and --to-month")
     cfg = _consortium_config(config_path)
     with needs_extra("streams"):
         from streams.checkpoints import ledger_signer, ledger_verifiers
@@ -377,20 +390,35 @@ def ledger_statement(member: str, month: str, fmt: str, out: Path, config_path: 
     key_id, key, demo = ledger_signer(cfg, StreamSettings().ledger_key_file)
     client, db = _ledger_client()
     covered = latest_checkpoints(client, db, ledger_verifiers(cfg))
-    st = build_statement(client, db, member.upper(), month, cover={c: cp.seq for c, (cp, _) in covered.items()})
-    st.covered = [(c, cp.seq, checkpoint_id(raw)) for c, (cp, raw) in covered.items()]
-    if fmt == "csv":
-        out.write_text(render_csv(st))
-    elif fmt == "html":
-        out.write_text(render_html(st))
+    cover = {c: cp.seq for c, (cp, _) in covered.items()}
+    notes = [(c, cp.seq, checkpoint_id(raw)) for c, (cp, raw) in covered.items()]
+    if month is not None:
+        st = build_statement(client, db, member.upper(), month, cover=cover)
+        st.covered = notes
+        if fmt == "pdf":
+            with needs_extra("streams"):
+                render_pdf(st, out)
+        else:
+            out.write_text(render_csv(st) if fmt == "csv" else render_html(st))
+        period, total_h, total_cost, balance = st.month, st.total.normalised_gpu_hours, st.total.cost_eur, st.balance
+        signed_member, currency = st.member, st.currency
     else:
-        with needs_extra("streams"):
-            render_pdf(st, out)
+        assert from_month is not None and to_month is not None
+        p = build_period_statement(client, db, member.upper(), from_month, to_month, cover=cover)
+        for st in p.statements:
+            st.covered = notes
+        if fmt == "pdf":
+            with needs_extra("streams"):
+                render_period_pdf(p, out)
+        else:
+            out.write_text(render_period_csv(p) if fmt == "csv" else render_period_html(p))
+        period, total_h, total_cost, balance = f"{from_month}..{to_month}", p.normalised_gpu_hours, p.cost, p.balance
+        signed_member, currency = p.member, p.currency
     sig = out.with_name(out.name + ".sig")
-    sig.write_bytes(sign_statement(out.read_bytes(), out.name, st.member, st.month, [r for _, r in covered.values()],
+    sig.write_bytes(sign_statement(out.read_bytes(), out.name, signed_member, period, [r for _, r in covered.values()],
                                    key_id, key, time.time_ns()) + b"\n")
-    click.echo(f"{st.member} {st.month}: {st.total.normalised_gpu_hours:.2f} normalised GPU-hours, "
-               f"{st.total.cost_eur:.2f} {st.currency}, balance {st.balance:+.2f} -> {out}")
+    click.echo(f"{signed_member} {period}: {total_h:.2f} normalised GPU-hours, {total_cost:.2f} {currency}, "
+               f"balance {balance:+.2f} -> {out}")
     click.echo(f"signed with ledger key {key_id}{' (PUBLIC DEMO KEY)' if demo else ''} -> {sig}; covers "
                + (", ".join(f"chain {c} to batch {cp.seq}" for c, (cp, _) in covered.items()) or "no checkpoint"))
 

@@ -33,7 +33,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-__all__ = ["Settlement", "month_balances", "round_balances", "settle", "transfers"]
+__all__ = ["Settlement", "month_balances", "month_range", "round_balances", "settle", "transfers"]
 
 CENT = Fraction(1, 100)
 
@@ -144,7 +144,7 @@ def month_balances(client: Any, db: str, months: list[str]) -> tuple[dict[str, d
 
 
 def settle(client: Any, db: str, from_month: str, to_month: str) -> Settlement:
-    months = _months(from_month, to_month)
+    months = month_range(from_month, to_month)
     monthly, names, currency = month_balances(client, db, months)
     for m in monthly:
         for month in months:
@@ -156,7 +156,8 @@ def settle(client: Any, db: str, from_month: str, to_month: str) -> Settlement:
                       [(d, c, Decimal(v) / 100) for d, c, v in transfers(cents)] if cents else [], names)
 
 
-def _months(from_month: str, to_month: str) -> list[str]:
+def month_range(from_month: str, to_month: str) -> list[str]:
+    """The months from one to the other, both included (at most ten years)."""
     from ledger import LedgerError
     from ledger.statement import _month_bounds
 

@@ -293,12 +293,19 @@ balance <b>{_fmt(st.balance)} {e(st.currency)}</b> ({e(st.member)} {owes} this a
 
 
 def render_pdf(st: Statement, path: Path) -> None:
+    from reportlab.lib.pagesizes import A4
+    from reportlab.platypus import SimpleDocTemplate
+
+    SimpleDocTemplate(str(path), pagesize=A4, title=f"bridgeledger statement {st.member} {st.month}").build(
+        _pdf_story(st))
+
+
+def _pdf_story(st: Statement) -> list[Any]:
     from reportlab.graphics.charts.barcharts import VerticalBarChart
     from reportlab.graphics.shapes import Drawing
     from reportlab.lib import colors
-    from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import getSampleStyleSheet
-    from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
+    from reportlab.platypus import Paragraph, Spacer, Table, TableStyle
 
     ss = getSampleStyleSheet()
     owes = "owes" if st.balance > 0 else "is owed"
@@ -342,4 +349,4 @@ def render_pdf(st: Statement, path: Path) -> None:
     story += [Paragraph(f"chain {c}: batches {a} to {b}; first hash {ah}; last hash {bh}", ss["Code"])
               for c, a, ah, b, bh in st.batches]
     story += [Paragraph(n, ss["Code"]) for n in st.checkpoint_notes()]
-    SimpleDocTemplate(str(path), pagesize=A4, title=f"bridgeledger statement {st.member} {st.month}").build(story)
+    return story

@@ -210,3 +210,10 @@ def test_signed_statement_verifies_and_a_changed_byte_does_not(witnessed, tmp_pa
     empty.mkdir()
     unseen = cli(env, "ledger", "statement-verify", str(out2), "--witness", str(empty))
     assert unseen.returncode == 1 and "was not witnessed" in unseen.stdout, unseen.stdout
+    # a period statement (a line per month, the year to date, each month in full) is signed the same way
+    period = tmp_path / "kr-period.pdf"
+    res = cli(env, "ledger", "statement", "--member", "KR", "--from-month", f"{month[:4]}-01", "--to-month", month,
+              "--format", "pdf", "--out", str(period))
+    assert res.returncode == 0 and f"KR {month[:4]}-01..{month}" in res.stdout, res.stdout + res.stderr
+    ok = cli(env, "ledger", "statement-verify", str(period), "--witness", str(wdir))
+    assert ok.returncode == 0 and f"KR {month[:4]}-01..{month} statement" in ok.stdout, ok.stdout + ok.stderr

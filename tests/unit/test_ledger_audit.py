@@ -329,3 +329,42 @@ def test_settlement_of_the_pipeline_output_matches_the_statements(ledger_db) -> 
     assert text.startswith("settlement,2026-10,2026-11,EUR\nmember,name,2026-10,2026-11,period_balance\n")
     assert "rounding_rule" in text and all(f"{p},{q},{a},EUR" in text for p, q, a in s.transfers)
     assert "Settlement 2026-10 to 2026-11 (EUR)" in render_settlement_html(s)
+
+
+def test_a_period_statement_is_the_sum_of_its_months(ledger_db, tmp_path) -> None:
+    from decimal import Decimal
+
+    from pypdf import PdfReader
+
+    from ledger.period_statement import (
+        build_period_statement,
+        render_period_csv,
+        render_period_html,
+        render_period_pdf,
+    )
+    from ledger.statement import build_statement
+
+    engine, db = ledger_db
+    p = build_period_statement(engine, db, "KR", "2026-10", "2026-11")
+    nov = build_statement(engine, db, "KR", "2026-11")
+    assert [s.month for s in p.statements] == ["2026-11"] and p.empty_months == ["2026-10"]
+    assert (p.balance, p.normalised_gpu_hours, p.cost) == (nov.balance, nov.total.normalised_gpu_hours,
+                                                            nov.total.cost_eur)
+    assert p.ytd_months == [f"2026-{m:02d}" for m in range(1, 12)] and p.ytd_balance == nov.balance
+    import csv
+
+    from ledger.statement import _fmt
+
+    text = render_period_csv(p)
+    rows = list(csv.reader(text.splitlines()))
+    assert rows[1] == ["month", "normalised_gpu_hours", "cost", "usage_share", "contribution_share", "balance"]
+    assert rows[2] == ["2026-10", "0.000", "0.00", "", "", "0.00"] and rows[3][0] == "2026-11"
+    assert rows[4] == ["period_total", _fmt(nov.total.normalised_gpu_hours, 3), _fmt(nov.total.cost_eur), "", "",
+                       _fmt(nov.balance)]
+    assert rows[5] == ["year_to_date 2026-01..2026-11", "", "", "", "", _fmt(nov.balance)]
+    assert "statement,KR,Republic of Korea,2026-11" in text  # the month in full follows
+    assert "year to date (2026-01 to\n2026-11)" in render_period_html(p)
+    render_period_pdf(p, tmp_path / "kr.pdf")
+    words = " ".join(" ".join(pg.extract_text().split()) for pg in PdfReader(tmp_path / "kr.pdf").pages)
+    assert "2026-10 to 2026-11" in words and "Republic of Korea (KR), 2026-11" in words
+    assert sum((s.balance for s in p.statements), Decimal(0)) == p.balance
