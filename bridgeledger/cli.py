@@ -509,6 +509,27 @@ def _checkpointer(chain_id: str, cfg: Any, interval_s: float | None = None) -> A
                         settings.checkpoint_interval_s if interval_s is None else interval_s)
 
 
+# -- exports -----------------------------------------------------------------------------
+@cli.group()
+def export() -> None:
+    """The ledger in the formats other tools read (docs/exports.md)."""
+
+
+@export.command("focus")
+@click.option("--month", required=True, help="YYYY-MM (UTC).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="CSV file to write.")
+@click.option("--issuer", default="bridgeledger consortium", show_default=True,
+              help="InvoiceIssuerName: the consortium as its members' finance tools should name it.")
+def export_focus(month: str, out: Path, issuer: str) -> None:
+    """The month's billed usage as FinOps FOCUS 1.2 rows (every mandatory column)."""
+    from ledger.focus import focus_rows, render_focus_csv
+
+    client, db = _ledger_client()
+    rows = focus_rows(client, db, month, issuer)
+    out.write_text(render_focus_csv(rows))
+    click.echo(f"{len(rows)} FOCUS row(s) for {month} -> {out}")
+
+
 # -- stream ------------------------------------------------------------------------------
 @cli.group()
 def stream() -> None:

@@ -368,3 +368,63 @@ def test_a_period_statement_is_the_sum_of_its_months(ledger_db, tmp_path) -> Non
     words = " ".join(" ".join(pg.extract_text().split()) for pg in PdfReader(tmp_path / "kr.pdf").pages)
     assert "2026-10 to 2026-11" in words and "Republic of Korea (KR), 2026-11" in words
     assert sum((s.balance for s in p.statements), Decimal(0)) == p.balance
+
+
+# FOCUS 1.2's rules for the mandatory columns (FOCUS_Spec v1.2, specification/columns and attributes)
+_FOCUS_NOT_NULL = ("BilledCost", "BillingAccountId", "BillingCurrency", "BillingPeriodEnd", "BillingPeriodStart",
+                   "ChargeCategory", "ChargePeriodEnd", "ChargePeriodStart", "ContractedCost", "EffectiveCost",
+                   "InvoiceIssuerName", "ListCost", "ProviderName", "PublisherName", "ServiceCategory", "ServiceName")
+_FOCUS_SERVICE_CATEGORIES = {
+    "AI and Machine Learning", "Analytics", "Business Applications", "Compute", "Databases", "Developer Tools",
+    "Multicloud", "Identity", "Integration", "Internet of Things", "Management and Governance", "Media", "Migration",
+    "Mobile", "Networking", "Security", "Storage", "Web", "Other"}
+
+
+def test_focus_export_meets_the_specs_rules_and_adds_up(ledger_db) -> None:
+    import csv
+    import json
+    from decimal import Decimal
+
+    from ledger.corrections import move_entry
+    from ledger.focus import MANDATORY, focus_rows, render_focus_csv
+
+    engine, db = ledger_db
+    eid = engine.execute(f"SELECT entry_id FROM {db}.ledger WHERE account_kind = 'job' AND member = 'KR' "
+                         f"ORDER BY entry_id LIMIT 1")[0][0]
+    move_entry(engine, db, eid, "gb-protein", "wrong account", "test")  # written today, within November
+    text = render_focus_csv(focus_rows(engine, db, "2026-11", "AI bridge consortium"))
+    rows = list(csv.DictReader(text.splitlines()))
+    assert rows and set(MANDATORY) <= set(rows[0])
+    numeric = re.compile(r"^-?\d+(\.\d+)?$")
+    stamp = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+    for r in rows:
+        assert all(r[c] != "" for c in _FOCUS_NOT_NULL), r
+        assert all(numeric.match(r[c]) for c in ("BilledCost", "EffectiveCost", "ContractedCost", "ListCost",
+                                                 "PricingQuantity"))
+        assert all(stamp.match(r[c]) for c in ("BillingPeriodStart", "BillingPeriodEnd", "ChargePeriodStart",
+                                               "ChargePeriodEnd"))
+        assert r["BillingPeriodStart"] == "2026-11-01T00:00:00Z" and r["BillingPeriodEnd"] == "2026-12-01T00:00:00Z"
+        assert r["BillingPeriodStart"] <= r["ChargePeriodStart"] < r["ChargePeriodEnd"] <= r["BillingPeriodEnd"]
+        assert r["ChargeCategory"] == "Usage" and r["ChargeClass"] in ("", "Correction")
+        assert r["ServiceCategory"] in _FOCUS_SERVICE_CATEGORIES and re.match(r"^[A-Z]{3}$", r["BillingCurrency"])
+        assert (r["PricingUnit"] == "") == (r["PricingQuantity"] == "") and r["PricingUnit"] == "GPU-Hours"
+        assert r["BilledCost"] == r["EffectiveCost"] == r["ContractedCost"] == r["ListCost"]
+        assert json.loads(r["Tags"])["member"] == r["BillingAccountId"]
+    # the export adds up to the ledger's billed usage, member by member
+    billed = dict(engine.execute(f"SELECT member, sum(cost_eur) FROM {db}.ledger WHERE member != '' "
+                                 f"AND toYYYYMM(window_start) = 202611 GROUP BY member"))
+    for member, cost in billed.items():
+        assert sum(Decimal(r["BilledCost"]) for r in rows if r["BillingAccountId"] == member) == Decimal(str(cost))
+    hours = engine.execute(f"SELECT sum(normalised_gpu_hours) FROM {db}.ledger WHERE member != '' "
+                           f"AND toYYYYMM(window_start) = 202611")[0][0]
+    assert sum(Decimal(r["PricingQuantity"]) for r in rows) == Decimal(str(hours))
+    # a correction written within the billing period is no "Correction" in FOCUS's sense (ChargeClass null) ...
+    assert not any(r["ChargeClass"] for r in rows)
+    # ... one written after November ended corrects an invoiced period
+    mutate(engine, f"ALTER TABLE {db}.ledger_entries UPDATE written_at = toDateTime('2026-12-03 10:00:00') "
+                   f"WHERE corrects = '{eid}'")
+    late = list(csv.DictReader(render_focus_csv(focus_rows(engine, db, "2026-11", "x")).splitlines()))
+    marked = [r for r in late if r["ChargeClass"] == "Correction"]
+    assert {r["BillingAccountId"] for r in marked} == {"KR", "GB"}  # the reversal and the re-booking
+    assert sum(Decimal(r["BilledCost"]) for r in marked) == 0  # a move between members costs nothing in all
+    assert all(r["ChargeDescription"].startswith("Correction: ") for r in marked)
