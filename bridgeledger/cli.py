@@ -530,6 +530,19 @@ def export_focus(month: str, out: Path, issuer: str) -> None:
     click.echo(f"{len(rows)} FOCUS row(s) for {month} -> {out}")
 
 
+@export.command("apel")
+@click.option("--month", required=True, help="YYYY-MM (UTC).")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="JSON message to write.")
+def export_apel(month: str, out: Path) -> None:
+    """The month's GPU use per job as an EGI APEL accelerator message (docs/exports.md)."""
+    from ledger.apel import apel_message, apel_records
+
+    client, db = _ledger_client()
+    records = apel_records(client, db, month)
+    out.write_text(apel_message(records))
+    click.echo(f"{len(records)} APEL accelerator record(s) for {month} -> {out}")
+
+
 # -- stream ------------------------------------------------------------------------------
 @cli.group()
 def stream() -> None:

@@ -78,6 +78,8 @@ class Site(_Strict):
     # have a window's own account claim used, for jobs no job event describes;
     # such entries say so (account_source self_declared) and statements show the share.
     self_declared_accounts: bool = False
+    # The site's name in the grid's accounting (APEL SiteName, e.g. GOCDB); default: the id.
+    grid_site: str | None = Field(default=None, min_length=1, max_length=255)
 
 
 class GpuModel(_Strict):
@@ -100,6 +102,9 @@ class Project(_Strict):
     owners: list[Owner] = Field(min_length=1)
     # Scheduler accounts / Kubernetes namespaces whose jobs belong to this project.
     accounts: list[str] = Field(min_length=1)
+    # The project's VO / FQAN in grid accounting (APEL FQAN, e.g. /vo.example.org/Role=NULL);
+    # default: /<project id>.
+    fqan: str | None = Field(default=None, min_length=1, max_length=255)
 
     @model_validator(mode="after")
     def _owner_shares(self) -> Project:

@@ -428,3 +428,61 @@ def test_focus_export_meets_the_specs_rules_and_adds_up(ledger_db) -> None:
     assert {r["BillingAccountId"] for r in marked} == {"KR", "GB"}  # the reversal and the re-booking
     assert sum(Decimal(r["BilledCost"]) for r in marked) == 0  # a move between members costs nothing in all
     assert all(r["ChargeDescription"].startswith("Correction: ") for r in marked)
+
+
+def test_apel_accelerator_records_carry_what_apel_requires_and_add_up(ledger_db) -> None:
+    import json
+    from decimal import Decimal
+
+    from ledger.apel import REQUIRED, apel_message, apel_records
+
+    engine, db = ledger_db
+    records = apel_records(engine, db, "2026-11")
+    assert records
+    for r in records:
+        assert all(r[k] is not None and r[k] != "" for k in REQUIRED), r
+        assert (r["MeasurementMonth"], r["MeasurementYear"], r["AssociatedRecordType"], r["Type"]) == (
+            11, 2026, "job", "GPU")
+        assert r["FQAN"] == "/" + r["FQAN"].lstrip("/") and r["Count"] > 0 and r["AvailableDuration"] > 0
+        assert r["ActiveDuration"] == r["AvailableDuration"] and r["BenchmarkType"] == "H100-equivalent"
+    # a job by hand: its GPU-seconds and its windows' wall time, from the ledger
+    r = max(records, key=lambda x: x["Count"] * x["AvailableDuration"])
+    site, project = r["SiteName"], r["FQAN"][1:]
+    gpu_ms, = engine.execute(f"SELECT sum(gpu_ms) FROM {db}.ledger WHERE job_id = %(j)s AND site_id = %(s)s "
+                             f"AND project = %(p)s AND account_kind = 'job'",
+                             {"j": r["AssociatedRecord"], "s": site, "p": project})[0]
+    windows, = engine.execute(f"SELECT uniqExact(window_id) FROM {db}.ledger WHERE job_id = %(j)s "
+                              f"AND site_id = %(s)s AND project = %(p)s AND account_kind = 'job'",
+                              {"j": r["AssociatedRecord"], "s": site, "p": project})[0]
+    assert r["AvailableDuration"] == windows * 10  # 10-second windows
+    assert Decimal(str(r["Count"])) == (Decimal(int(gpu_ms)) / 1000 / r["AvailableDuration"]).quantize(
+        Decimal("0.001"))
+    # over all records, GPU-equivalents × wall time is the ledger's job GPU time (to the rounding of Count)
+    total_s = Decimal(int(engine.execute(f"SELECT sum(gpu_ms) FROM {db}.ledger WHERE account_kind = 'job' "
+                                         f"AND job_id != ''")[0][0])) / 1000
+    booked = sum(Decimal(str(x["Count"])) * x["AvailableDuration"] for x in records)
+    assert abs(booked - total_s) <= sum(Decimal("0.0005") * x["AvailableDuration"] for x in records) + len(records)
+    doc = json.loads(apel_message(records))
+    assert doc["Type"] == "APEL-accelerator-message" and doc["Version"] == "0.1"
+    assert all("Cores" not in u for u in doc["UsageRecords"])  # nulls are left out
+
+
+def test_apel_names_sites_and_projects_as_the_config_maps_them(ledger_db, monkeypatch) -> None:
+    import ledger.apel as apel
+    from ledger.configs import all_configs
+
+    engine, db = ledger_db
+    real = all_configs(engine, db)
+
+    def mapped(client, database):
+        out = {}
+        for h, cfg in real.items():
+            sites = [s.model_copy(update={"grid_site": f"EGI-{s.id.upper()}"}) for s in cfg.sites]
+            projects = [p.model_copy(update={"fqan": f"/vo.{p.id}.example/Role=NULL"}) for p in cfg.projects]
+            out[h] = cfg.model_copy(update={"sites": sites, "projects": projects})
+        return out
+
+    monkeypatch.setattr(apel, "all_configs", mapped)
+    records = apel.apel_records(engine, db, "2026-11")
+    assert records and all(r["SiteName"].startswith("EGI-") and r["FQAN"].startswith("/vo.") for r in records)
+    assert {r["SiteName"] for r in records} <= {"EGI-KR-DAEJEON", "EGI-DE-JUELICH", "EGI-CA-MONTREAL"}
