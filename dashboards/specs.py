@@ -50,25 +50,33 @@ SITE = Variable("site", "Site", "SELECT DISTINCT site_id FROM ledger ORDER BY si
 JOBS = "account_kind = 'job' AND $__timeFilter(window_start)"
 # Each member's balance over the range, month by month (ledger/settlement.py's definition): every
 # configured member in every month with job usage, its month's usage share against its contribution share.
-_BALANCES = f"""SELECT member, sum((if(month_h = 0, 0, toFloat64(used_h) / month_h) - share) * month_cost) AS balance
+# The job usage and the idle cost members bear (a site's idle_policy host or shared), for the balances.
+BILLED = "account_kind IN ('job', 'idle') AND $__timeFilter(window_start)"
+_BALANCES = f"""SELECT member,
+       sum((if(month_h = 0, 0, toFloat64(used_h) / month_h) - share) * month_cost + toFloat64(idle_c)
+           - share * month_idle) AS balance
 FROM
 (
-    SELECT month, member, share, used_h
+    SELECT month, member, share, used_h, idle_c
     FROM
     (
         SELECT month, member, share
-        FROM (SELECT DISTINCT toStartOfMonth(window_start) AS month FROM ledger WHERE {JOBS}) AS months
+        FROM (SELECT DISTINCT toStartOfMonth(window_start) AS month FROM ledger WHERE {BILLED}) AS months
         CROSS JOIN
         (SELECT member, toFloat64(argMax(contribution_share, recorded_at)) AS share FROM config_members
          GROUP BY member) AS contrib
     ) AS grid
     ANY LEFT JOIN
-    (SELECT toStartOfMonth(window_start) AS month, member, sum(normalised_gpu_hours) AS used_h FROM ledger
-     WHERE {JOBS} GROUP BY month, member) AS used USING (month, member)
+    (SELECT toStartOfMonth(window_start) AS month, member, sumIf(normalised_gpu_hours, account_kind = 'job') AS used_h,
+            sumIf(cost_eur, account_kind = 'idle') AS idle_c
+     FROM ledger WHERE {BILLED} AND member != '' GROUP BY month, member) AS used USING (month, member)
 ) AS per_month
 ANY LEFT JOIN
-(SELECT toStartOfMonth(window_start) AS month, toFloat64(sum(normalised_gpu_hours)) AS month_h,
-        toFloat64(sum(cost_eur)) AS month_cost FROM ledger WHERE {JOBS} GROUP BY month) AS totals USING month
+(SELECT toStartOfMonth(window_start) AS month,
+        toFloat64(sumIf(normalised_gpu_hours, account_kind = 'job')) AS month_h,
+        toFloat64(sumIf(cost_eur, account_kind = 'job')) AS month_cost,
+        toFloat64(sumIf(cost_eur, account_kind = 'idle' AND member != '')) AS month_idle
+ FROM ledger WHERE {BILLED} GROUP BY month) AS totals USING month
 GROUP BY member"""
 
 
@@ -89,23 +97,29 @@ FINANCE = DashboardSpec(
             "usage % = the member's normalised (H100-equivalent) GPU-hours of jobs / all members' job GPU-hours × "
             "100; contribution % from the consortium config; balance EUR = (usage share − contribution share) × "
             "the cost of all jobs (positive: the member used more than it contributed). Idle and unresolved "
-            "usage is excluded. The settlement (panel 8, `bridgeledger ledger settlement`) adds balances month by "
-            "month.",
+            "usage is excluded from the shares; idle cost that members bear (a site's idle policy host or shared) "
+            "adds: + the idle cost the member bears − its contribution share × the idle cost members bear "
+            "(ledger/balance.py). The settlement (panel 8, `bridgeledger ledger settlement`) adds balances month "
+            "by month.",
             f"""SELECT member, if(total_h = 0, 0, 100 * toFloat64(used_h) / total_h) AS usage_pct,
        100 * share AS contribution_pct, toFloat64(used_h) AS normalised_gpu_hours,
-       (if(total_h = 0, 0, toFloat64(used_h) / total_h) - share) * total_cost AS balance_eur
+       (if(total_h = 0, 0, toFloat64(used_h) / total_h) - share) * total_cost + toFloat64(idle_c) - share * idle_total
+       AS balance_eur
 FROM
 (
-    SELECT member, share, used_h
+    SELECT member, share, used_h, idle_c
     FROM (SELECT member, toFloat64(argMax(contribution_share, recorded_at)) AS share FROM config_members
           GROUP BY member) AS contrib
     ANY LEFT JOIN
-    (SELECT member, sum(normalised_gpu_hours) AS used_h FROM ledger
-     WHERE {JOBS} AND site_id IN (${{site:singlequote}}) GROUP BY member) AS used USING member
+    (SELECT member, sumIf(normalised_gpu_hours, account_kind = 'job') AS used_h,
+            sumIf(cost_eur, account_kind = 'idle') AS idle_c FROM ledger
+     WHERE {BILLED} AND site_id IN (${{site:singlequote}}) GROUP BY member) AS used USING member
 ) AS per_member
 CROSS JOIN
-(SELECT toFloat64(sum(normalised_gpu_hours)) AS total_h, toFloat64(sum(cost_eur)) AS total_cost
- FROM ledger WHERE {JOBS} AND site_id IN (${{site:singlequote}})) AS totals
+(SELECT toFloat64(sumIf(normalised_gpu_hours, account_kind = 'job')) AS total_h,
+        toFloat64(sumIf(cost_eur, account_kind = 'job')) AS total_cost,
+        toFloat64(sumIf(cost_eur, account_kind = 'idle' AND member != '')) AS idle_total
+ FROM ledger WHERE {BILLED} AND site_id IN (${{site:singlequote}})) AS totals
 WHERE member IN (${{member:singlequote}})
 ORDER BY member""",
             ("member", "usage_pct", "contribution_pct", "normalised_gpu_hours", "balance_eur"), 24),

@@ -1,8 +1,10 @@
 """Settlement: who pays whom for a period, to the cent.
 
-A member's balance for a month is the statement's (ledger/statement.py):
+A member's balance for a month is the statement's (ledger/balance.py):
 (its share of the month's normalised job GPU-hours − its contribution share
-in the month's config) × the month's job cost. Positive: it used more than it
+in the month's config) × the month's job cost, plus the idle cost it bears
+less its contribution share of the idle cost all members bear (zero unless
+a site's idle policy bills idle time to members). Positive: it used more than it
 contributed and owes; negative: it is owed. Over a period the balances of
 its months add up. Computed exactly (fractions), they sum to zero over the
 members.
@@ -32,6 +34,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
+
+from ledger.balance import member_balance
 
 __all__ = ["Settlement", "month_balances", "month_range", "round_balances", "settle", "transfers"]
 
@@ -131,15 +135,20 @@ def month_balances(client: Any, db: str, months: list[str]) -> tuple[dict[str, d
             raise ValueError(f"config {hashes[0][0]} used in {month} is not in the ledger")
         currency = cfg.pricing.currency
         rows = client.execute(
-            f"SELECT member, sum(normalised_gpu_hours), sum(cost_eur) FROM {db}.ledger WHERE account_kind = 'job' "
-            f"AND window_start >= %(start)s AND window_start < %(end)s GROUP BY member", p)
-        hours = {m: Fraction(str(h)) for m, h, _ in rows}
-        total_h = sum(hours.values(), Fraction(0))
-        total_cost = sum((Fraction(str(c)) for _, _, c in rows), Fraction(0))
+            f"SELECT member, sumIf(normalised_gpu_hours, account_kind = 'job'), sumIf(cost_eur, account_kind = 'job'), "
+            f"sumIf(cost_eur, account_kind = 'idle' AND member != '') FROM {db}.ledger "
+            f"WHERE account_kind IN ('job', 'idle') AND window_start >= %(start)s AND window_start < %(end)s "
+            f"GROUP BY member", p)
+        hours = {m: Fraction(str(h)) for m, h, _, _ in rows}
+        idle = {m: Fraction(str(i)) for m, _, _, i in rows if m}
+        total_h = sum(hours.values(), Fraction(0))  # the unbilled rows (member '') have no job hours
+        total_cost = sum((Fraction(str(c)) for _, _, c, _ in rows), Fraction(0))
+        total_idle = sum(idle.values(), Fraction(0))
         for m in cfg.members:
             names[m.code] = m.name
-            usage = hours.get(m.code, Fraction(0)) / total_h if total_h else Fraction(0)
-            out.setdefault(m.code, {})[month] = (usage - Fraction(str(m.contribution_share))) * total_cost
+            out.setdefault(m.code, {})[month] = member_balance(
+                hours.get(m.code, Fraction(0)), total_h, total_cost, Fraction(str(m.contribution_share)),
+                idle.get(m.code, Fraction(0)), total_idle)
     return out, names, currency
 
 

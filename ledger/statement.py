@@ -16,10 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from ledger import LedgerError
+from ledger.balance import member_balance
 from ledger.configs import config_by_hash
 
 __all__ = ["Statement", "build_statement", "render_csv", "render_html", "render_pdf"]
@@ -70,6 +72,21 @@ class Statement:
     # the checkpoints the statement is drawn up to: (chain, seq, SHA-256 of the
     # signed checkpoint message); empty: everything the database held
     covered: list[tuple[str, int, str]] = field(default_factory=list)
+    # each site's idle policy (site, policy, hosting country), the idle cost this member bears, and
+    # the idle cost all members bear (ledger/balance.py)
+    idle_policies: list[tuple[str, str, str]] = field(default_factory=list)
+    idle_borne: Decimal = Decimal(0)
+    consortium_idle_cost: Decimal = Decimal(0)
+
+    def idle_notes(self) -> list[str]:
+        says = {"apart": "billed to no member (shown apart)", "host": "borne by the hosting member ({})",
+                "shared": "shared by all members by contribution share"}
+        notes = [f"site {site}: idle GPU time {says.get(policy, policy).format(country)}"
+                 for site, policy, country in self.idle_policies]
+        if self.consortium_idle_cost:
+            notes.append(f"idle cost borne by this member {_fmt(self.idle_borne)} of {_fmt(self.consortium_idle_cost)} "
+                         f"borne by all members; in the balance against its contribution share")
+        return notes
 
     def checkpoint_notes(self) -> list[str]:
         return [f"chain {c} up to batch {seq}, as signed in checkpoint {sha}" for c, seq, sha in self.covered]
@@ -78,6 +95,7 @@ class Statement:
         """How much of the usage the scheduler vouched for, and what was self-declared or overridden."""
         total = sum((h for _, h in self.sources), Decimal(0))
         notes = [f"site {s} may send UNSIGNED windows (allow_unsigned in the config)" for s in self.unsigned_sites]
+        notes += self.idle_notes()
         notes += [f"site {s} may name accounts itself where no job event exists (self_declared_accounts)"
                   for s in self.self_declaring_sites]
         if not total:
@@ -140,18 +158,26 @@ def build_statement(client: Any, db: str, member: str, month: str, cover: Mappin
     if m is None:
         raise LedgerError(f"{member} is not a member in config {cfg.version}")
     versions = [f"{h[:12]}" for h in hashes]
-    ((c_ngh, c_cost),) = client.execute(
-        f"SELECT sum(normalised_gpu_hours), sum(cost_eur) FROM {led} WHERE account_kind = 'job' "
-        f"AND window_start >= %(start)s AND window_start < %(end)s", p)
+    ((c_ngh, c_cost, c_idle, m_ngh, m_idle),) = client.execute(
+        f"SELECT sumIf(normalised_gpu_hours, account_kind = 'job'), sumIf(cost_eur, account_kind = 'job'), "
+        f"sumIf(cost_eur, account_kind = 'idle' AND member != ''), "
+        f"sumIf(normalised_gpu_hours, account_kind = 'job' AND member = %(m)s), "
+        f"sumIf(cost_eur, account_kind = 'idle' AND member = %(m)s) FROM {led} "
+        f"WHERE window_start >= %(start)s AND window_start < %(end)s", p)
     c_ngh, c_cost = Decimal(str(c_ngh or 0)), Decimal(str(c_cost or 0))
     total = Line("total", "", sum((x.gpu_hours for x in lines), Decimal(0)),
                  sum((x.normalised_gpu_hours for x in lines), Decimal(0)),
                  sum((x.energy_kwh for x in lines), Decimal(0)), sum((x.cost_eur for x in lines), Decimal(0)),
                  sum((x.carbon_kg for x in lines), Decimal(0)))
-    usage = (total.normalised_gpu_hours / c_ngh) if c_ngh else Decimal(0)
-    balance = ((usage - m.contribution_share) * c_cost).quantize(CENT, ROUND_HALF_EVEN)
+    job_h = Decimal(str(m_ngh or 0))  # its jobs' hours: idle hours it bears are not usage
+    usage = (job_h / c_ngh) if c_ngh else Decimal(0)
+    exact = member_balance(Fraction(job_h), Fraction(c_ngh), Fraction(c_cost), Fraction(m.contribution_share),
+                           Fraction(Decimal(str(m_idle or 0))), Fraction(Decimal(str(c_idle or 0))))
+    balance = (Decimal(exact.numerator) / Decimal(exact.denominator)).quantize(CENT, ROUND_HALF_EVEN)
     st = Statement(member, m.name, month, start, end, cfg.pricing.currency, versions, lines, total, c_ngh, c_cost,
                    m.contribution_share, usage, balance)
+    st.idle_policies = [(x.id, x.idle_policy, x.country) for x in cfg.sites]
+    st.idle_borne, st.consortium_idle_cost = Decimal(str(m_idle or 0)), Decimal(str(c_idle or 0))
     st.corrections = [
         (eid, corrects, project, Decimal(int(mj)) / MJ_PER_KWH, Decimal(str(cost)), reason)
         for eid, corrects, project, mj, cost, reason in client.execute(

@@ -11,7 +11,7 @@ import hashlib
 import re
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -78,6 +78,10 @@ class Site(_Strict):
     # have a window's own account claim used, for jobs no job event describes;
     # such entries say so (account_source self_declared) and statements show the share.
     self_declared_accounts: bool = False
+    # Who bears the site's idle GPU time and energy (streams/attribution.py rule 4):
+    # apart: nobody, an entry of its own (idle:<site>, no member); host: the member
+    # hosting the site (its country); shared: every member by contribution share.
+    idle_policy: Literal["apart", "host", "shared"] = "apart"
     # The site's name in the grid's accounting (APEL SiteName, e.g. GOCDB); default: the id.
     grid_site: str | None = Field(default=None, min_length=1, max_length=255)
 
@@ -158,6 +162,10 @@ class ConsortiumConfig(_Strict):
             if not site.keys and not site.allow_unsigned:
                 raise ValueError(f"sites: {site.id} lists no public keys, so none of its windows could be "
                                  f"booked; add its keys (bridgeledger agent keygen) or set allow_unsigned: true")
+        for site in self.sites:
+            if site.idle_policy == "host" and site.country not in codes:
+                raise ValueError(f"sites: {site.id} has idle_policy host but its country {site.country} is not a "
+                                 f"member, so nobody would bear its idle time")
         for p in self.projects:
             for o in p.owners:
                 if o.member not in codes:

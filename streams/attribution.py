@@ -22,7 +22,10 @@ Rules (docs/attribution.md has the worked examples):
    is its instance's slice of the GPU, and the slices nobody used are idle.
 4. A window with no process goes to the job holding an exclusive allocation
    of that GPU (from job events) if there is one, otherwise to the site's idle
-   account.
+   account, which the site's ``idle_policy`` bills: ``apart`` to nobody (an
+   entry with no member), ``host`` to the member hosting the site (its
+   country), ``shared`` to every member by contribution share (split as in
+   rule 6). The idle slices of a MIG GPU are billed the same way.
 5. A tenant's part is split again among its project's owner members by their
    configured shares (joint projects).
 6. Every split is of integers (millijoules, GPU-milliseconds) by the largest
@@ -228,14 +231,26 @@ def owner_weights(project: Project) -> tuple[tuple[str, int], ...]:
     return hit[1]
 
 
-def _idle(site_id: str) -> _Tenant:
-    tenant = _IDLE.get(site_id)
-    if tenant is None:
-        tenant = _IDLE[site_id] = _Tenant("idle", f"idle:{site_id}", f"idle:{site_id}", _NOBODY, None, "none")
-    return tenant
+def _idle(site_id: str, config: ConsortiumConfig) -> _Tenant:
+    """The site's idle account, billed as its idle policy says (rule 4)."""
+    key = (id(config), site_id)
+    hit = _IDLE.get(key)
+    if hit is None or hit[0] is not config:
+        if len(_IDLE) > 1_000:  # configs come and go over months; keep this bounded
+            _IDLE.clear()
+        site = config.site(site_id)
+        policy = site.idle_policy if site is not None else "apart"
+        if policy == "host" and site is not None:
+            owners: tuple[tuple[str, int], ...] = ((site.country, 1),)
+        elif policy == "shared":
+            owners = tuple((m.code, int(m.contribution_share * SHARE_SCALE)) for m in config.members)
+        else:
+            owners = _NOBODY
+        hit = _IDLE[key] = (config, _Tenant("idle", f"idle:{site_id}", f"idle:{site_id}", owners, None, "none"))
+    return hit[1]
 
 
-_IDLE: dict[str, _Tenant] = {}
+_IDLE: dict[tuple[int, str], tuple[ConsortiumConfig, _Tenant]] = {}
 
 
 def _exclusive_holder(site_id: str, gpu_uuid: str, jobs: Jobs,
@@ -264,7 +279,7 @@ def attribute_gpu(
     if not procs:
         holder = _exclusive_holder(site_id, gpu.uuid, book, window)
         if holder is None:
-            return _owner_parts(_idle(site_id), energy_mj, gpu_ms)
+            return _owner_parts(_idle(site_id, config), energy_mj, gpu_ms)
         return _owner_parts(_tenant_for_job(site_id, holder.job_id, holder.account, config, book), energy_mj, gpu_ms)
     if len(procs) == 1 and "mig" not in gpu.flags:  # one tenant holds the whole window
         proc = procs[0]
@@ -278,7 +293,7 @@ def attribute_gpu(
     tenant_weights = list(weights.values())
     unused = SHARE_SCALE - sum(tenant_weights)
     if "mig" in gpu.flags and unused > 0:
-        tenants.append(_idle(site_id))
+        tenants.append(_idle(site_id, config))
         tenant_weights.append(unused)
     if len(tenants) == 1:
         return _owner_parts(tenants[0], energy_mj, gpu_ms)

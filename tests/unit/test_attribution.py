@@ -231,6 +231,51 @@ def test_unused_mig_slices_are_the_site_idle_account(config_and_hash) -> None:
     assert len(attribute_gpu(SITE, g, cfg, jobs(("1", "kr-llm")))) == 2
 
 
+def _with_idle_policy(cfg, policy: str, site: str = SITE):
+    return cfg.model_copy(update={"sites": [s.model_copy(update={"idle_policy": policy}) if s.id == site else s
+                                            for s in cfg.sites]})
+
+
+def test_idle_borne_by_the_hosting_member(config_and_hash) -> None:
+    cfg = _with_idle_policy(config_and_hash[0], "host")
+    # kr-daejeon is in KR: its idle GPU is KR's; another site keeps today's rule (apart: nobody)
+    assert attribute_gpu(SITE, gpu(1234, []), cfg) == [IDLE._replace(member="KR", energy_mj=1234, gpu_ms=10000)]
+    assert attribute_gpu("de-juelich", gpu(5, []), cfg)[0].member == ""
+
+
+def test_idle_shared_by_contribution_share(config_and_hash) -> None:
+    cfg = _with_idle_policy(config_and_hash[0], "shared")
+    # shares KR .24, CA .18, GB .16, DE .18, SG .10, FR .14 of 1,000,000 mJ and 10,000 GPU-ms: exact, no remainder
+    assert attribute_gpu(SITE, gpu(1_000_000, []), cfg) == [
+        IDLE._replace(member=m, energy_mj=e, gpu_ms=g) for m, e, g in (
+            ("KR", 240_000, 2400), ("CA", 180_000, 1800), ("GB", 160_000, 1600), ("DE", 180_000, 1800),
+            ("SG", 100_000, 1000), ("FR", 140_000, 1400))]
+    # 7 mJ: 1.68, 1.26, 1.12, 1.26, 0.70, 0.98 -> floors 1,1,1,1,0,0 leave 3 units; the largest remainders
+    # .98 (FR), .70 (SG), .68 (KR) take them
+    assert [(p.member, p.energy_mj) for p in attribute_gpu(SITE, gpu(7, []), cfg)] == [
+        ("KR", 2), ("CA", 1), ("GB", 1), ("DE", 1), ("SG", 1), ("FR", 1)]
+
+
+def test_the_idle_slices_of_a_mig_gpu_follow_the_idle_policy(config_and_hash) -> None:
+    cfg = _with_idle_policy(config_and_hash[0], "host")
+    g = GpuWindow(uuid="GPU-1", model=H100, energy_mj=1000, gpu_seconds=10.0, flags=["mig"],
+                  processes=[ProcessShare(pid=1, job_id="1", sm_share=0.25, mig_uuid="MIG-a")])
+    assert attribute_gpu(SITE, g, cfg, jobs(("1", "gb-protein"))) == [
+        part("job", "gb-protein", "gb-protein", "GB", "1", 250, 2500, "job_event"),
+        IDLE._replace(member="KR", energy_mj=750, gpu_ms=7500)]
+
+
+def test_a_host_policy_needs_a_hosting_member(config_and_hash) -> None:
+    from schemas import ConfigError
+    from schemas.consortium import ConsortiumConfig
+
+    cfg = config_and_hash[0]
+    doc = cfg.model_dump(mode="json")
+    doc["sites"][0] = {**doc["sites"][0], "country": "JP", "idle_policy": "host"}
+    with pytest.raises((ValueError, ConfigError), match="idle_policy host but its country JP is not a member"):
+        ConsortiumConfig.model_validate(doc)
+
+
 def test_a_joint_project_splits_among_its_owner_members(config_and_hash) -> None:
     cfg, _ = config_and_hash
     # kr-sg-bio: KR 0.6, SG 0.4. 1,001 mJ -> 600.6 / 400.4: floors 600, 400, the unit to the larger remainder
