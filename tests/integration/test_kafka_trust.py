@@ -33,7 +33,8 @@ def secure(stack, tmp_path_factory):
         ResourceType,
     )
 
-    sk = start_secure_kafka(stack, tmp_path_factory.mktemp("secure-kafka"), 39092,
+    # ports clear of the local (+0), test (+10000) and bench (+20000) stacks: 19092, 29092 and 39092 are theirs
+    sk = start_secure_kafka(stack, tmp_path_factory.mktemp("secure-kafka"), 45092,
                             ["site-kr-daejeon", "site-ca-montreal", "stream", "jobs-kr-daejeon"])
     admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{sk.internal_port}")
     admin.create_topics([NewTopic(WINDOWS_TOPIC, 1, 1), NewTopic(JOBS_TOPIC, 1, 1), NewTopic(DLQ_TOPIC, 1, 1),
