@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from fractions import Fraction as F
-from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ledger.balance import member_balance
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_the_balance_by_hand() -> None:
