@@ -65,3 +65,17 @@ def test_any_balances_settle_exactly(raw: dict[str, Fraction], last: str) -> Non
     n = len(c)
     for p, q, a in paid:  # close to the proportional share
         assert abs(Fraction(a) - Fraction(c[p] * -c[q], owed)) <= n
+
+
+def test_the_spare_cent_goes_to_the_largest_remainder_not_the_largest_balance() -> None:
+    # X 1000.1 cents, Y 0.9, Z -1001: truncated 1000, 0, -1001 sum to -1, so one cent is added, to the largest
+    # remainder: Y's 0.9 (not X, the largest balance, whose remainder is 0.1)
+    assert cents_of({"X": "10.001", "Y": "0.009", "Z": "-10.01"}) == {"X": 1000, "Y": 1, "Z": -1001}
+    # and taken from the most negative remainder when the truncation left too much: U -0.9 cents, V -1000.1
+    assert cents_of({"U": "-0.009", "V": "-10.001", "W": "10.01"}) == {"U": -1, "V": -1000, "W": 1001}
+
+
+def test_a_creditor_owed_too_much_after_rounding_rows_gets_a_cent_moved_from_a_one_cent_cell() -> None:
+    # two debtors of 1 cent each, two creditors of 1 cent each: each row rounds to a cent for the first
+    # creditor (tie, code order), so A would receive 2 and B 0; one cent moves from a 1-cent cell to B
+    assert transfers({"P": 1, "Q": 1, "A": -1, "B": -1}) == [("P", "B", 1), ("Q", "A", 1)]
