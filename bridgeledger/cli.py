@@ -443,6 +443,39 @@ def ledger_settlement(from_month: str, to_month: str, fmt: str, out: Path) -> No
     click.echo(f"{len(s.transfers)} transfer(s) settle {from_month}..{to_month} -> {out}")
 
 
+@ledger.command("capacity")
+@click.option("--from-month", required=True, help="YYYY-MM, the first month.")
+@click.option("--to-month", required=True, help="YYYY-MM, the last month (inclusive).")
+@click.option("--member", help="Only this member (ISO code).")
+def ledger_capacity(from_month: str, to_month: str, member: str | None) -> None:
+    """In-kind contributions: pledged against delivered capacity, availability, per member and site."""
+    from ledger.capacity import capacity, config_of_period
+    from ledger.statement import _month_bounds
+
+    start, _ = _month_bounds(from_month)
+    _, end = _month_bounds(to_month)
+    client, db = _ledger_client()
+    cfg = config_of_period(client, db, start, end)
+
+    def pct(x: Any) -> str:
+        return f"{x:.1%}" if x is not None else "-"
+
+    click.echo(f"{'member':<7}{'site':<16}{'pledged h':>12}{'delivered h':>13}{'deliv.':>8}{'used h':>12}"
+               f"{'util.':>8}{'avail.':>8}{'target':>8}{'in-kind ' + cfg.pricing.currency:>16}")
+    for mc in capacity(client, db, cfg, start, end):
+        if member and mc.member != member.upper():
+            continue
+        for sc in mc.sites:
+            click.echo(f"{'':<7}{sc.site:<16}{'':>12}{sc.delivered_h:>13.2f}{'':>8}{sc.used_h:>12.2f}"
+                       f"{pct(sc.utilisation):>8}{pct(sc.availability):>8}")
+        flag = "  SHORT" if mc.short else ""
+        click.echo(f"{mc.member:<7}{'(all sites)':<16}{mc.pledged_h:>12.2f}{mc.delivered_h:>13.2f}"
+                   f"{pct(mc.delivered_share):>8}{mc.used_h:>12.2f}{'':>8}{pct(mc.availability):>8}"
+                   f"{pct(mc.target):>8}{mc.in_kind_value:>16.2f}{flag}")
+    click.echo(f"config {cfg.version}; delivered = normalised GPU-hours present and reporting at the member's sites; "
+               f"availability = reported GPU-seconds / (declared GPUs x calendar seconds) (docs/contributions.md)")
+
+
 @ledger.command("statement-verify")
 @click.argument("statement", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--signature", type=click.Path(exists=True, dir_okay=False, path_type=Path),

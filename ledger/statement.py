@@ -77,6 +77,21 @@ class Statement:
     idle_policies: list[tuple[str, str, str]] = field(default_factory=list)
     idle_borne: Decimal = Decimal(0)
     consortium_idle_cost: Decimal = Decimal(0)
+    # in-kind contribution (ledger/capacity.py), when the config has pledges for this member
+    capacity: Any = None
+
+    def capacity_notes(self) -> list[str]:
+        c = self.capacity
+        if c is None:
+            return []
+
+        def pct(x: Any) -> str:
+            return f"{x:.1%}" if x is not None else "unknown"
+
+        return [f"in kind: pledged {_fmt(c.pledged_h)} normalised GPU-hours, delivered {_fmt(c.delivered_h)} "
+                f"({pct(c.delivered_share)}), availability {pct(c.availability)} against a target of "
+                f"{pct(c.target)}, worth {_fmt(c.in_kind_value)} {self.currency} at the consortium's rate"
+                + ("; UNDER-DELIVERED" if c.short else "")]
 
     def idle_notes(self) -> list[str]:
         says = {"apart": "billed to no member (shown apart)", "host": "borne by the hosting member ({})",
@@ -95,7 +110,7 @@ class Statement:
         """How much of the usage the scheduler vouched for, and what was self-declared or overridden."""
         total = sum((h for _, h in self.sources), Decimal(0))
         notes = [f"site {s} may send UNSIGNED windows (allow_unsigned in the config)" for s in self.unsigned_sites]
-        notes += self.idle_notes()
+        notes += self.idle_notes() + self.capacity_notes()
         notes += [f"site {s} may name accounts itself where no job event exists (self_declared_accounts)"
                   for s in self.self_declaring_sites]
         if not total:
@@ -177,6 +192,10 @@ def build_statement(client: Any, db: str, member: str, month: str, cover: Mappin
     st = Statement(member, m.name, month, start, end, cfg.pricing.currency, versions, lines, total, c_ngh, c_cost,
                    m.contribution_share, usage, balance)
     st.idle_policies = [(x.id, x.idle_policy, x.country) for x in cfg.sites]
+    if any(x.member == member for x in cfg.pledges):
+        from ledger.capacity import capacity
+
+        st.capacity = next(c for c in capacity(client, db, cfg, start, end) if c.member == member)
     st.idle_borne, st.consortium_idle_cost = Decimal(str(m_idle or 0)), Decimal(str(c_idle or 0))
     st.corrections = [
         (eid, corrects, project, Decimal(int(mj)) / MJ_PER_KWH, Decimal(str(cost)), reason)
@@ -249,6 +268,8 @@ def render_csv(st: Statement) -> str:
         w.writerow(["dead_letters", f"{site}:{reason}", n])
     for src, hours in st.sources:
         w.writerow(["account_source", src, _fmt(hours)])
+    for note in st.idle_notes() + st.capacity_notes():
+        w.writerow(["note", note, ""])
     return out.getvalue()
 
 

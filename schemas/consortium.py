@@ -25,6 +25,7 @@ __all__ = [
     "GpuModel",
     "Member",
     "Owner",
+    "Pledge",
     "Pricing",
     "Project",
     "Site",
@@ -82,6 +83,8 @@ class Site(_Strict):
     # apart: nobody, an entry of its own (idle:<site>, no member); host: the member
     # hosting the site (its country); shared: every member by contribution share.
     idle_policy: Literal["apart", "host", "shared"] = "apart"
+    # GPUs the site declares (its inventory): the base of its availability (ledger/capacity.py).
+    gpus: int | None = Field(default=None, ge=1, le=1_000_000)
     # The site's name in the grid's accounting (APEL SiteName, e.g. GOCDB); default: the id.
     grid_site: str | None = Field(default=None, min_length=1, max_length=255)
 
@@ -120,6 +123,17 @@ class Project(_Strict):
         return self
 
 
+class Pledge(_Strict):
+    """Capacity a member pledges at its own sites (in kind), for a month or a year."""
+
+    member: Iso2
+    period: str = Field(pattern=r"^\d{4}(-(0[1-9]|1[0-2]))?$", description="YYYY or YYYY-MM")
+    # normalised (H100-equivalent) GPU-hours its sites make available over the period
+    normalised_gpu_hours: Decimal = Field(ge=0)
+    # the share of calendar time its declared GPUs should be up and reporting
+    availability_target: Decimal = Field(default=Decimal("0.95"), ge=0, le=1)
+
+
 class Pricing(_Strict):
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     # Capacity price per normalised (H100-equivalent) GPU-hour, on top of energy.
@@ -137,6 +151,8 @@ class ConsortiumConfig(_Strict):
     # the statements with one of them (schemas/checkpoint.py), and every
     # member's witness checks them. Two during a rotation; removing one revokes it.
     ledger_keys: list[SiteKey] = Field(default_factory=list)
+    # In-kind contributions: capacity members pledge at their sites (ledger/capacity.py).
+    pledges: list[Pledge] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _references(self) -> ConsortiumConfig:
@@ -162,6 +178,10 @@ class ConsortiumConfig(_Strict):
             if not site.keys and not site.allow_unsigned:
                 raise ValueError(f"sites: {site.id} lists no public keys, so none of its windows could be "
                                  f"booked; add its keys (bridgeledger agent keygen) or set allow_unsigned: true")
+        for pledge in self.pledges:
+            if pledge.member not in codes:
+                raise ValueError(f"pledges: {pledge.member} is not a member")
+        _unique("pledges (member, period)", [f"{x.member} {x.period}" for x in self.pledges])
         for site in self.sites:
             if site.idle_policy == "host" and site.country not in codes:
                 raise ValueError(f"sites: {site.id} has idle_policy host but its country {site.country} is not a "

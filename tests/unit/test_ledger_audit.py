@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import re
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -558,3 +559,76 @@ def test_idle_borne_by_the_host_shows_on_its_statement_and_settles(chdb_engine, 
     expected = {(p, q): exact[p] * -exact[q] / owed for p in members for q in members if exact[p] > 0 > exact[q]}
     assert set(transfers) == set(expected)
     assert all(abs(transfers[k] - float(v)) < 1e-6 for k, v in expected.items())
+
+
+def test_pledged_hours_by_hand() -> None:
+    from datetime import datetime as dt
+
+    from schemas.consortium import Pledge
+
+    pledges = [Pledge(member="KR", period="2026", normalised_gpu_hours=Decimal("87600")),
+               Pledge(member="KR", period="2026-11", normalised_gpu_hours=Decimal("500")),
+               Pledge(member="DE", period="2026-11", normalised_gpu_hours=Decimal("9"))]
+    from ledger.capacity import pledged_hours
+
+    # November: 30 of 2026's 365 days of the yearly pledge (87600 x 30/365 = 7200) plus the monthly 500
+    assert pledged_hours(pledges, "KR", dt(2026, 11, 1), dt(2026, 12, 1)) == 7700
+    # October to December: 92 days of the year (22080) and the whole of November's 500
+    assert pledged_hours(pledges, "KR", dt(2026, 10, 1), dt(2027, 1, 1)) == 22580
+    assert pledged_hours(pledges, "DE", dt(2026, 12, 1), dt(2027, 1, 1)) == 0  # not its month
+
+
+def test_delivered_capacity_is_the_ledgers_gpu_time_and_an_outage_costs_availability(chdb_engine,
+                                                                                    config_and_hash) -> None:
+    from datetime import UTC
+    from datetime import datetime as dt
+
+    from agents.publisher import MemoryPublisher
+    from agents.runner import FleetClock, build_sim_fleet, run_fleet
+    from ledger.capacity import capacity
+    from schemas.consortium import parse_config
+
+    text = (ROOT / "deploy" / "consortium.example.yaml").read_bytes().replace(
+        b'    grid_gco2_per_kwh: "380"\n', b'    grid_gco2_per_kwh: "380"\n    gpus: 2\n', 1) + (
+        b'\npledges: [{member: DE, period: "2026-11", normalised_gpu_hours: "0.5", availability_target: "0.9"}]\n')
+    cfg, digest = parse_config(text)
+    assert cfg.site("de-juelich").gpus == 2
+    db = f"{DB}{next(_counter)}"
+    apply_migrations(chdb_engine, db)
+    sink = ClickHouseSink(chdb_engine, db)
+    sink.record_config(digest, cfg.version, text, [(m.code, m.name, m.contribution_share) for m in cfg.members])
+    start = 1_795_000_000 * 10**9  # a multiple of 10 s: windows from here to start + 600 s, 60 of them
+    pub = MemoryPublisher()
+    clock = FleetClock(start)
+    fleet = build_sim_fleet(cfg, pub, clock, start_ns=start, horizon_ns=600 * 10**9, nodes_per_site=1,
+                            gpus_per_node=2, window_s=10, seed=5, sites=["de-juelich"])
+    run_fleet(fleet, pub, clock, until_ns=start + 600 * 10**9)
+    # the agent was down for two minutes: windows 20..31 never reached the centre
+    down = [m for m in pub.messages if m[0] == WINDOWS_TOPIC and 20 <= decode_window(m[2]).seq <= 31]
+    assert len(down) == 12
+    book_messages([m for m in pub.messages if m not in down], WindowProcessor(cfg, digest), sink)
+    t0, t1 = (dt.fromtimestamp(t // 10**9, UTC).replace(tzinfo=None) for t in (start, start + 600 * 10**9))
+    (de,) = [mc for mc in capacity(chdb_engine, db, cfg, t0, t1) if mc.member == "DE"]
+    (site,) = de.sites
+    # delivered and used are the ledger's own GPU time at the site, exactly
+    all_h, job_h = chdb_engine.execute(
+        f"SELECT sum(normalised_gpu_hours), sumIf(normalised_gpu_hours, account_kind = 'job') FROM {db}.ledger "
+        f"WHERE site_id = 'de-juelich'")[0]
+    assert (site.delivered_h, site.used_h) == (Decimal(str(all_h)), Decimal(str(job_h)))
+    # 48 of 60 windows x 10 s x 2 GPUs reported, of 2 GPUs x 600 s: 80 %
+    assert (site.reported_gpu_s, site.calendar_gpu_s) == (960, 1200) and site.availability == Decimal("0.8")
+    assert de.availability == Decimal("0.8") < de.target == Decimal("0.9") and de.short
+    # the pledge of November, 10 minutes of its 30 days: 0.5 h x 600 / 2,592,000 s
+    assert de.pledged_h == Decimal("0.5") * 600 / 2_592_000
+    assert de.in_kind_value == de.delivered_h * Decimal("1.20")
+    kr = next(mc for mc in capacity(chdb_engine, db, cfg, t0, t1) if mc.member == "KR")
+    assert kr.pledged_h == 0 and kr.delivered_share is None and kr.sites[0].availability is None  # no inventory
+    # DE's statement shows its in-kind contribution; KR, which pledged nothing, gets today's statement
+    from ledger.statement import build_statement, render_csv
+
+    de_st = build_statement(chdb_engine, db, "DE", "2026-11")
+    assert de_st.capacity is not None and de_st.capacity.pledged_h == Decimal("0.5")
+    note = de_st.capacity_notes()[0]
+    assert note.startswith("in kind: pledged 0.50 normalised GPU-hours") and note.endswith("UNDER-DELIVERED")
+    assert note in render_csv(de_st)
+    assert build_statement(chdb_engine, db, "KR", "2026-11").capacity_notes() == []
