@@ -13,16 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from agents import PublishError
 from agents.jobs import ChainResolver, JobResolver, ProcInfoResolver, StaticJobAccounts
 from agents.publisher import Publisher
 from agents.readers.base import GpuReader
 from agents.readers.replay import ReplayReader
 from agents.readers.simulated import SimulatedReader
-from agents.service import encode_window
+from agents.service import AgentService
+from agents.spool import Spool
 from agents.windowing import Windower
 from schemas import ConsortiumConfig, JobEvent, TelemetryWindow
 from schemas.signing import SigningKey, demo_key
-from schemas.topics import JOBS_TOPIC, WINDOWS_TOPIC
+from schemas.topics import JOBS_TOPIC
 
 __all__ = ["FleetClock", "NodeAgent", "NodeTotals", "Signer", "build_sim_fleet", "demo_signers", "publish_job_events",
            "replay_trace", "run_fleet", "trace_job_events"]
@@ -61,38 +63,49 @@ def demo_signers(config: ConsortiumConfig) -> dict[str, Signer]:
 
 @dataclass
 class NodeAgent:
-    reader: GpuReader
-    windower: Windower
-    publisher: Publisher
+    """A node agent for the replay, the simulator, the demo and the tests: the
+    production :class:`agents.service.AgentService` (windowing, signing, the
+    spool, sending in order) driven step by step, with its spool in memory.
+    A window that cannot be sent is an error here (these runs are finite), not
+    a window left for the next start."""
+
+    service: AgentService
     totals: NodeTotals = field(default_factory=NodeTotals)
-    signer: Signer | None = None
+
+    @property
+    def windower(self) -> Windower:
+        return self.service.windower
 
     @classmethod
     def create(cls, reader: GpuReader, resolver: JobResolver, publisher: Publisher, *,
                agent_id: str, site_id: str, node: str, window_s: float, epoch: str,
-               first_seq: int = 0, signer: Signer | None = None) -> NodeAgent:
+               signer: Signer | None = None) -> NodeAgent:
         """``epoch``: a replay or a simulation derives it from its input, so that
         running the same input twice gives the same window ids (booked once)."""
-        windower = Windower(agent_id=agent_id, site_id=site_id, node=node,
-                            boot_id=reader.boot_id(), window_ns=int(window_s * 1e9),
-                            resolver=resolver, epoch=epoch, first_seq=first_seq)
-        return cls(reader, windower, publisher, signer=signer)
+        key_id, key = signer or (None, None)
+        service = AgentService(reader=reader, resolver=resolver, spool=Spool(Path(":memory:"), new_epoch=lambda: epoch),
+                               publisher_factory=lambda: publisher, agent_id=agent_id, site_id=site_id, node=node,
+                               window_s=window_s, sample_s=1.0, key_id=key_id, key=key, send_timeout_s=60.0)
+        return cls(service)
 
     def step(self) -> list[TelemetryWindow]:
-        windows = self.windower.add(self.reader.sample())
-        self._publish(windows)
+        windows = self.service.tick(drain=False)
+        self._send(windows)
         return windows
 
     def finish(self) -> TelemetryWindow | None:
-        last = self.windower.flush()
-        if last is not None:
-            self._publish([last])
+        last = self.service.close_open_window()
+        self._send([last] if last is not None else [])
         return last
 
-    def _publish(self, windows: Sequence[TelemetryWindow]) -> None:
-        key_id, key = self.signer or (None, None)
+    def _send(self, windows: Sequence[TelemetryWindow]) -> None:
+        if not windows:
+            return
+        self.service.drain(force=True)
+        left = self.service.spool.count()
+        if left:
+            raise PublishError(f"{left} window(s) of {self.windower.node} could not be sent; see the log")
         for w in windows:
-            self.publisher.publish(WINDOWS_TOPIC, w.node.encode(), encode_window(w, key_id, key))
             self.totals.add(w)
 
 

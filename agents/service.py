@@ -195,11 +195,16 @@ class AgentService:
             self.drain()
             stop.wait(0.2)
 
-    def shutdown(self) -> None:
-        """Close the partial window, spool it and try a last send: nothing is lost."""
+    def close_open_window(self) -> TelemetryWindow | None:
+        """Close the partial window and spool it."""
         last = self.windower.flush()
         if last is not None:
             self._spool([last])
+        return last
+
+    def shutdown(self) -> None:
+        """Close the partial window, spool it and try a last send: nothing is lost."""
+        self.close_open_window()
         self.drain(force=True)
         self._drop_publisher()
         log.info("agent stopped: %d window(s) left in the spool for the next start", self.spool.count())
