@@ -205,7 +205,7 @@ def _record(client: Any, db: str, kind: str, ok: bool, summary: str, start: date
 
     record_run(client, db, kind, ok, summary, start, end)
 _to_opt = click.option("--to", "end", default=None, help="End, exclusive.")
-EPOCH, FAR = datetime(1970, 1, 1), datetime(2100, 1, 1)
+EPOCH, END_OF_TIME = datetime(1970, 1, 1), datetime(2100, 1, 1)
 
 
 def _ledger_client() -> tuple[Any, str]:
@@ -226,7 +226,7 @@ def ledger_verify(start: str | None, end: str | None, record: bool, witness_dir:
     from ledger.verify import verify_ledger
 
     client, db = _ledger_client()
-    lo, hi = _when(start, EPOCH), _when(end, FAR)
+    lo, hi = _when(start, EPOCH), _when(end, END_OF_TIME)
     report = verify_ledger(client, db, lo, hi)
     click.echo(f"{report.batches} batches, {report.entries} entries checked")
     if witness_dir is not None:
@@ -315,7 +315,7 @@ def ledger_reconcile(start: str | None, end: str | None, record: bool) -> None:
     from ledger.audit import reconcile
 
     client, db = _ledger_client()
-    lo, hi = _when(start, EPOCH), _when(end, FAR)
+    lo, hi = _when(start, EPOCH), _when(end, END_OF_TIME)
     rep = reconcile(client, db, lo, hi)
     click.echo(f"{rep.windows} windows, {rep.gpu_windows} GPU windows reconciled")
     if record:
@@ -344,7 +344,7 @@ def ledger_recompute(start: str | None, end: str | None, record: bool) -> None:
     from ledger.audit import recompute
 
     client, db = _ledger_client()
-    lo, hi = _when(start, EPOCH), _when(end, FAR)
+    lo, hi = _when(start, EPOCH), _when(end, END_OF_TIME)
     rep = recompute(client, db, lo, hi)
     click.echo(f"{rep.windows} windows recomputed into {rep.entries} entries; {rep.signatures} site signatures "
                f"verified again")
@@ -731,7 +731,7 @@ def agent_replay(trace_dir: Path, window_s: float, out: Path | None, jobs_out: P
         publisher = MemoryPublisher()
     signer = _signer(site, key_file, key_id, unsigned)
     try:
-        na = replay_trace(trace_dir, publisher, site_id=site, node=node, accounts=accounts, window_s=window_s,
+        agent_ = replay_trace(trace_dir, publisher, site_id=site, node=node, accounts=accounts, window_s=window_s,
                           signer=signer)
     except AgentError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -743,7 +743,7 @@ def agent_replay(trace_dir: Path, window_s: float, out: Path | None, jobs_out: P
         if jobs_out is not None:
             with jobs_out.open("wb") as f:
                 f.writelines(value + b"\n" for topic, _, value in publisher.messages if topic == JOBS_TOPIC)
-    t = na.totals
+    t = agent_.totals
     click.echo(f"replayed {trace_dir.name}: {t.windows} windows, {t.energy_mj} mJ, "
                f"{t.gpu_ms / 1000:.3f} GPU-s" + (f" -> {out}" if out else " -> Kafka"))
 

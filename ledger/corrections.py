@@ -33,7 +33,7 @@ class CorrectionError(LedgerError):
     """A correction that cannot be made as asked."""
 
 
-def _cid(*parts: str) -> str:
+def _correction_id(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(("correction", *parts)).encode()).hexdigest()
 
 
@@ -60,7 +60,7 @@ def move_entry(client: Any, db: str, entry_id: str, to_account: str, reason: str
     assert site is not None
 
     reversal = orig.model_copy(update={
-        "entry_id": _cid(entry_id, "reversal"), "energy_mj": -orig.energy_mj, "gpu_ms": -orig.gpu_ms,
+        "entry_id": _correction_id(entry_id, "reversal"), "energy_mj": -orig.energy_mj, "gpu_ms": -orig.gpu_ms,
         "normalised_gpu_hours": -orig.normalised_gpu_hours, "cost_eur": -orig.cost_eur,
         "carbon_g": -orig.carbon_g, "corrects": entry_id})
     out = [reversal]
@@ -70,7 +70,7 @@ def move_entry(client: Any, db: str, entry_id: str, to_account: str, reason: str
                                        split_exact(orig.gpu_ms, weights), strict=True):
         price = price_part(e_mj, g_ms, model, site, cfg.pricing)
         out.append(orig.model_copy(update={
-            "entry_id": _cid(entry_id, to_account, member), "account_kind": "job", "account": to_account,
+            "entry_id": _correction_id(entry_id, to_account, member), "account_kind": "job", "account": to_account,
             "project": project.id, "member": member, "energy_mj": e_mj, "gpu_ms": g_ms,
             "normalised_gpu_hours": price.normalised_gpu_hours, "cost_eur": price.cost_eur,
             "carbon_g": price.carbon_g, "corrects": entry_id, "account_source": "correction"}))

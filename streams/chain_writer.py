@@ -51,7 +51,7 @@ WINDOW_COLUMNS = (
     "batch_id, window_id, agent_id, site_id, node, boot_id, seq, window_start, window_start_ns, "
     "window_end_ns, gpu_count, energy_mj, gpu_ms, payload, received_at"
 )
-S = 1_000_000_000
+NS_PER_S = 1_000_000_000
 # positions in an entry row (schemas/ledger.py ENTRY_ROW_FIELDS)
 _ID, _WINDOW, _START, _ENERGY, _GPU_MS, _DIGEST = (
     ENTRY_ROW_FIELDS.index(f) for f in ("entry_id", "window_id", "window_start_ns", "energy_mj", "gpu_ms", "digest"))
@@ -70,7 +70,7 @@ _DECIMALS = tuple((ENTRY_ROW_FIELDS.index(f), decimal_units(scale)) for f, scale
 
 
 def _ts(ns: int) -> datetime:
-    return datetime.fromtimestamp(ns // S, UTC).replace(tzinfo=None)
+    return datetime.fromtimestamp(ns // NS_PER_S, UTC).replace(tzinfo=None)
 
 
 
@@ -98,7 +98,7 @@ def entry_columns(batch_id: str, rows: Sequence[EntryRow], written_at: int) -> l
     for i, unit in _DECIMALS:
         c[i] = [unit(t.replace(".", "")) for t in c[i]]  # the rows' plain fixed-point text, digits only
     # the row's fields up to gpu_model, window_start (seconds), then the rest up to corrects
-    return [[batch_id] * n, *c[:_START], [ns // S for ns in c[_START]], *c[_START:_DIGEST], [written_at] * n]
+    return [[batch_id] * n, *c[:_START], [ns // NS_PER_S for ns in c[_START]], *c[_START:_DIGEST], [written_at] * n]
 
 
 class ChainWriter:
@@ -178,7 +178,7 @@ class ChainWriter:
                                     entry_columns(batch_id, entries, now_s), columnar=True)
             if windows:
                 rows_w = [(batch_id, w.window_id, w.agent_id, w.site_id, w.node, w.boot_id, w.seq,
-                           w.window_start_ns // S, w.window_start_ns, w.window_end_ns, len(w.gpus),
+                           w.window_start_ns // NS_PER_S, w.window_start_ns, w.window_end_ns, len(w.gpus),
                            sum(g.energy_mj for g in w.gpus), sum(g.gpu_ms for g in w.gpus),
                            raw, now_s) for w, raw in windows]
                 self.client.execute(f"INSERT INTO {self.db}.raw_windows ({WINDOW_COLUMNS}) VALUES",

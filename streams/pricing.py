@@ -51,8 +51,8 @@ class Tariff:
 
     den: int
     hours_g: int
-    cost_g: int
-    cost_e: int
+    gpu_cost_per_ms: int
+    energy_cost_per_mj: int
     carbon_e: int
 
     @classmethod
@@ -61,8 +61,8 @@ class Tariff:
         kwh_per_mj = Fraction(site.pue) / MJ_PER_KWH
         coef = {
             "hours_g": hours_per_ms * 10**HOURS_SCALE,
-            "cost_g": hours_per_ms * Fraction(pricing.gpu_hour_rate) * 10**COST_SCALE,
-            "cost_e": kwh_per_mj * Fraction(site.energy_price_eur_per_kwh) * 10**COST_SCALE,
+            "gpu_cost_per_ms": hours_per_ms * Fraction(pricing.gpu_hour_rate) * 10**COST_SCALE,
+            "energy_cost_per_mj": kwh_per_mj * Fraction(site.energy_price_eur_per_kwh) * 10**COST_SCALE,
             "carbon_e": kwh_per_mj * Fraction(site.grid_gco2_per_kwh) * 10**CARBON_SCALE,
         }
         den = lcm(*(c.denominator for c in coef.values()))
@@ -72,7 +72,7 @@ class Tariff:
         """(hours, cost, carbon) in stored units, each rounded half-even once."""
         den = self.den
         return (round_half_even(gpu_ms * self.hours_g, den),
-                round_half_even(gpu_ms * self.cost_g + energy_mj * self.cost_e, den),
+                round_half_even(gpu_ms * self.gpu_cost_per_ms + energy_mj * self.energy_cost_per_mj, den),
                 round_half_even(energy_mj * self.carbon_e, den))
 
 
