@@ -112,8 +112,8 @@ def transfers(cents: Mapping[str, int]) -> list[tuple[str, str, int]]:
     return [(d, c, v) for (d, c), v in sorted(table.items()) if v > 0]
 
 
-def month_balances(client: Any, db: str, months: list[str]) -> tuple[dict[str, dict[str, Fraction]], dict[str, str],
-                                                                     str]:
+def month_balances(client: Any, db: str, months: list[str], source: str | None = None,
+                   params: dict[str, Any] | None = None) -> tuple[dict[str, dict[str, Fraction]], dict[str, str], str]:
     """member -> month -> exact balance (the statement's definition), every
     member of each month's config included, usage or not; member names; currency."""
     from ledger.configs import config_by_hash
@@ -124,9 +124,10 @@ def month_balances(client: Any, db: str, months: list[str]) -> tuple[dict[str, d
     currency = ""
     for month in months:
         start, end = _month_bounds(month)
-        p = {"start": start, "end": end}
+        p = {**(params or {}), "start": start, "end": end}
+        led = source or f"{db}.ledger"
         hashes = client.execute(
-            f"SELECT config_hash, count() AS n FROM {db}.ledger WHERE window_start >= %(start)s "
+            f"SELECT config_hash, count() AS n FROM {led} WHERE window_start >= %(start)s "
             f"AND window_start < %(end)s GROUP BY config_hash ORDER BY n DESC, config_hash LIMIT 1", p)
         if not hashes:
             continue  # nothing booked that month: nothing to settle
@@ -136,7 +137,7 @@ def month_balances(client: Any, db: str, months: list[str]) -> tuple[dict[str, d
         currency = cfg.pricing.currency
         rows = client.execute(
             f"SELECT member, sumIf(normalised_gpu_hours, account_kind = 'job'), sumIf(cost_eur, account_kind = 'job'), "
-            f"sumIf(cost_eur, account_kind = 'idle' AND member != '') FROM {db}.ledger "
+            f"sumIf(cost_eur, account_kind = 'idle' AND member != '') FROM {led} "
             f"WHERE account_kind IN ('job', 'idle') AND window_start >= %(start)s AND window_start < %(end)s "
             f"GROUP BY member", p)
         hours = {m: Fraction(str(h)) for m, h, _, _ in rows}
@@ -152,9 +153,12 @@ def month_balances(client: Any, db: str, months: list[str]) -> tuple[dict[str, d
     return out, names, currency
 
 
-def settle(client: Any, db: str, from_month: str, to_month: str) -> Settlement:
+def settle(client: Any, db: str, from_month: str, to_month: str, source: str | None = None,
+           params: dict[str, Any] | None = None) -> Settlement:
+    """``source``/``params``: read the entries from this expression (a statement's
+    checkpoint-covered view of the ledger) instead of the whole ledger."""
     months = month_range(from_month, to_month)
-    monthly, names, currency = month_balances(client, db, months)
+    monthly, names, currency = month_balances(client, db, months, source, params)
     for m in monthly:
         for month in months:
             monthly[m].setdefault(month, Fraction(0))

@@ -79,6 +79,11 @@ class Statement:
     consortium_idle_cost: Decimal = Decimal(0)
     # in-kind contribution (ledger/capacity.py), when the config has pledges for this member
     capacity: Any = None
+    # the month's settlement transfers this member pays or receives (ledger/settlement.py)
+    transfers: list[tuple[str, str, Decimal]] = field(default_factory=list)
+
+    def transfer_lines(self) -> list[str]:
+        return [f"{payer} pays {payee} {_fmt(amount)} {self.currency}" for payer, payee, amount in self.transfers]
 
     def capacity_notes(self) -> list[str]:
         c = self.capacity
@@ -192,6 +197,10 @@ def build_statement(client: Any, db: str, member: str, month: str, cover: Mappin
     st = Statement(member, m.name, month, start, end, cfg.pricing.currency, versions, lines, total, c_ngh, c_cost,
                    m.contribution_share, usage, balance)
     st.idle_policies = [(x.id, x.idle_policy, x.country) for x in cfg.sites]
+    from ledger.settlement import settle
+
+    settlement = settle(client, db, month, month, led, p)
+    st.transfers = [(payer, payee, amount) for payer, payee, amount in settlement.transfers if member in (payer, payee)]
     if any(x.member == member for x in cfg.pledges):
         from ledger.capacity import capacity
 
@@ -270,6 +279,10 @@ def render_csv(st: Statement) -> str:
         w.writerow(["account_source", src, _fmt(hours)])
     for note in st.idle_notes() + st.capacity_notes():
         w.writerow(["note", note, ""])
+    w.writerow([])
+    w.writerow(["settlement_payer", "payee", f"amount_{st.currency.lower()}"])
+    for payer, payee, amount in st.transfers:
+        w.writerow([payer, payee, _fmt(amount)])
     return out.getvalue()
 
 
@@ -307,6 +320,7 @@ def render_html(st: Statement) -> str:
     dq = "".join(f"<li>agent {e(a)}: {n} window(s) missing</li>" for a, n in st.gaps)
     dq += "".join(f"<li>site {e(s)}: {n} message(s) rejected ({e(r)})</li>" for s, r, n in st.dead_letters)
     dq += "".join(f"<li>{e(n)}</li>" for n in st.source_notes())
+    settle_html = "".join(f"<li>{e(line)}</li>" for line in st.transfer_lines()) or "<li>no transfer</li>"
     chain = "".join(f"<li>chain <code>{e(c)}</code>: batches {a}–{b}, first hash <code>{ah}</code>, "
                     f"last hash <code>{bh}</code></li>" for c, a, ah, b, bh in st.batches)
     chain += "".join(f"<li>{e(n)}</li>" for n in st.checkpoint_notes())
@@ -333,6 +347,7 @@ balance <b>{_fmt(st.balance)} {e(st.currency)}</b> ({e(st.member)} {owes} this a
 <h2>Corrections</h2>
 <table><tr><th>corrects entry</th><th>project</th><th>energy kWh</th><th>cost</th><th>reason</th></tr>{corr}</table>
 <h2>Data quality</h2><ul>{dq or "<li>no gaps, no rejected messages</li>"}</ul>
+<h2>Settlement of the month</h2><ul>{settle_html}</ul>
 <h2>Chain</h2><ul>{chain}</ul>
 <p>Check: <code>bridgeledger ledger verify --from {st.start:%Y-%m-%d} --to {st.end:%Y-%m-%d}</code></p>
 </body></html>
@@ -392,6 +407,8 @@ def _pdf_story(st: Statement) -> list[Any]:
     notes += [f"site {s}: {n} message(s) rejected ({r})" for s, r, n in st.dead_letters]
     notes += st.source_notes()
     story += [Paragraph(n, ss["Normal"]) for n in notes] or [Paragraph("no gaps, no rejected messages", ss["Normal"])]
+    story.append(Paragraph("Settlement of the month", ss["Heading2"]))
+    story += [Paragraph(line, ss["Normal"]) for line in st.transfer_lines()] or [Paragraph("no transfer", ss["Normal"])]
     story.append(Paragraph("Chain", ss["Heading2"]))
     story += [Paragraph(f"chain {c}: batches {a} to {b}; first hash {ah}; last hash {bh}", ss["Code"])
               for c, a, ah, b, bh in st.batches]

@@ -246,7 +246,8 @@ def test_member_statement_in_three_formats(ledger_db, tmp_path) -> None:
     pdf = tmp_path / "kr.pdf"
     render_pdf(st, pdf)
     words = " ".join(" ".join(p.extract_text().split()) for p in PdfReader(pdf).pages)  # lines wrap
-    assert "Republic of Korea (KR), 2026-11" in words
+    assert "Republic of Korea (KR), 2026-11" in words and "Settlement of the month" in words
+    assert all(line in words for line in st.transfer_lines())
     assert f"{st.total.cost_eur:,.2f}" in words and f"{st.balance:,.2f}" in words
 
 
@@ -314,8 +315,11 @@ def test_settlement_of_the_pipeline_output_matches_the_statements(ledger_db) -> 
     # every configured member, with or without usage (October has no usage: nothing booked, nothing owed)
     assert set(s.balances) == cfg_members and s.months == ["2026-10", "2026-11"]
     assert sum(s.balances.values()) == 0
+    november = settle(engine, db, "2026-11", "2026-11")
     for member in cfg_members:  # the same balance as the member's statement, to the cent
         st = build_statement(engine, db, member, "2026-11")
+        # and the statement lists the month's transfers this member pays or receives
+        assert st.transfers == [t for t in november.transfers if member in t[:2]]
         assert abs(s.balances[member] - st.balance) <= Decimal("0.01")
         exact = s.exact(member)
         assert st.balance == (Decimal(exact.numerator) / Decimal(exact.denominator)).quantize(
