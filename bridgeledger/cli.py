@@ -284,16 +284,26 @@ def ledger_witness(out: Path, config_path: Path | None, follow: bool, poll_s: fl
     settings = StreamSettings()
     witness = Witness(out, ledger_verifiers(cfg))
     alarms = 0
+    from streams import StreamError
+
     while True:
-        for offset, key, raw in read_checkpoints(settings.kafka_bootstrap, witness.offset,
-                                                 settings.kafka_python_options()):
-            if chains and key.decode("utf-8", "replace") not in chains:
-                witness.offset = offset + 1
-                continue
-            alarm = witness.accept(offset, raw)
-            if alarm is not None:
-                alarms += 1
-                click.echo(f"ALARM {alarm.line()}")
+        try:
+            for offset, key, raw in read_checkpoints(settings.kafka_bootstrap, witness.offset,
+                                                     settings.kafka_python_options()):
+                if chains and key.decode("utf-8", "replace") not in chains:
+                    witness.offset = offset + 1
+                    continue
+                alarm = witness.accept(offset, raw)
+                if alarm is not None:
+                    alarms += 1
+                    click.echo(f"ALARM {alarm.line()}")
+        except StreamError as exc:
+            witness.save()  # what was read so far is kept
+            if not follow:
+                raise
+            click.echo(f"{exc}; retrying in {poll_s:.0f} s", err=True)
+            time.sleep(poll_s)
+            continue
         witness.save()
         heads = ", ".join(f"{c} seq {ch.last.seq}" for c, ch in sorted(witness.chains.items())) or "none"
         click.echo(f"{witness.accepted} new checkpoint(s) witnessed; heads: {heads} (next offset {witness.offset})")
