@@ -284,6 +284,8 @@ def ledger_witness(out: Path, config_path: Path | None, follow: bool, poll_s: fl
     settings = StreamSettings()
     witness = Witness(out, ledger_verifiers(cfg))
     alarms = 0
+    from kafka.errors import KafkaError
+
     from streams import StreamError
 
     while True:
@@ -297,7 +299,7 @@ def ledger_witness(out: Path, config_path: Path | None, follow: bool, poll_s: fl
                 if alarm is not None:
                     alarms += 1
                     click.echo(f"ALARM {alarm.line()}")
-        except StreamError as exc:
+        except (StreamError, KafkaError) as exc:
             witness.save()  # what was read so far is kept
             if not follow:
                 raise
