@@ -302,7 +302,7 @@ def ledger_witness(out: Path, config_path: Path | None, follow: bool, poll_s: fl
         except (StreamError, KafkaError) as exc:
             witness.save()  # what was read so far is kept
             if not follow:
-                raise
+                raise click.ClickException(f"cannot read the checkpoints at {settings.kafka_bootstrap}: {exc}") from exc
             click.echo(f"{exc}; retrying in {poll_s:.0f} s", err=True)
             time.sleep(poll_s)
             continue
