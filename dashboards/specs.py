@@ -48,6 +48,40 @@ class DashboardSpec:
 MEMBER = Variable("member", "Member", "SELECT DISTINCT member FROM config_members ORDER BY member")
 SITE = Variable("site", "Site", "SELECT DISTINCT site_id FROM ledger ORDER BY site_id")
 JOBS = "account_kind = 'job' AND $__timeFilter(window_start)"
+# In kind (docs/contributions.md): per hosting member, the normalised GPU-hours at its sites, the GPU-seconds
+# its agents reported and the declared GPUs x the range's seconds (the latest recorded config's sites).
+_RANGE_S = "(toInt64(toUInt32($__toTime)) - toInt64(toUInt32($__fromTime)))"
+_HOSTED = f"""SELECT country AS member, sum(h) AS delivered_h, sumIf(reported_s, cal > 0) AS reported_s,
+       sum(cal) AS calendar_s
+FROM
+(
+    SELECT site_id, country, cal, h, reported_s
+    FROM
+    (
+        SELECT site_id, country, cal, h
+        FROM (SELECT site_id, argMax(country, recorded_at) AS country,
+                     toFloat64(argMax(gpus, recorded_at)) * {_RANGE_S} AS cal FROM config_sites GROUP BY site_id) AS s
+        ANY LEFT JOIN
+        (SELECT site_id, toFloat64(sum(normalised_gpu_hours)) AS h FROM ledger WHERE $__timeFilter(window_start)
+         GROUP BY site_id) AS d USING site_id
+    ) AS sd
+    ANY LEFT JOIN
+    (SELECT site_id, sum(gpu_count * (window_end_ns - window_start_ns)) / 1000000000 AS reported_s FROM windows
+     WHERE $__timeFilter(window_start) GROUP BY site_id) AS r USING site_id
+)
+GROUP BY member"""
+_PLEDGE_START = ("if(length(period) = 4, toDateTime(concat(period, '-01-01 00:00:00')), "
+                 "toDateTime(concat(period, '-01 00:00:00')))")
+_PLEDGED = f"""SELECT member, sum(toFloat64(normalised_gpu_hours)
+           * greatest(0, toInt64(toUInt32(least(p_end, $__toTime))) - toInt64(toUInt32(greatest(p_start, $__fromTime))))
+           / (toInt64(toUInt32(p_end)) - toInt64(toUInt32(p_start)))) AS pledged_h
+FROM
+(
+    SELECT member, normalised_gpu_hours, {_PLEDGE_START} AS p_start,
+           if(length(period) = 4, addYears(p_start, 1), addMonths(p_start, 1)) AS p_end
+    FROM config_pledges WHERE config_hash = (SELECT argMax(config_hash, recorded_at) FROM config_pledges)
+)
+GROUP BY member"""
 # Each member's balance over the range, month by month (ledger/settlement.py's definition): every
 # configured member in every month with job usage, its month's usage share against its contribution share.
 # The job usage and the idle cost members bear (a site's idle_policy host or shared), for the balances.
@@ -174,6 +208,25 @@ CROSS JOIN
 (SELECT member AS payee, balance AS payee_balance FROM ({_BALANCES}) WHERE balance < 0) AS creditors
 ORDER BY payer, payee""",
             ("payer", "payee", "amount_eur"), 24),
+        PanelSpec(
+            9, "In kind: pledged and delivered capacity", "table", "h",
+            "Per member, the capacity it hosts (docs/contributions.md): pledged normalised GPU-hours over the range "
+            "(the latest config's pledges; a year's pledge by the share of the year in the range), delivered = "
+            "normalised GPU-hours of every entry at its sites (jobs, idle, unresolved), delivered %, and "
+            "availability % = GPU-seconds its agents reported / (its sites' declared GPUs × the range's seconds). "
+            "`bridgeledger ledger capacity` prints the same.",
+            f"""SELECT member, toFloat64(pledged_h) AS pledged_h, delivered_h,
+       if(pledged_h = 0, 0, 100 * delivered_h / pledged_h) AS delivered_pct,
+       if(calendar_s = 0, 0, 100 * reported_s / calendar_s) AS availability_pct
+FROM
+(
+    SELECT member, delivered_h, reported_s, calendar_s, pledged_h
+    FROM ({_HOSTED}) AS hosted
+    ANY LEFT JOIN ({_PLEDGED}) AS pledged USING member
+)
+WHERE member IN (${{member:singlequote}})
+ORDER BY member""",
+            ("member", "pledged_h", "delivered_h", "delivered_pct", "availability_pct"), 24),
     ),
 )
 

@@ -55,6 +55,25 @@ def record_config(client: Any, db: str, config_hash: str, version: str, content:
         client.execute(
             f"INSERT INTO {db}.config_members (config_hash, member, name, contribution_share, "
             f"recorded_at) VALUES", [(config_hash, code, name, share, now) for code, name, share in members])
+    # the sites (hosting member, declared GPUs, idle policy) and the pledges, for the dashboards' SQL
+    from schemas import ConfigError
+    from schemas.consortium import parse_config
+
+    try:
+        cfg, digest = parse_config(content, "recorded config")
+    except ConfigError:
+        return  # not a config file (the stored bytes stay; recompute refuses them by hash)
+    if digest != config_hash:
+        return
+    client.execute(
+        f"INSERT INTO {db}.config_sites (config_hash, site_id, country, gpus, idle_policy, recorded_at) VALUES",
+        [(config_hash, s.id, s.country, s.gpus or 0, s.idle_policy, now) for s in cfg.sites])
+    if cfg.pledges:
+        client.execute(
+            f"INSERT INTO {db}.config_pledges (config_hash, member, period, normalised_gpu_hours, "
+            f"availability_target, recorded_at) VALUES",
+            [(config_hash, p.member, p.period, p.normalised_gpu_hours, p.availability_target, now)
+             for p in cfg.pledges])
 
 
 def write_dead_letters(client: Any, db: str, rejections: Sequence[Rejection], now: datetime) -> None:

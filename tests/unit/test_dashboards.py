@@ -54,7 +54,8 @@ def pipeline_extras(engine, db) -> None:
 
 
 def qualify(sql: str, db: str) -> str:
-    names = ("ledger_batches", "ledger_entries", "config_members", "config_versions", "dlq_records", "audit_runs",
+    names = ("ledger_batches", "ledger_entries", "config_members", "config_sites", "config_pledges", "config_versions",
+             "dlq_records", "audit_runs",
              "corrections", "windows", "ledger")
     for t in names:
         sql = re.sub(rf"\b(FROM|JOIN)\s+{t}\b", rf"\1 {db}.{t}", sql)

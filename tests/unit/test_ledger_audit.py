@@ -636,3 +636,16 @@ def test_delivered_capacity_is_the_ledgers_gpu_time_and_an_outage_costs_availabi
     assert note.startswith("in kind: pledged 0.50 normalised GPU-hours") and note.endswith("UNDER-DELIVERED")
     assert note in render_csv(de_st)
     assert build_statement(chdb_engine, db, "KR", "2026-11").capacity_notes() == []
+    # the Finance dashboard's in-kind panel says the same over the same range
+    from dashboards.build import expand
+    from dashboards.specs import DASHBOARDS
+
+    panel = next(p for d in DASHBOARDS if d.uid == "bl-finance" for p in d.panels if p.id == 9)
+    sql = expand(panel.sql, start // 10**9, start // 10**9 + 600, {"member": ["DE", "KR"]})
+    for t in ("config_sites", "config_pledges", "windows", "ledger"):
+        sql = re.sub(rf"\b(FROM|JOIN)\s+{t}\b", rf"\1 {db}.{t}", sql)
+    shown = {r[0]: [float(v) for v in r[1:]] for r in chdb_engine.execute(sql)}
+    pledged, delivered, delivered_pct, availability_pct = shown["DE"]
+    assert abs(pledged - float(de.pledged_h)) < 1e-9 and abs(delivered - float(de.delivered_h)) < 1e-9
+    assert abs(availability_pct - 80.0) < 1e-9 and abs(delivered_pct - 100 * float(de.delivered_share)) < 1e-6
+    assert shown["KR"][3] == 0  # no declared inventory: no availability figure
