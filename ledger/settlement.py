@@ -165,8 +165,8 @@ def settle(client: Any, db: str, from_month: str, to_month: str, source: str | N
     exact = {m: sum(v.values(), Fraction(0)) for m, v in monthly.items()}
     cents = round_balances(exact) if exact else {}
     return Settlement(from_month, to_month, currency, months, monthly,
-                      {m: Decimal(c) / 100 for m, c in sorted(cents.items())},
-                      [(d, c, Decimal(v) / 100) for d, c, v in transfers(cents)] if cents else [], names)
+                      {m: Decimal(c).scaleb(-2) for m, c in sorted(cents.items())},
+                      [(d, c, Decimal(v).scaleb(-2)) for d, c, v in transfers(cents)] if cents else [], names)
 
 
 def month_range(from_month: str, to_month: str) -> list[str]:
