@@ -40,6 +40,7 @@ from typing import Any
 
 from ledger.configs import all_configs
 from ledger.statement import _month_bounds
+from schemas import units
 
 __all__ = ["COLUMNS", "MANDATORY", "focus_rows", "render_focus_csv"]
 
@@ -51,8 +52,8 @@ MANDATORY = (
 )
 COLUMNS = (*MANDATORY, "SubAccountId", "SubAccountName", "Tags", "x_EnergyKWh", "x_CarbonKg", "x_GpuHours",
            "x_ConfigHash")
-MJ_PER_KWH = Decimal(3_600_000_000)
-MS_PER_H = Decimal(3_600_000)
+MJ_PER_KWH = Decimal(units.MJ_PER_KWH)
+MS_PER_H = Decimal(units.MS_PER_HOUR)
 
 
 def _ts(d: datetime) -> str:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from schemas.units import MJ_PER_KWH, MS_PER_HOUR
+
 __all__ = ["MemberRow", "format_member_table", "member_summary"]
 
 # Shares are of normalised GPU-hours across all accounts (idle and unresolved included),
@@ -43,7 +45,7 @@ def member_summary(client: Any, database: str, start_s: int = 0, end_s: int = 4_
     # Sums come back as integers and Decimals; units are converted here, exactly.
     for who, gpu_ms, ngh, energy_mj, cost, carbon_g in rows:
         share = float(Decimal(ngh) / total) if total else 0.0
-        out.append(MemberRow(who, int(gpu_ms) / 3_600_000, Decimal(ngh), int(energy_mj) / 3.6e9,
+        out.append(MemberRow(who, int(gpu_ms) / MS_PER_HOUR, Decimal(ngh), int(energy_mj) / MJ_PER_KWH,
                              Decimal(cost), Decimal(carbon_g) / 1000, share))
     return out
 

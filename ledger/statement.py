@@ -23,11 +23,12 @@ from typing import Any
 from ledger import LedgerError
 from ledger.balance import member_balance
 from ledger.configs import config_by_hash
+from schemas import units
 
 __all__ = ["Statement", "build_statement", "render_csv", "render_html", "render_pdf"]
 
-MS_PER_H = Decimal(3_600_000)
-MJ_PER_KWH = Decimal(3_600_000_000)
+MS_PER_H = Decimal(units.MS_PER_HOUR)
+MJ_PER_KWH = Decimal(units.MJ_PER_KWH)
 CENT = Decimal("0.01")
 
 

@@ -25,11 +25,9 @@ from math import lcm
 from schemas import GpuModel, Site
 from schemas.chain import CARBON_SCALE, COST_SCALE, HOURS_SCALE
 from schemas.consortium import Pricing
+from schemas.units import MJ_PER_KWH, MS_PER_HOUR
 
-__all__ = ["Price", "Tariff", "price_part", "round_half_even"]
-
-MS_PER_HOUR = 3_600_000
-MJ_PER_KWH = 3_600_000_000
+__all__ = ["MJ_PER_KWH", "MS_PER_HOUR", "Price", "Tariff", "price_part", "round_half_even"]
 
 
 def round_half_even(num: int, den: int) -> int:
