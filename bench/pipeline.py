@@ -86,15 +86,16 @@ async def raw_ceiling(stack: Stack, n: int) -> float:
     return time.perf_counter() - (t0 or time.perf_counter())
 
 
-def clickhouse_ceiling(client, db: str, raws: list[bytes]) -> tuple[float, int]:
+def clickhouse_ceiling(client, migrator, db: str, raws: list[bytes]) -> tuple[float, int]:
     """The same ledger rows as the pipeline writes, in the sink's column forms, 100k rows per insert."""
     cfg, digest = load_config(CONFIG)
     proc = WindowProcessor(cfg, digest)
     rows: list = []
     for r in raws:
         proc.attribute_rows(proc.check(r), None, rows)
-    client.execute(f"CREATE TABLE IF NOT EXISTS {db}.bench_entries AS {db}.ledger_entries")
-    client.execute(f"TRUNCATE TABLE {db}.bench_entries")
+    # DDL as the migrator: the writer may only insert and select
+    migrator.execute(f"CREATE TABLE IF NOT EXISTS {db}.bench_entries AS {db}.ledger_entries")
+    migrator.execute(f"TRUNCATE TABLE {db}.bench_entries")
     now_s = int(time.time())
     chunks = [entry_columns("bench", rows[i:i + 100_000], now_s) for i in range(0, len(rows), 100_000)]
     t = time.perf_counter()
@@ -191,7 +192,9 @@ def main() -> None:
     stack.up(timeout_s=240)
     ch = ClickHouseSettings(port=stack.ports.clickhouse_tcp, user="writer",
                             password_file=stack.password_file("writer"))
-    apply_migrations(connect(ch, database="system"), ch.database)
+    migrator = connect(ClickHouseSettings(port=stack.ports.clickhouse_tcp, user="migrator",
+                                          password_file=stack.password_file("migrator")), database="system")
+    apply_migrations(migrator, ch.database)
     client = connect(ch)
     from streams.topics import declare_topics
 
@@ -201,7 +204,7 @@ def main() -> None:
     n = len(raws)
     produce_s = produce(stack, raws)
     raw_s = asyncio.run(raw_ceiling(stack, n))
-    ch_s, n_entries = clickhouse_ceiling(client, ch.database, raws)
+    ch_s, n_entries = clickhouse_ceiling(client, migrator, ch.database, raws)
 
     metrics_port = stack.ports.clickhouse_tcp + 7
     env = {**os.environ, **stack.client_env(), "BRIDGELEDGER_CONSORTIUM_CONFIG": str(CONFIG),
