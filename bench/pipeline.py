@@ -126,21 +126,26 @@ def paced(pub: KafkaPublisher, raws: list[bytes], rate: float, seconds: float, t
     agents named ``tag-...``; returns (sent, agent ids, seconds taken).
 
     The messages are serialised beforehand with placeholders for the sequence
-    number and the window's times, so that this process keeps up with the rate."""
-    templates, agents = [], set()
+    number and the window's times, so that this process keeps up with the rate;
+    each is signed when sent, with its site's public demo key, as an agent does."""
+    from schemas.signing import demo_key, sign_window, split_signature
+
+    templates, agents, keys = [], set(), {}
     for r in raws:
-        doc = json.loads(r)
+        parts = split_signature(r)
+        doc = json.loads(parts[0] if parts else r)
+        keys.setdefault(doc["site_id"], demo_key(doc["site_id"])[1])
         doc.update(agent_id=f"{tag}-{doc['agent_id']}", boot_id=f"{tag}-{time.time_ns()}", seq="@SEQ@",
                    window_start_ns="@START@", window_end_ns="@END@")
         agents.add(doc["agent_id"])
-        templates.append((doc["node"].encode(), json.dumps(doc).encode()))
+        templates.append((doc["node"].encode(), doc["site_id"], json.dumps(doc).encode()))
     t0, last, i = time.perf_counter(), -30.0, 0
     while (el := time.perf_counter() - t0) < seconds:
-        key, body = templates[i % len(templates)]
+        key, site, body = templates[i % len(templates)]
         end = time.time_ns()
         body = body.replace(b'"@SEQ@"', b"%d" % i).replace(b'"@START@"', b"%d" % (end - 10 * S)).replace(
             b'"@END@"', b"%d" % end)
-        pub.publish(WINDOWS_TOPIC, key, body)
+        pub.publish(WINDOWS_TOPIC, key, sign_window(body, keys[site]))
         i += 1
         if every_30_s is not None and el - last >= 30:
             every_30_s(el, i)
