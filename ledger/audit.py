@@ -24,7 +24,7 @@ from typing import Any
 from ledger.configs import all_configs
 from schemas import WireError
 from schemas.telemetry import decode_window_fast
-from streams.attribution import book_jobs
+from streams.job_book import book_jobs
 from streams.ledger_tables import load_jobs
 from streams.processing import WindowProcessor
 

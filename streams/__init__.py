@@ -1,6 +1,6 @@
 """The centre: validate, deduplicate, attribute and price telemetry into the ledger.
 
-``attribution`` and ``pricing`` are pure and import no Faust; ``processing``
+``attribution``, ``job_book`` and ``pricing`` are pure and import no Faust; ``processing``
 combines them per message; ``worker`` batches and writes through a sink;
 ``app`` is the Faust wiring.
 

@@ -16,7 +16,7 @@ from typing import IO
 
 from schemas import WireError
 from schemas.jobs import JobEvent, decode_job_event
-from streams.attribution import book_jobs
+from streams.job_book import book_jobs
 from streams.processing import WindowProcessor, conflicting_duplicate
 
 __all__ = ["OfflineCounts", "attribute_lines", "read_job_lines"]

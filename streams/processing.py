@@ -16,7 +16,8 @@ from schemas.consortium import Site
 from schemas.ledger import EntryRow, entry_from_row
 from schemas.signing import VerifyKey, verifier, verify_window
 from schemas.telemetry import Window, decode_window_fast
-from streams.attribution import Jobs, attribute_gpu
+from streams.attribution import attribute_gpu
+from streams.job_book import Jobs
 from streams.pricing import Tariff
 
 __all__ = ["Outcome", "Rejection", "WindowProcessor", "conflicting_duplicate", "entry_id"]

@@ -25,7 +25,7 @@ from schemas.ledger import EntryRow
 from schemas.prometheus import render_metrics
 from schemas.telemetry import Window
 from streams import SinkError
-from streams.attribution import JobBook, book_jobs
+from streams.job_book import JobBook, book_jobs
 from streams.lease import LeaseError
 from streams.processing import Rejection, WindowProcessor, conflicting_duplicate
 from streams.sink import LedgerSink

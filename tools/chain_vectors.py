@@ -30,7 +30,7 @@ from schemas.chain import (  # noqa: E402
     windows_hash,
 )
 from schemas.signing import demo_key, sign_window  # noqa: E402
-from streams.attribution import book_jobs  # noqa: E402
+from streams.job_book import book_jobs  # noqa: E402
 from streams.processing import WindowProcessor  # noqa: E402
 
 S = 10**9
