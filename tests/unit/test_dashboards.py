@@ -199,3 +199,20 @@ def test_previews_label_units_as_people_write_them() -> None:
         "kWh", "EUR", "kg CO₂", "h", "mJ", ""]
     used = {p.unit for spec in DASHBOARDS for p in spec.panels}
     assert all(u in UNIT_LABELS or u.startswith("suffix:") for u in used), used - set(UNIT_LABELS)
+
+
+# Panel types of Grafana's React core (Grafana 11/12); the Angular ones (graph, singlestat, table-old, ...)
+# are gone from current Grafana and must not appear.
+_PANEL_TYPES = {"stat", "table", "timeseries", "barchart"}
+_ANGULAR = {"graph", "singlestat", "table-old", "grafana-piechart-panel", "grafana-worldmap-panel"}
+
+
+def test_dashboards_use_only_current_panel_and_plugin_types() -> None:
+    for rel, doc in build_all().items():
+        for p in doc["panels"]:
+            assert p["type"] in _PANEL_TYPES and p["type"] not in _ANGULAR, (rel, p["title"], p["type"])
+            assert p["datasource"]["type"] == "grafana-clickhouse-datasource", (rel, p["title"])
+            assert all(t["datasource"]["type"] == "grafana-clickhouse-datasource" for t in p["targets"])
+        assert "rows" not in doc, rel  # the pre-5.0 row layout
+        for v in doc.get("templating", {}).get("list", []):
+            assert v["datasource"]["type"] == "grafana-clickhouse-datasource", (rel, v.get("name"))
