@@ -117,12 +117,10 @@ def pledged_hours(pledges: list[Pledge], member: str, start: datetime, end: date
 def config_of_period(client: Any, db: str, start: datetime, end: datetime) -> ConsortiumConfig:
     """The config most of the period's entries carry (the statements' rule)."""
     from ledger import LedgerError
-    from ledger.configs import config_by_hash
+    from ledger.configs import config_by_hash, period_config_hashes
 
-    rows = client.execute(f"SELECT config_hash, count() AS n FROM {db}.ledger WHERE window_start >= %(start)s "
-                          f"AND window_start < %(end)s GROUP BY config_hash ORDER BY n DESC, config_hash LIMIT 1",
-                          {"start": start, "end": end})
-    cfg = config_by_hash(client, db, rows[0][0]) if rows else None
+    hashes = period_config_hashes(client, db, start, end)
+    cfg = config_by_hash(client, db, hashes[0]) if hashes else None
     if cfg is None:
         raise LedgerError(f"the ledger has no entries from {start:%Y-%m-%d} to {end:%Y-%m-%d}")
     return cfg

@@ -14,7 +14,7 @@ from ledger import LedgerError
 from schemas import ConsortiumConfig
 from schemas.consortium import parse_config
 
-__all__ = ["all_configs", "config_by_hash"]
+__all__ = ["all_configs", "config_by_hash", "period_config_hashes"]
 
 
 def config_by_hash(client: Any, db: str, config_hash: str) -> ConsortiumConfig | None:
@@ -36,3 +36,14 @@ def _parse(config_hash: str, content: str) -> ConsortiumConfig:
         raise LedgerError(f"the config stored under hash {config_hash[:12]}… hashes to {digest[:12]}…: it was "
                           f"edited in the database; the ledger cannot be recomputed with it")
     return cfg
+
+
+def period_config_hashes(client: Any, db: str, start: Any, end: Any, source: str | None = None,
+                         params: dict[str, Any] | None = None) -> list[str]:
+    """The config hashes the entries of [start, end) carry, most entries first (ties by
+    hash): the first is the period's config for statements, settlement and capacity.
+    ``source``/``params``: read the entries from this expression instead of the ledger."""
+    return [r[0] for r in client.execute(
+        f"SELECT config_hash, count() AS n FROM {source or db + '.ledger'} WHERE window_start >= %(start)s "
+        f"AND window_start < %(end)s GROUP BY config_hash ORDER BY n DESC, config_hash",
+        {**(params or {}), "start": start, "end": end})]

@@ -116,7 +116,7 @@ def month_balances(client: Any, db: str, months: list[str], source: str | None =
                    params: dict[str, Any] | None = None) -> tuple[dict[str, dict[str, Fraction]], dict[str, str], str]:
     """member -> month -> exact balance (the statement's definition), every
     member of each month's config included, usage or not; member names; currency."""
-    from ledger.configs import config_by_hash
+    from ledger.configs import config_by_hash, period_config_hashes
     from ledger.statement import _month_bounds
 
     out: dict[str, dict[str, Fraction]] = {}
@@ -126,14 +126,12 @@ def month_balances(client: Any, db: str, months: list[str], source: str | None =
         start, end = _month_bounds(month)
         p = {**(params or {}), "start": start, "end": end}
         led = source or f"{db}.ledger"
-        hashes = client.execute(
-            f"SELECT config_hash, count() AS n FROM {led} WHERE window_start >= %(start)s "
-            f"AND window_start < %(end)s GROUP BY config_hash ORDER BY n DESC, config_hash LIMIT 1", p)
+        hashes = period_config_hashes(client, db, start, end, led, p)
         if not hashes:
             continue  # nothing booked that month: nothing to settle
-        cfg = config_by_hash(client, db, hashes[0][0])
+        cfg = config_by_hash(client, db, hashes[0])
         if cfg is None:
-            raise ValueError(f"config {hashes[0][0]} used in {month} is not in the ledger")
+            raise ValueError(f"config {hashes[0]} used in {month} is not in the ledger")
         currency = cfg.pricing.currency
         rows = client.execute(
             f"SELECT member, sumIf(normalised_gpu_hours, account_kind = 'job'), sumIf(cost_eur, account_kind = 'job'), "

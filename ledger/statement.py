@@ -22,7 +22,7 @@ from typing import Any
 
 from ledger import LedgerError
 from ledger.balance import member_balance
-from ledger.configs import config_by_hash
+from ledger.configs import config_by_hash, period_config_hashes
 from schemas import units
 
 __all__ = ["Statement", "build_statement", "render_csv", "render_html", "render_pdf"]
@@ -167,9 +167,7 @@ def build_statement(client: Any, db: str, member: str, month: str, cover: Mappin
         f"sum(carbon_g) FROM {led} WHERE member = %(m)s AND window_start >= %(start)s "
         f"AND window_start < %(end)s GROUP BY site_id, project ORDER BY site_id, project", p)
     lines = [_line(*r) for r in rows]
-    hashes = [r[0] for r in client.execute(
-        f"SELECT config_hash, count() AS n FROM {led} WHERE window_start >= %(start)s "
-        f"AND window_start < %(end)s GROUP BY config_hash ORDER BY n DESC", p)]
+    hashes = period_config_hashes(client, db, start, end, led, p)
     if not hashes:
         raise LedgerError(f"the ledger has no entries in {month}")
     cfg = config_by_hash(client, db, hashes[0])
