@@ -28,6 +28,7 @@ from ledger import LedgerError
 from ledger.witness import Witness
 from schemas.checkpoint import Checkpoint, CheckpointError, checkpoint_id, decode_checkpoint
 from schemas.signing import SigningKey, VerifyKey, sign_window, split_signature
+from streams.chain_writer import ChainWriter
 
 __all__ = ["SignedStatement", "latest_checkpoints", "sign_statement", "verify_statement"]
 
@@ -55,12 +56,9 @@ def latest_checkpoints(client: Any, db: str, keys: Mapping[str, VerifyKey]) -> d
             cp = decode_checkpoint(raw, keys)
         except CheckpointError as exc:
             raise LedgerError(f"the stored checkpoint of chain {chain} is not one the ledger signed: {exc}") from exc
-        if cp.seq >= 0:
-            rows = client.execute(f"SELECT batch_hash FROM {db}.ledger_batches WHERE chain_id = %(c)s AND "
-                                  f"seq = %(s)s", {"c": chain, "s": cp.seq})
-            if [r[0] for r in rows] != [cp.batch_hash]:
-                raise LedgerError(f"chain {chain} batch {cp.seq} in the database is not the one checkpointed "
-                                  f"(hash {cp.batch_hash[:16]}…); run bridgeledger ledger verify --witness")
+        if cp.seq >= 0 and ChainWriter(client, db, chain).batch_hash_at(cp.seq) != cp.batch_hash:
+            raise LedgerError(f"chain {chain} batch {cp.seq} in the database is not the one checkpointed "
+                              f"(hash {cp.batch_hash[:16]}…); run bridgeledger ledger verify --witness")
         out[chain] = (cp, raw)
     return out
 
