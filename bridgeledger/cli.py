@@ -253,8 +253,10 @@ def ledger_verify(start: str | None, end: str | None, record: bool, witness_dir:
 
 
 def _consortium_config(config_path: Path | None) -> Any:
-    path = config_path or Path(os.environ.get("BRIDGELEDGER_CONSORTIUM_CONFIG", "deploy/consortium.example.yaml"))
-    return _load_config(path)[0]
+    """The config at --config, else the stream's setting ($BRIDGELEDGER_CONSORTIUM_CONFIG and its default)."""
+    with needs_extra("streams"):
+        from streams.settings import StreamSettings
+    return _load_config(config_path or StreamSettings().consortium_config)[0]
 
 
 _config_opt = click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
@@ -404,28 +406,26 @@ def ledger_statement(member: str, month: str | None, from_month: str | None, to_
     covered = latest_checkpoints(client, db, ledger_verifiers(cfg))
     cover = {c: cp.seq for c, (cp, _) in covered.items()}
     notes = [(c, cp.seq, checkpoint_id(raw)) for c, (cp, raw) in covered.items()]
+    doc: Any
+    renderers: tuple[Any, Any, Any]  # csv, html, pdf of doc
     if month is not None:
-        st = build_statement(client, db, member.upper(), month, cover=cover)
-        st.covered = notes
-        if fmt == "pdf":
-            with needs_extra("streams"):
-                render_pdf(st, out)
-        else:
-            out.write_text(render_csv(st) if fmt == "csv" else render_html(st))
-        period, total_h, total_cost, balance = st.month, st.total.normalised_gpu_hours, st.total.cost_eur, st.balance
-        signed_member, currency = st.member, st.currency
+        doc = build_statement(client, db, member.upper(), month, cover=cover)
+        statements, renderers = [doc], (render_csv, render_html, render_pdf)
+        period, total_h, total_cost = doc.month, doc.total.normalised_gpu_hours, doc.total.cost_eur
     else:
         assert from_month is not None and to_month is not None
-        p = build_period_statement(client, db, member.upper(), from_month, to_month, cover=cover)
-        for st in p.statements:
-            st.covered = notes
-        if fmt == "pdf":
-            with needs_extra("streams"):
-                render_period_pdf(p, out)
-        else:
-            out.write_text(render_period_csv(p) if fmt == "csv" else render_period_html(p))
-        period, total_h, total_cost, balance = f"{from_month}..{to_month}", p.normalised_gpu_hours, p.cost, p.balance
-        signed_member, currency = p.member, p.currency
+        doc = build_period_statement(client, db, member.upper(), from_month, to_month, cover=cover)
+        statements, renderers = doc.statements, (render_period_csv, render_period_html, render_period_pdf)
+        period, total_h, total_cost = f"{from_month}..{to_month}", doc.normalised_gpu_hours, doc.cost
+    for st in statements:
+        st.covered = notes
+    to_csv, to_html, to_pdf = renderers
+    if fmt == "pdf":
+        with needs_extra("streams"):
+            to_pdf(doc, out)
+    else:
+        out.write_text(to_csv(doc) if fmt == "csv" else to_html(doc))
+    signed_member, currency, balance = doc.member, doc.currency, doc.balance
     sig = out.with_name(out.name + ".sig")
     sig.write_bytes(sign_statement(out.read_bytes(), out.name, signed_member, period, [r for _, r in covered.values()],
                                    key_id, key, time.time_ns()) + b"\n")
