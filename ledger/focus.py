@@ -77,18 +77,19 @@ def focus_rows(client: Any, db: str, month: str, issuer: str) -> list[dict[str, 
         f"GROUP BY day, member, project, site_id, gpu_model, config_hash, late_correction "
         f"ORDER BY day, member, project, site_id, gpu_model, config_hash, late_correction",
         {"start": start, "end": end})
+    # per config, once: member names, project names, currency
+    labels = {h: ({m.code: m.name for m in cfg.members}, {p.id: p.name for p in cfg.projects}, cfg.pricing.currency)
+              for h, cfg in configs.items()}
     out = []
     for day, member, project, site, model, chash, late, cost, ngh, mj, carbon_g, gpu_ms in rows:
-        cfg = configs.get(chash)
-        names = {m.code: m.name for m in cfg.members} if cfg else {}
-        projects = {p.id: p.name for p in cfg.projects} if cfg else {}
+        names, projects, currency = labels.get(chash, ({}, {}, "EUR"))
         day_start = datetime(day.year, day.month, day.day)
         cost_d = Decimal(str(cost))
         out.append({
             "BilledCost": _num(cost_d), "EffectiveCost": _num(cost_d), "ContractedCost": _num(cost_d),
             "ListCost": _num(cost_d),
             "BillingAccountId": member, "BillingAccountName": names.get(member, member),
-            "BillingCurrency": cfg.pricing.currency if cfg else "EUR",
+            "BillingCurrency": currency,
             "BillingPeriodStart": _ts(start), "BillingPeriodEnd": _ts(end),
             "ChargePeriodStart": _ts(day_start), "ChargePeriodEnd": _ts(day_start + timedelta(days=1)),
             "ChargeCategory": "Usage", "ChargeClass": "Correction" if late else "",
