@@ -69,7 +69,10 @@ def build_period_statement(client: Any, db: str, member: str, from_month: str, t
     statements, empty = [], []
     for month in months:
         st = _month_statement(client, db, member, month, cover)
-        (statements.append(st) if st is not None else empty.append(month))
+        if st is None:
+            empty.append(month)
+        else:
+            statements.append(st)
     if not statements:
         raise LedgerError(f"the ledger has no entries from {from_month} to {to_month}")
     ytd = month_range(f"{to_month[:4]}-01", to_month)

@@ -7,6 +7,7 @@ witnesses read it from where they stopped.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,8 +33,6 @@ def _consumer(bootstrap: str, options: dict[str, Any]) -> tuple[Any, Any]:
 
 def _range(consumer: Any, tp: Any, lo: int, hi: int, timeout_s: float) -> Iterator[tuple[int, bytes, bytes]]:
     """(offset, key, value) of the records lo <= offset < hi."""
-    import time
-
     consumer.seek(tp, lo)
     deadline = time.monotonic() + timeout_s
     position = lo
