@@ -43,6 +43,8 @@ def check_nvml() -> list[Check]:
             out.append(Check(f"nvml {name}", "ok", detail))
         elif name == "total_energy":
             out.append(Check(f"nvml {name}", "warn", f"{detail}: energy will be estimated from power"))
+        elif name == "mig_processes":  # jobs on the instances would be booked as idle
+            out.append(Check(f"nvml {name}", "fail", detail))
         else:
             out.append(Check(f"nvml {name}", "warn", detail))
     return out

@@ -10,12 +10,21 @@ window id, site/agent/boot/epoch/seq, and the centre books it once).
 The spool is bounded (``max_windows``). When it is full, the configured
 policy applies and is counted, never silent: ``drop_oldest`` (default: keep
 recent data, count the loss) or ``drop_newest``.
+
+One agent writes a spool: ``exclusive=True`` (the agent's own opening) holds an
+advisory lock on ``<spool>.lock`` for the process's life, and a second agent
+on the same spool (a manual ``agent run`` beside the service, a Kubernetes pod
+replaced before its predecessor stopped) is refused at start rather than
+interleaving its windows' sequence numbers with the first's. Readers such as
+``agent doctor`` open it without the lock.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
+import os
 import secrets
 import sqlite3
 import threading
@@ -48,10 +57,11 @@ class SpooledWindow:
 class Spool:
     def __init__(self, path: Path, max_windows: int = 1_000_000,
                  full_policy: FullPolicy = "drop_oldest",
-                 new_epoch: Callable[[], str] = lambda: secrets.token_hex(8)) -> None:
+                 new_epoch: Callable[[], str] = lambda: secrets.token_hex(8), *, exclusive: bool = False) -> None:
         if max_windows < 1:
             raise SpoolError("spool max_windows must be at least 1")
         self.path = path
+        self._lock_fd: int | None = self._take_lock(path) if exclusive and str(path) != ":memory:" else None
         self.max_windows = max_windows
         self.full_policy = full_policy
         # one connection shared by the sampler and the sender thread, serialised
@@ -74,7 +84,32 @@ class Spool:
             # on the same boot) never reuses the id of a window it sent before.
             self.db.execute("INSERT OR IGNORE INTO state (name, value) VALUES ('epoch', ?)", (new_epoch(),))
         except sqlite3.Error as exc:
+            self._release_lock()
             raise SpoolError(f"cannot open spool {path}: {exc}") from exc
+
+    @staticmethod
+    def _take_lock(path: Path) -> int:
+        lock = path.with_name(path.name + ".lock")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise SpoolError(f"cannot open spool lock {lock}: {exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise SpoolError(f"spool {path} is in use by another agent (pid {holder}); one agent per spool: "
+                             "stop the other one (or give this one its own spool_path)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        return fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor drops the flock
+            self._lock_fd = None
 
     # -- writing -------------------------------------------------------------------
     def append(self, topic: str, messages: Sequence[tuple[bytes, bytes]],
@@ -148,6 +183,7 @@ class Spool:
 
     def close(self) -> None:
         self.db.close()
+        self._release_lock()
 
     def _count(self) -> int:
         return int(self.db.execute("SELECT count(*) FROM windows").fetchone()[0])

@@ -49,7 +49,7 @@ def build_service(settings: AgentSettings) -> tuple[AgentService, Callable[[], N
 
     metrics = AgentMetrics()
     reader, resolver = _reader(settings, metrics)
-    spool = Spool(settings.spool_path, settings.spool_max_windows, settings.spool_full_policy)
+    spool = Spool(settings.spool_path, settings.spool_max_windows, settings.spool_full_policy, exclusive=True)
     key = read_key_file(settings.key_file) if settings.key_file else None
     options: dict[str, Any] = settings.kafka_security.producer_options()
     service = AgentService(

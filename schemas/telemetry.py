@@ -102,7 +102,8 @@ class GpuWindow(BaseModel):
     power_limit_mw: int | None = Field(default=None, ge=0, le=MAX_POWER_MW)
     # counter_reset, energy_estimated, agent_restart, gpu_missing, gpu_appeared,
     # counter_frozen, clock_step, mig (a partitioned GPU: unused slices are idle,
-    # not the tenants') — agents/windowing.py
+    # not the tenants'), mig_unreadable (the instances' processes could not be
+    # listed) — agents/windowing.py, agents/readers/nvml.py
     flags: list[Ident] = Field(default_factory=list, max_length=MAX_FLAGS)
     processes: list[ProcessShare] = Field(default_factory=list, max_length=MAX_PROCESSES)
 

@@ -11,6 +11,11 @@ per-process utilisation is not available inside instances. Each process on
 an instance is given that instance's slice of the parent (its SMs over the
 parent's SMs), shared equally by the processes on the instance; the window is
 flagged ``mig`` so the centre books unused slices to the site's idle account.
+Listing an instance's processes needs the MIG monitor capability
+(/dev/nvidia-caps, ``NVIDIA_MIG_MONITOR_DEVICES=all`` in a container): where
+it is refused the window is flagged ``mig_unreadable`` as well, because its
+"unused" slices may have held jobs the agent could not see
+(docs/operators.md, "MIG").
 
 NVML errors are counted per call (``metrics.nvml_errors``) and logged once
 per device and call; a device that fails its basic readings is left out of
@@ -121,7 +126,7 @@ class NvmlReader:
             dev["last_ts"] = max(dev["last_ts"], max(r.timeStamp for r in rows))
         return tuple(ProcessUtil(int(r.pid), int(r.smUtil)) for r in rows)
 
-    def _mig(self, dev: dict[str, Any], now: float) -> tuple[list[int], tuple[ProcessUtil, ...]] | None:
+    def _mig(self, dev: dict[str, Any], now: float) -> tuple[list[int], tuple[ProcessUtil, ...], bool] | None:
         h, uuid = dev["handle"], dev["uuid"]
         if now >= dev["mig_next"]:  # MIG mode changes only with a GPU reset: checked once a minute
             mode = self._call("mig_mode", uuid, self.nv.nvmlDeviceGetMigMode, h)
@@ -133,20 +138,24 @@ class NvmlReader:
         parent_sms = getattr(total_sm, "multiprocessorCount", 0) or 0
         pids: list[int] = []
         shares: list[ProcessUtil] = []
+        unreadable = False
         for i in range(self.nv.nvmlDeviceGetMaxMigDeviceCount(h)):
             try:
                 mh = self.nv.nvmlDeviceGetMigDeviceHandleByIndex(h, i)
             except self.nv.NVMLError:
                 continue  # no instance in this slot
             mig_uuid = _text(self.nv.nvmlDeviceGetUUID(mh))
-            procs = self._call("mig_processes", mig_uuid, self.nv.nvmlDeviceGetComputeRunningProcesses, mh) or []
+            procs = self._call("mig_processes", mig_uuid, self.nv.nvmlDeviceGetComputeRunningProcesses, mh)
+            if procs is None:  # refused (no MIG monitor capability) or failed: not "nothing ran"
+                unreadable = True
+                procs = []
             attrs = self._call("mig_attributes", mig_uuid, self.nv.nvmlDeviceGetAttributes, mh)
             sms = getattr(attrs, "multiprocessorCount", 0) or 0
             slice_pct = 100 * sms / parent_sms if parent_sms else 0
             for p in procs:
                 pids.append(int(p.pid))
                 shares.append(ProcessUtil(int(p.pid), int(slice_pct / len(procs)), mig_uuid))
-        return pids, tuple(shares)
+        return pids, tuple(shares), unreadable
 
     def sample(self) -> list[GpuSample]:
         t = self.clock_ns()
@@ -165,8 +174,8 @@ class NvmlReader:
             mem = self._call("memory", uuid, self.nv.nvmlDeviceGetMemoryInfo, h)
             mig = self._mig(dev, now)
             if mig is not None:
-                pids, putil = mig
-                flags: tuple[str, ...] = ("mig",)
+                pids, putil, unreadable = mig
+                flags: tuple[str, ...] = ("mig", "mig_unreadable") if unreadable else ("mig",)
                 util_reading: tuple[ProcessUtil, ...] | None = putil
             else:
                 procs = self._call("processes", uuid, self.nv.nvmlDeviceGetComputeRunningProcesses, h) or []
@@ -216,7 +225,25 @@ def probe_nvml(nvml: Any | None = None) -> list[tuple[str, bool, str]]:
                 results.append((name, True, "ok (no samples yet)"))
             except reader.nv.NVMLError as exc:
                 results.append((name, False, str(exc)))
+        results.extend(_probe_mig(reader))
         results.insert(0, ("devices", True, ", ".join(f"{d['name']} {d['uuid']}" for d in reader.devices)))
         return results
     finally:
         reader.close()
+
+
+def _probe_mig(reader: NvmlReader) -> list[tuple[str, bool, str]]:
+    """On a node with MIG on: can the agent list every instance's processes?"""
+    out = []
+    for dev in reader.devices:
+        mig = reader._mig(dev, reader.monotonic())
+        if mig is None:
+            continue
+        if mig[2]:
+            out.append(("mig_processes", False,
+                        f"{dev['uuid']}: MIG instances' processes are unreadable "
+                        "(grant the MIG monitor capability: /dev/nvidia-caps; in Kubernetes the "
+                        "agent-mig DaemonSet; docs/operators.md)"))
+        else:
+            out.append(("mig_processes", True, f"{dev['uuid']}: MIG on, instances' processes readable"))
+    return out

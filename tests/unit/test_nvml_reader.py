@@ -25,6 +25,10 @@ class NVMLError_NotSupported(NVMLError):  # noqa: N801
     pass
 
 
+class NVMLError_NoPermission(NVMLError):  # noqa: N801
+    pass
+
+
 class FakeNvml:
     NVMLError = NVMLError
     NVMLError_NotFound = NVMLError_NotFound
@@ -36,6 +40,7 @@ class FakeNvml:
         self.util_rows: dict[int, list] = {}
         self.broken: set[tuple[int, str]] = set()
         self.mig: dict[int, list[tuple[str, int, list[int]]]] = {}
+        self.mig_monitor = True  # the MIG monitor capability (/dev/nvidia-caps) reaches the agent
 
     def _chk(self, h, call):
         if (h, call) in self.broken:
@@ -62,6 +67,8 @@ class FakeNvml:
 
     def nvmlDeviceGetComputeRunningProcesses(self, h):
         if isinstance(h, str):
+            if not self.mig_monitor:
+                raise NVMLError_NoPermission("Insufficient Permissions")
             return [SimpleNamespace(pid=p) for name, _, pids in self.mig.get(int(h.split("/")[0][4:]), [])
                     if name == h for p in pids]
         return [SimpleNamespace(pid=r.pid) for r in self.util_rows.get(h, [])]
@@ -143,6 +150,35 @@ def test_mig_processes_get_their_instance_slice(boot) -> None:
     assert sorted(s.running_pids) == [11, 12]
     assert {(p.pid, p.sm_util, p.mig_uuid) for p in s.process_util} == {
         (11, 25, "GPU-0/mig-a"), (12, 25, "GPU-0/mig-a")}
+
+
+def test_mig_instances_the_agent_may_not_read_flag_the_window_not_pass_as_idle(boot) -> None:
+    # Without the MIG monitor capability NVML refuses the instances' process lists: their
+    # slices would look unused (idle). The window says so, and doctor fails on it.
+    nv = FakeNvml(gpus=1)
+    nv.mig[0] = [("GPU-0/mig-a", 66, [11])]
+    nv.mig_monitor = False
+    r = make(nv, boot)
+    (s,) = r.sample()
+    assert s.flags == ("mig", "mig_unreadable") and s.process_util == ()
+    assert r.metrics.nvml_errors["mig_processes"] == 1
+    res = {name: (ok, msg) for name, ok, msg in probe_nvml(nv)}
+    assert res["mig_processes"][0] is False and "MIG monitor capability" in res["mig_processes"][1]
+    nv.mig_monitor = True
+    (s,) = make(nv, boot).sample()
+    assert s.flags == ("mig",)
+    assert probe_nvml(nv)[-1] == ("mig_processes", True, "GPU-0: MIG on, instances' processes readable")
+
+
+def test_doctor_fails_a_node_whose_mig_instances_are_unreadable(monkeypatch) -> None:
+    import agents.readers.nvml as nvml_mod
+    from agents.doctor import check_nvml
+
+    monkeypatch.setattr(nvml_mod, "probe_nvml", lambda: [
+        ("devices", True, "H100 GPU-0"), ("total_energy", False, "Not Supported"),
+        ("mig_processes", False, "GPU-0: unreadable")])
+    checks = {c.name: c.status for c in check_nvml()}
+    assert checks == {"nvml devices": "ok", "nvml total_energy": "warn", "nvml mig_processes": "fail"}
 
 
 def test_no_nvml_is_a_clear_reader_error(boot) -> None:

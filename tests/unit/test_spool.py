@@ -39,3 +39,35 @@ def test_full_spool_drop_newest(tmp_path: Path) -> None:
     assert s.append("t", msgs("c"), {}) == 1
     assert [m.value for m in s.pending()] == [b"a", b"b"]
     assert s.dropped == 1
+
+
+def test_a_second_agent_on_the_same_spool_is_refused_until_the_first_stops(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+
+    from agents.spool import SpoolError
+
+    p = tmp_path / "spool.sqlite"
+    # the first agent: another process holding the spool, as a pod not yet stopped would
+    first = subprocess.Popen(
+        [sys.executable, "-c", "import sys, pathlib; from agents.spool import Spool; "
+         "s = Spool(pathlib.Path(sys.argv[1]), exclusive=True); print('held', flush=True); sys.stdin.read()", str(p)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
+    try:
+        assert first.stdout is not None and first.stdout.readline().strip() == "held"
+        with pytest.raises(SpoolError, match=rf"spool {p} is in use by another agent \(pid {first.pid}\)"):
+            Spool(p, exclusive=True)
+        reader = Spool(p)  # doctor reads it without the lock
+        assert reader.pending() == []
+        reader.close()
+    finally:
+        assert first.stdin is not None
+        first.stdin.close()
+        first.wait(timeout=30)
+    second = Spool(p, exclusive=True)  # the first is gone: its lock went with it
+    assert (tmp_path / "spool.sqlite.lock").read_text() == str(os.getpid())
+    second.close()
+    Spool(p, exclusive=True).close()  # and close() gives it back within a process
