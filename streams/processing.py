@@ -16,7 +16,7 @@ from schemas.consortium import Site
 from schemas.ledger import EntryRow, entry_from_row
 from schemas.signing import VerifyKey, verifier, verify_window
 from schemas.telemetry import Window, decode_window_fast
-from streams.attribution import attribute_gpu
+from streams.attribution import Attributor
 from streams.job_book import Jobs
 from streams.pricing import Tariff
 
@@ -108,6 +108,7 @@ class WindowProcessor:
             (site.id, k.id): verifier(k.ed25519) for site in config.sites for k in site.keys}
         self.max_age_ns = max_age_ns
         self._tariffs: dict[tuple[str, str], tuple[str, Tariff]] = {}
+        self._attributor = Attributor(config)
 
     def process(self, raw: bytes | None, jobs: Jobs | None = None, now_ns: int | None = None) -> Outcome:
         """One message to its entries or its rejection; never raises on content."""
@@ -192,24 +193,27 @@ class WindowProcessor:
         if hit is None:
             model = self.config.gpu_model(model_name)
             site = self.config.site(site_id)
-            assert model is not None and site is not None  # validated
+            if model is None or site is None:  # validate() refused such a window before this
+                raise WireError("unknown_gpu_model" if model is None else "unknown_site",
+                                f"{model_name!r} at {site_id!r} is not in config {self.config.version}")
             hit = self._tariffs[(model_name, site_id)] = (model.key, Tariff.of(model, site, self.config.pricing))
         return hit
 
     def attribute_rows(self, w: Window, jobs: Jobs | None, rows: list[EntryRow]) -> None:
         """Append the window's ledger entries to ``rows`` (a validated window)."""
-        config, config_hash = self.config, self.config_hash
+        config_hash = self.config_hash
         window_id, site_id = w.window_id, w.site_id
         agent_id, boot_id, seq, node = w.agent_id, w.boot_id, w.seq, w.node
         start, end = w.window_start_ns, w.window_end_ns
         span = (start, end)
         append = rows.append
         tariffs = self._tariffs
+        attribute_gpu = self._attributor.gpu
         for g in w.gpus:
             model_key, tariff = tariffs.get((g.model, site_id)) or self._tariff(g.model, site_id)
             uuid = g.uuid
             for kind, account, project, member, job, energy_mj, gpu_ms, source in attribute_gpu(
-                    site_id, g, config, jobs, span):
+                    site_id, g, jobs, span):
                 hours, cost, carbon = tariff.price(energy_mj, gpu_ms)
                 job = job or ""
                 eid = entry_id(window_id, uuid, kind, account, job, member)

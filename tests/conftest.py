@@ -23,17 +23,6 @@ CONFIG = ROOT / "deploy" / "consortium.example.yaml"
 TEST_PORT_OFFSET = 10000
 
 
-@pytest.fixture(autouse=True)
-def _fresh_attribution_caches() -> None:
-    """Each test starts with the attribution's memo caches empty, so no test passes on
-    what an earlier one left there (and mutation testing sees every rule run)."""
-    from streams import attribution
-
-    attribution._TENANTS.clear()
-    attribution._OWNERS.clear()
-    attribution._IDLE.clear()
-
-
 @pytest.fixture(scope="session")
 def trace_dir() -> Path:
     if not TRACE.exists():
