@@ -385,14 +385,17 @@ def ledger_statement(member: str, month: str | None, from_month: str | None, to_
     """A member's statement for a month or a period, signed (OUT.sig) up to each chain's latest checkpoint.
 
     A period has a line per month, its total and the year to date, then each month in full."""
-    from ledger.period_statement import (
-        build_period_statement,
+    from ledger.period_statement import build_period_statement
+    from ledger.signed_statement import latest_checkpoints, sign_statement
+    from ledger.statement import build_statement
+    from ledger.statement_render import (
+        render_csv,
+        render_html,
+        render_pdf,
         render_period_csv,
         render_period_html,
         render_period_pdf,
     )
-    from ledger.signed_statement import latest_checkpoints, sign_statement
-    from ledger.statement import build_statement, render_csv, render_html, render_pdf
     from schemas.checkpoint import checkpoint_id
 
     if not ((month and not from_month and not to_month) or (not month and from_month and to_month)):
@@ -462,10 +465,10 @@ def ledger_settlement(from_month: str, to_month: str, fmt: str, out: Path) -> No
 def ledger_capacity(from_month: str, to_month: str, member: str | None) -> None:
     """In-kind contributions: pledged against delivered capacity, availability, per member and site."""
     from ledger.capacity import capacity, config_of_period
-    from ledger.statement import _month_bounds
+    from ledger.months import month_bounds
 
-    start, _ = _month_bounds(from_month)
-    _, end = _month_bounds(to_month)
+    start, _ = month_bounds(from_month)
+    _, end = month_bounds(to_month)
     client, db = _ledger_client()
     cfg = config_of_period(client, db, start, end)
 

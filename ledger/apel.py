@@ -35,7 +35,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from ledger.configs import all_configs
-from ledger.statement import _month_bounds
+from ledger.months import month_bounds
 
 __all__ = ["REQUIRED", "apel_message", "apel_records"]
 
@@ -45,7 +45,7 @@ REQUIRED = ("MeasurementMonth", "MeasurementYear", "AssociatedRecordType", "Asso
 
 
 def apel_records(client: Any, db: str, month: str) -> list[dict[str, Any]]:
-    start, end = _month_bounds(month)
+    start, end = month_bounds(month)
     configs = all_configs(client, db)
     # per window first (its length once, whatever its GPUs; a window whose use was moved away nets to 0)
     rows = client.execute(

@@ -39,7 +39,7 @@ from decimal import Decimal
 from typing import Any
 
 from ledger.configs import all_configs
-from ledger.statement import _month_bounds
+from ledger.months import month_bounds
 from schemas import units
 
 __all__ = ["COLUMNS", "MANDATORY", "focus_rows", "render_focus_csv"]
@@ -67,7 +67,7 @@ def _num(d: Decimal) -> str:
 
 
 def focus_rows(client: Any, db: str, month: str, issuer: str) -> list[dict[str, str]]:
-    start, end = _month_bounds(month)
+    start, end = month_bounds(month)
     configs = all_configs(client, db)
     rows = client.execute(
         f"SELECT toDate(window_start) AS day, member, project, site_id, gpu_model, config_hash, "

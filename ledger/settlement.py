@@ -36,8 +36,9 @@ from fractions import Fraction
 from typing import Any
 
 from ledger.balance import member_balance
+from ledger.months import month_bounds, month_range
 
-__all__ = ["Settlement", "month_balances", "month_range", "round_balances", "settle", "transfers"]
+__all__ = ["Settlement", "month_balances", "round_balances", "settle", "transfers"]
 
 CENT = Fraction(1, 100)
 
@@ -117,13 +118,11 @@ def month_balances(client: Any, db: str, months: list[str], source: str | None =
     """member -> month -> exact balance (the statement's definition), every
     member of each month's config included, usage or not; member names; currency."""
     from ledger.configs import config_by_hash, period_config_hashes
-    from ledger.statement import _month_bounds
-
     out: dict[str, dict[str, Fraction]] = {}
     names: dict[str, str] = {}
     currency = ""
     for month in months:
-        start, end = _month_bounds(month)
+        start, end = month_bounds(month)
         p = {**(params or {}), "start": start, "end": end}
         led = source or f"{db}.ledger"
         hashes = period_config_hashes(client, db, start, end, led, p)
@@ -165,22 +164,3 @@ def settle(client: Any, db: str, from_month: str, to_month: str, source: str | N
     return Settlement(from_month, to_month, currency, months, monthly,
                       {m: Decimal(c).scaleb(-2) for m, c in sorted(cents.items())},
                       [(d, c, Decimal(v).scaleb(-2)) for d, c, v in transfers(cents)] if cents else [], names)
-
-
-def month_range(from_month: str, to_month: str) -> list[str]:
-    """The months from one to the other, both included (at most ten years)."""
-    from ledger import LedgerError
-    from ledger.statement import _month_bounds
-
-    start, _ = _month_bounds(from_month)
-    end, _ = _month_bounds(to_month)
-    if end < start:
-        raise LedgerError(f"--to-month {to_month} is before --from-month {from_month}")
-    out = []
-    y, m = start.year, start.month
-    while (y, m) <= (end.year, end.month):
-        out.append(f"{y:04d}-{m:02d}")
-        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
-    if len(out) > 120:
-        raise LedgerError("a settlement covers at most ten years")
-    return out

@@ -4,28 +4,26 @@ Usage by site and project (GPU-hours, normalised GPU-hours, energy, cost,
 carbon), contribution share against usage share and the resulting balance,
 corrections, data-quality notes (gaps, dead letters) and the range of chain
 batches covering the month, so the statement can be checked against the
-chain. Rendered as CSV, HTML (with a chart) and PDF.
+chain. Built here; rendered as CSV, HTML (with a chart) and PDF by
+ledger/statement_render.py.
 """
 
 from __future__ import annotations
 
-import csv
-import html
-import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 from ledger import LedgerError
 from ledger.balance import member_balance
 from ledger.configs import config_by_hash, period_config_hashes
+from ledger.months import month_bounds
 from schemas import units
 
-__all__ = ["Statement", "build_statement", "render_csv", "render_html", "render_pdf"]
+__all__ = ["Line", "Statement", "build_statement", "figure"]
 
 MS_PER_H = Decimal(units.MS_PER_HOUR)
 MJ_PER_KWH = Decimal(units.MJ_PER_KWH)
@@ -84,7 +82,7 @@ class Statement:
     transfers: list[tuple[str, str, Decimal]] = field(default_factory=list)
 
     def transfer_lines(self) -> list[str]:
-        return [f"{payer} pays {payee} {_fmt(amount)} {self.currency}" for payer, payee, amount in self.transfers]
+        return [f"{payer} pays {payee} {figure(amount)} {self.currency}" for payer, payee, amount in self.transfers]
 
     def capacity_notes(self) -> list[str]:
         c = self.capacity
@@ -94,9 +92,9 @@ class Statement:
         def pct(x: Any) -> str:
             return f"{x:.1%}" if x is not None else "unknown"
 
-        return [f"in kind: pledged {_fmt(c.pledged_h)} normalised GPU-hours, delivered {_fmt(c.delivered_h)} "
+        return [f"in kind: pledged {figure(c.pledged_h)} normalised GPU-hours, delivered {figure(c.delivered_h)} "
                 f"({pct(c.delivered_share)}), availability {pct(c.availability)} against a target of "
-                f"{pct(c.target)}, worth {_fmt(c.in_kind_value)} {self.currency} at the consortium's rate"
+                f"{pct(c.target)}, worth {figure(c.in_kind_value)} {self.currency} at the consortium's rate"
                 + ("; UNDER-DELIVERED" if c.short else "")]
 
     def idle_notes(self) -> list[str]:
@@ -105,8 +103,9 @@ class Statement:
         notes = [f"site {site}: idle GPU time {says.get(policy, policy).format(country)}"
                  for site, policy, country in self.idle_policies]
         if self.consortium_idle_cost:
-            notes.append(f"idle cost borne by this member {_fmt(self.idle_borne)} of {_fmt(self.consortium_idle_cost)} "
-                         f"borne by all members; in the balance against its contribution share")
+            notes.append(f"idle cost borne by this member {figure(self.idle_borne)} of "
+                         f"{figure(self.consortium_idle_cost)} borne by all members; in the balance against its "
+                         "contribution share")
         return notes
 
     def checkpoint_notes(self) -> list[str]:
@@ -121,17 +120,14 @@ class Statement:
                   for s in self.self_declaring_sites]
         if not total:
             return notes
-        return notes + [f"account source {src or 'unrecorded'}: {_fmt(h)} normalised GPU-hours ({h / total:.1%})"
+        return notes + [f"account source {src or 'unrecorded'}: {figure(h)} normalised GPU-hours ({h / total:.1%})"
                         for src, h in self.sources]
 
 
-def _month_bounds(month: str) -> tuple[datetime, datetime]:
-    try:
-        start = datetime.strptime(month, "%Y-%m")
-    except ValueError as exc:
-        raise LedgerError(f"month {month!r}: expected YYYY-MM") from exc
-    end = datetime(start.year + (start.month == 12), start.month % 12 + 1, 1)
-    return start, end
+def figure(v: Decimal, places: int = 2) -> str:
+    """An amount as statements print it: thousands separated, fixed places."""
+    return f"{v:,.{places}f}"
+
 
 
 def _line(site: str, project: str, gpu_ms: Any, ngh: Any, mj: Any, cost: Any, carbon_g: Any) -> Line:
@@ -159,7 +155,7 @@ def build_statement(client: Any, db: str, member: str, month: str, cover: Mappin
                     ) -> Statement:
     """``cover``: draw the statement up to these batches (chain -> seq), the
     ones its signature's checkpoints name; None: all the database holds."""
-    start, end = _month_bounds(month)
+    start, end = month_bounds(month)
     p: dict[str, Any] = {"m": member, "start": start, "end": end}
     led, win, bat = _sources(db, cover, p)
     rows = client.execute(
@@ -237,179 +233,3 @@ def build_statement(client: Any, db: str, member: str, month: str, cover: Mappin
     st.history = [(f"{mon:%Y-%m}", Decimal(str(mine)), Decimal(str(allm)) * m.contribution_share)
                   for mon, mine, allm in reversed(hist)]
     return st
-
-
-def _fmt(v: Decimal, places: int = 2) -> str:
-    return f"{v:,.{places}f}"
-
-
-def render_csv(st: Statement) -> str:
-    out = io.StringIO()
-    w = csv.writer(out)
-    w.writerow(["statement", st.member, st.member_name, st.month, f"configs {' '.join(st.config_versions)}"])
-    w.writerow([])
-    w.writerow(["site", "project", "gpu_hours", "normalised_gpu_hours", "energy_kwh", f"cost_{st.currency.lower()}",
-                "carbon_kg"])
-    for x in [*st.lines, st.total]:
-        w.writerow([x.site, x.project, _fmt(x.gpu_hours, 3), _fmt(x.normalised_gpu_hours, 3),
-                    _fmt(x.energy_kwh, 3), _fmt(x.cost_eur, 2), _fmt(x.carbon_kg, 3)])
-    w.writerow([])
-    w.writerow(["contribution_share", "usage_share", "consortium_normalised_gpu_hours",
-                f"consortium_cost_{st.currency.lower()}", f"balance_{st.currency.lower()}"])
-    w.writerow([f"{st.contribution_share:.4f}", f"{st.usage_share:.4f}", _fmt(st.consortium_normalised_hours, 3),
-                _fmt(st.consortium_cost), _fmt(st.balance)])
-    w.writerow([])
-    w.writerow(["correction_entry", "corrects", "project", "energy_kwh", "cost", "reason"])
-    for c in st.corrections:
-        w.writerow([c[0], c[1], c[2], _fmt(c[3], 3), _fmt(c[4]), c[5]])
-    w.writerow([])
-    w.writerow(["chain", "first_batch", "first_hash", "last_batch", "last_hash"])
-    for b in st.batches:
-        w.writerow(list(b))
-    for chain, seq, sha in st.covered:
-        w.writerow(["checkpoint", chain, seq, sha])
-    w.writerow([])
-    w.writerow(["data_quality", "what", "count"])
-    for agent, missing in st.gaps:
-        w.writerow(["gap", agent, missing])
-    for site, reason, n in st.dead_letters:
-        w.writerow(["dead_letters", f"{site}:{reason}", n])
-    for src, hours in st.sources:
-        w.writerow(["account_source", src, _fmt(hours)])
-    for note in st.idle_notes() + st.capacity_notes():
-        w.writerow(["note", note, ""])
-    w.writerow([])
-    w.writerow(["settlement_payer", "payee", f"amount_{st.currency.lower()}"])
-    for payer, payee, amount in st.transfers:
-        w.writerow([payer, payee, _fmt(amount)])
-    return out.getvalue()
-
-
-def _chart_svg(history: list[tuple[str, Decimal, Decimal]], width: int = 640, height: int = 220) -> str:
-    if not history:
-        return ""
-    top = max(max(u, e) for _, u, e in history) or Decimal(1)
-    bw = (width - 60) / len(history)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" role="img" '
-             f'aria-label="monthly usage against entitlement">']
-    for i, (mon, used, ent) in enumerate(history):
-        x = 50 + i * bw
-        hu = float(used / top) * (height - 50)
-        he = float(ent / top) * (height - 50)
-        parts.append(f'<rect x="{x + 4:.1f}" y="{height - 30 - hu:.1f}" width="{bw * 0.45:.1f}" height="{hu:.1f}" '
-                     f'fill="#2b6cb0"><title>{mon} used {used:.1f}</title></rect>')
-        parts.append(f'<rect x="{x + 4 + bw * 0.45:.1f}" y="{height - 30 - he:.1f}" width="{bw * 0.35:.1f}" '
-                     f'height="{he:.1f}" fill="#a0aec0"><title>{mon} entitlement {ent:.1f}</title></rect>')
-        parts.append(f'<text x="{x + bw / 2:.1f}" y="{height - 12}" font-size="11" text-anchor="middle">{mon}</text>')
-    parts.append(f'<text x="50" y="14" font-size="12">normalised GPU-hours: used (blue) vs entitlement (grey); '
-                 f'max {top:.1f}</text></svg>')
-    return "".join(parts)
-
-
-def render_html(st: Statement) -> str:
-    e = html.escape
-    rows = "".join(
-        f"<tr><td>{e(x.site)}</td><td>{e(x.project)}</td><td>{_fmt(x.gpu_hours)}</td>"
-        f"<td>{_fmt(x.normalised_gpu_hours)}</td><td>{_fmt(x.energy_kwh)}</td><td>{_fmt(x.cost_eur)}</td>"
-        f"<td>{_fmt(x.carbon_kg)}</td></tr>" for x in st.lines)
-    t = st.total
-    owes = "owes" if st.balance > 0 else "is owed"
-    corr = "".join(f"<tr><td>{e(c[1][:16])}…</td><td>{e(c[2])}</td><td>{_fmt(c[3], 3)}</td><td>{_fmt(c[4])}</td>"
-                   f"<td>{e(c[5])}</td></tr>" for c in st.corrections) or "<tr><td colspan=5>none</td></tr>"
-    dq = "".join(f"<li>agent {e(a)}: {n} window(s) missing</li>" for a, n in st.gaps)
-    dq += "".join(f"<li>site {e(s)}: {n} message(s) rejected ({e(r)})</li>" for s, r, n in st.dead_letters)
-    dq += "".join(f"<li>{e(n)}</li>" for n in st.source_notes())
-    settle_html = "".join(f"<li>{e(line)}</li>" for line in st.transfer_lines()) or "<li>no transfer</li>"
-    chain = "".join(f"<li>chain <code>{e(c)}</code>: batches {a}–{b}, first hash <code>{ah}</code>, "
-                    f"last hash <code>{bh}</code></li>" for c, a, ah, b, bh in st.batches)
-    chain += "".join(f"<li>{e(n)}</li>" for n in st.checkpoint_notes())
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>bridgeledger statement {e(st.member)} {st.month}</title>
-<style>body{{font-family:sans-serif;max-width:60em;margin:2em auto;color:#1a202c}}
-table{{border-collapse:collapse;width:100%}}td,th{{border-bottom:1px solid #cbd5e0;padding:.3em .5em;text-align:right}}
-td:first-child,th:first-child,td:nth-child(2),th:nth-child(2){{text-align:left}}.big{{font-size:1.3em}}</style></head>
-<body>
-<h1>Member statement: {e(st.member_name)} ({e(st.member)}), {st.month}</h1>
-<p>Period {st.start:%Y-%m-%d} to {st.end:%Y-%m-%d} (UTC, end exclusive). Consortium config(s):
-{", ".join(e(v) for v in st.config_versions)}. Amounts in {e(st.currency)}.</p>
-<p class="big">Usage share {st.usage_share:.2%} against contribution share {st.contribution_share:.2%}:
-balance <b>{_fmt(st.balance)} {e(st.currency)}</b> ({e(st.member)} {owes} this amount).</p>
-<p>The consortium's job usage this month: {_fmt(st.consortium_normalised_hours)} normalised GPU-hours,
-{_fmt(st.consortium_cost)} {e(st.currency)}.</p>
-<h2>Usage by site and project</h2>
-<table><tr><th>site</th><th>project</th><th>GPU-hours</th><th>normalised GPU-hours</th><th>energy kWh</th>
-<th>cost</th><th>CO2 kg</th></tr>{rows}
-<tr><th>total</th><th></th><th>{_fmt(t.gpu_hours)}</th><th>{_fmt(t.normalised_gpu_hours)}</th>
-<th>{_fmt(t.energy_kwh)}</th><th>{_fmt(t.cost_eur)}</th><th>{_fmt(t.carbon_kg)}</th></tr></table>
-<h2>Monthly usage against entitlement</h2>
-{_chart_svg(st.history)}
-<h2>Corrections</h2>
-<table><tr><th>corrects entry</th><th>project</th><th>energy kWh</th><th>cost</th><th>reason</th></tr>{corr}</table>
-<h2>Data quality</h2><ul>{dq or "<li>no gaps, no rejected messages</li>"}</ul>
-<h2>Settlement of the month</h2><ul>{settle_html}</ul>
-<h2>Chain</h2><ul>{chain}</ul>
-<p>Check: <code>bridgeledger ledger verify --from {st.start:%Y-%m-%d} --to {st.end:%Y-%m-%d}</code></p>
-</body></html>
-"""
-
-
-def render_pdf(st: Statement, path: Path) -> None:
-    from reportlab.lib.pagesizes import A4
-    from reportlab.platypus import SimpleDocTemplate
-
-    SimpleDocTemplate(str(path), pagesize=A4, title=f"bridgeledger statement {st.member} {st.month}").build(
-        _pdf_story(st))
-
-
-def _pdf_story(st: Statement) -> list[Any]:
-    from reportlab.graphics.charts.barcharts import VerticalBarChart
-    from reportlab.graphics.shapes import Drawing
-    from reportlab.lib import colors
-    from reportlab.lib.styles import getSampleStyleSheet
-    from reportlab.platypus import Paragraph, Spacer, Table, TableStyle
-
-    ss = getSampleStyleSheet()
-    owes = "owes" if st.balance > 0 else "is owed"
-    story: list[Any] = [
-        Paragraph(f"Member statement: {html.escape(st.member_name)} ({st.member}), {st.month}", ss["Title"]),
-        Paragraph(f"Period {st.start:%Y-%m-%d} to {st.end:%Y-%m-%d} UTC. Config(s): "
-                  f"{', '.join(st.config_versions)}. Amounts in {st.currency}.", ss["Normal"]),
-        Spacer(1, 8),
-        Paragraph(f"Usage share {st.usage_share:.2%} against contribution share {st.contribution_share:.2%}: "
-                  f"balance {_fmt(st.balance)} {st.currency} ({st.member} {owes} this amount).", ss["Heading3"]),
-    ]
-    data = [["site", "project", "GPU-h", "norm. GPU-h", "kWh", "cost", "CO2 kg"]]
-    for x in [*st.lines, st.total]:
-        data.append([x.site, x.project, _fmt(x.gpu_hours), _fmt(x.normalised_gpu_hours), _fmt(x.energy_kwh),
-                     _fmt(x.cost_eur), _fmt(x.carbon_kg)])
-    table = Table(data, repeatRows=1)
-    table.setStyle(TableStyle([("FONTSIZE", (0, 0), (-1, -1), 8), ("ALIGN", (2, 0), (-1, -1), "RIGHT"),
-                               ("LINEBELOW", (0, 0), (-1, 0), 0.5, colors.black),
-                               ("LINEABOVE", (0, -1), (-1, -1), 0.5, colors.black)]))
-    story += [Spacer(1, 8), Paragraph("Usage by site and project", ss["Heading2"]), table]
-    if st.history:
-        d = Drawing(460, 180)
-        chart = VerticalBarChart()
-        chart.x, chart.y, chart.width, chart.height = 40, 30, 400, 130
-        chart.data = [[float(u) for _, u, _ in st.history], [float(en) for _, _, en in st.history]]
-        chart.categoryAxis.categoryNames = [mon for mon, _, _ in st.history]
-        chart.bars[0].fillColor, chart.bars[1].fillColor = colors.HexColor("#2b6cb0"), colors.HexColor("#a0aec0")
-        chart.valueAxis.valueMin = 0  # bars start at zero, or small usage disappears
-        d.add(chart)
-        story += [Paragraph("Monthly normalised GPU-hours: used (blue) vs entitlement (grey)", ss["Heading2"]), d]
-    story.append(Paragraph("Corrections", ss["Heading2"]))
-    story += [Paragraph(f"{c[2]}: {_fmt(c[3], 3)} kWh, {_fmt(c[4])} {st.currency} (corrects {c[1][:16]}…): "
-                        f"{html.escape(c[5])}", ss["Normal"]) for c in st.corrections] or [
-        Paragraph("none", ss["Normal"])]
-    story.append(Paragraph("Data quality", ss["Heading2"]))
-    notes = [f"agent {a}: {n} window(s) missing" for a, n in st.gaps]
-    notes += [f"site {s}: {n} message(s) rejected ({r})" for s, r, n in st.dead_letters]
-    notes += st.source_notes()
-    story += [Paragraph(n, ss["Normal"]) for n in notes] or [Paragraph("no gaps, no rejected messages", ss["Normal"])]
-    story.append(Paragraph("Settlement of the month", ss["Heading2"]))
-    story += [Paragraph(line, ss["Normal"]) for line in st.transfer_lines()] or [Paragraph("no transfer", ss["Normal"])]
-    story.append(Paragraph("Chain", ss["Heading2"]))
-    story += [Paragraph(f"chain {c}: batches {a} to {b}; first hash {ah}; last hash {bh}", ss["Code"])
-              for c, a, ah, b, bh in st.batches]
-    story += [Paragraph(n, ss["Code"]) for n in st.checkpoint_notes()]
-    return story

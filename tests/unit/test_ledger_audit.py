@@ -222,7 +222,8 @@ def test_member_statement_in_three_formats(ledger_db, tmp_path) -> None:
 
     from pypdf import PdfReader
 
-    from ledger.statement import build_statement, render_csv, render_html, render_pdf
+    from ledger.statement import build_statement
+    from ledger.statement_render import render_csv, render_html, render_pdf
 
     engine, db = ledger_db
     st = build_statement(engine, db, "KR", "2026-11")
@@ -341,13 +342,9 @@ def test_a_period_statement_is_the_sum_of_its_months(ledger_db, tmp_path) -> Non
 
     from pypdf import PdfReader
 
-    from ledger.period_statement import (
-        build_period_statement,
-        render_period_csv,
-        render_period_html,
-        render_period_pdf,
-    )
+    from ledger.period_statement import build_period_statement
     from ledger.statement import build_statement
+    from ledger.statement_render import render_period_csv, render_period_html, render_period_pdf
 
     engine, db = ledger_db
     p = build_period_statement(engine, db, "KR", "2026-10", "2026-11")
@@ -358,7 +355,7 @@ def test_a_period_statement_is_the_sum_of_its_months(ledger_db, tmp_path) -> Non
     assert p.ytd_months == [f"2026-{m:02d}" for m in range(1, 12)] and p.ytd_balance == nov.balance
     import csv
 
-    from ledger.statement import _fmt
+    from ledger.statement import figure as _fmt
 
     text = render_period_csv(p)
     rows = list(csv.reader(text.splitlines()))
@@ -628,7 +625,8 @@ def test_delivered_capacity_is_the_ledgers_gpu_time_and_an_outage_costs_availabi
     kr = next(mc for mc in capacity(chdb_engine, db, cfg, t0, t1) if mc.member == "KR")
     assert kr.pledged_h == 0 and kr.delivered_share is None and kr.sites[0].availability is None  # no inventory
     # DE's statement shows its in-kind contribution; KR, which pledged nothing, gets today's statement
-    from ledger.statement import build_statement, render_csv
+    from ledger.statement import build_statement
+    from ledger.statement_render import render_csv
 
     de_st = build_statement(chdb_engine, db, "DE", "2026-11")
     assert de_st.capacity is not None and de_st.capacity.pledged_h == Decimal("0.5")
