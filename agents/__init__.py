@@ -11,7 +11,7 @@ Errors::
     ├── PublishError      the transport refused or could not be reached
     ├── AgentConfigError  agent.yaml is invalid (agents/settings.py; names the field)
     ├── SpoolError        the on-disk spool cannot be opened or written (agents/spool.py)
-    └── JobSourceError    a scheduler's output cannot be read as job events (agents/jobsources.py)
+    └── JobSourceError    a scheduler's output cannot be read as job events (agents/job_sources.py)
 
 (the job-event outbox, agents/job_outbox.py, raises AgentError itself for a bad
 jobs.yaml)

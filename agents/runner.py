@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 from agents import PublishError
-from agents.jobs import ChainResolver, JobResolver, ProcInfoResolver, StaticJobAccounts
+from agents.job_resolver import ChainResolver, JobResolver, ProcInfoResolver, StaticJobAccounts
 from agents.publisher import Publisher
 from agents.readers.base import GpuReader
 from agents.readers.replay import ReplayReader

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from agents import AgentError, PublishError
-from agents.jobs import JobResolver
+from agents.job_resolver import JobResolver
 from agents.metrics import AgentMetrics
 from agents.publisher import Publisher
 from agents.readers.base import GpuReader

@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 
-from agents.jobs import JobRef, JobResolver
+from agents.job_resolver import JobRef, JobResolver
 from agents.readers.base import GpuSample
 from schemas import SCHEMA_VERSION, GpuWindow, ProcessShare, TelemetryWindow
 

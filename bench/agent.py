@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from agents.jobs import ProcResolver  # noqa: E402
+from agents.job_resolver import ProcResolver  # noqa: E402
 from agents.publisher import MemoryPublisher  # noqa: E402
 from agents.readers.simulated import SimulatedReader  # noqa: E402
 from agents.service import AgentService  # noqa: E402

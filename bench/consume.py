@@ -106,7 +106,7 @@ def main() -> None:
 
     from pipeline import make_windows, produce
 
-    from streams.topics import declare_topics
+    from streams.topic_admin import declare_topics
 
     stack = Stack(ROOT / ".state-bench", StackPorts.offset(20000))
     stack.up(timeout_s=240)

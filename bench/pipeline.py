@@ -201,7 +201,7 @@ def main() -> None:
                                           password_file=stack.password_file("migrator")), database="system")
     apply_migrations(migrator, ch.database)
     client = connect(ch)
-    from streams.topics import declare_topics
+    from streams.topic_admin import declare_topics
 
     declare_topics(stack.kafka_bootstrap, 4)
 

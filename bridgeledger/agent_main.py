@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from agents.jobs import ChainResolver, JobResolver, ProcInfoResolver, ProcResolver, StaticJobAccounts
+from agents.job_resolver import ChainResolver, JobResolver, ProcInfoResolver, ProcResolver, StaticJobAccounts
 from agents.metrics import AgentMetrics
 from agents.readers.base import GpuReader
 from agents.service import AgentService

@@ -608,7 +608,7 @@ def stream_run(config_path: Path | None) -> None:
         from bridgeledger.metrics_http import serve_text
         from streams.service import prepare_stream, run_stream
         from streams.settings import StreamSettings
-        from streams.topics import declare_topics
+        from streams.topic_admin import declare_topics
     settings = StreamSettings()
     created = declare_topics(settings.kafka_bootstrap, settings.partitions, **settings.kafka_python_options())
     if created:
@@ -895,7 +895,7 @@ _site_opt = click.option("--site", required=True, help="The site id of the conso
 @_out_opt
 def jobs_emit(event: str, site: str, gpus: str, to_kafka: bool, out: Path | None) -> None:
     """From a Slurm prolog (start) or epilog (end): reads SLURM_JOB_ID and SLURM_JOB_ACCOUNT."""
-    from agents.jobsources import slurm_hook_event
+    from agents.job_sources import slurm_hook_event
 
     e = slurm_hook_event(event, site, os.environ, [g for g in gpus.split(",") if g], time.time_ns())
     _emit_events([e], to_kafka, out)
@@ -974,7 +974,7 @@ def jobs_sacct(site: str | None, settings_path: Path | None, file_: Path | None,
     prolog's do); they make up for prologs that never ran or were lost."""
     import subprocess
 
-    from agents.jobsources import parse_sacct
+    from agents.job_sources import parse_sacct
 
     if file_ is not None:
         text = file_.read_text()
@@ -1007,7 +1007,7 @@ def jobs_sacct(site: str | None, settings_path: Path | None, file_: Path | None,
 @_out_opt
 def jobs_k8s(site: str, file_: Any, to_kafka: bool, out: Path | None) -> None:
     """Job events of GPU pods from a Kubernetes pod watch stream."""
-    from agents.jobsources import parse_pod_watch
+    from agents.job_sources import parse_pod_watch
 
     _emit_events(list(parse_pod_watch(file_, site)), to_kafka, out)
 
@@ -1019,7 +1019,7 @@ def jobs_k8s(site: str, file_: Any, to_kafka: bool, out: Path | None) -> None:
 @_out_opt
 def jobs_schedule(schedule: Path, site: str, to_kafka: bool, out: Path | None) -> None:
     """Job events from a static schedule file (reservations, manual allocations)."""
-    from agents.jobsources import events_from_schedule
+    from agents.job_sources import events_from_schedule
 
     _emit_events(events_from_schedule(schedule.read_text(), site), to_kafka, out)
 

@@ -18,7 +18,7 @@ from grafana_foundation_sdk.builders import barchart, dashboard, stat, table, ti
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models.dashboard import GridPos, VariableRefresh
 
-from dashboards.clickhouse import ClickHouseQueryBuilder, datasource_ref, register
+from dashboards.clickhouse_query import ClickHouseQueryBuilder, datasource_ref, register
 from dashboards.specs import DASHBOARDS, DashboardSpec, PanelSpec
 
 __all__ = ["JSON_DIR", "build_all", "build_dashboard", "expand", "write_all"]

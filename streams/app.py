@@ -3,7 +3,7 @@
 Telemetry windows are read in batches by :class:`streams.consumer.WindowConsumer`
 (a plain aiokafka consumer, run as an app task: Faust's per-message stream
 was the worker's largest cost) and committed after the ledger accepted each
-batch. Job events are read by :class:`streams.jobs_reader.JobEventsReader`:
+batch. Job events are read by :class:`streams.job_events_reader.JobEventsReader`:
 all partitions, by every worker, up to the topic's end before each window
 batch is attributed (who pays is the scheduler's word). A failing sink is
 retried with backoff (back-pressure: at most one more window batch is taken
@@ -27,7 +27,7 @@ from schemas.topics import DLQ_TOPIC, JOBS_TOPIC, WINDOWS_TOPIC
 from streams import SinkError
 from streams.checkpoints import Checkpointer
 from streams.consumer import WindowConsumer
-from streams.jobs_reader import JobEventsReader
+from streams.job_events_reader import JobEventsReader
 from streams.lease import LeaseError
 from streams.processing import Rejection
 from streams.settings import StreamSettings

@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError
 
 from schemas.topics import WINDOWS_TOPIC
-from streams.jobs_reader import JobEventsReader
+from streams.job_events_reader import JobEventsReader
 from streams.processing import Rejection
 from streams.settings import StreamSettings
 from streams.worker import LedgerWorker, WindowBatch

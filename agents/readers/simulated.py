@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from agents.jobs import JobRef
+from agents.job_resolver import JobRef
 from agents.readers.base import GpuSample, ProcessUtil
 from schemas import JobEvent
 

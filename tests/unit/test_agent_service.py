@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from agents import PublishError
-from agents.jobs import ProcInfoResolver
+from agents.job_resolver import ProcInfoResolver
 from agents.publisher import MemoryPublisher
 from agents.readers.replay import ReplayReader
 from agents.service import AgentService, encode_window

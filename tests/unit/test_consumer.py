@@ -15,7 +15,7 @@ from schemas import JobEvent
 from schemas.topics import JOBS_TOPIC, WINDOWS_TOPIC
 from streams.app import GC_THRESHOLDS, tune_gc
 from streams.consumer import WindowConsumer, broker_time_ns
-from streams.jobs_reader import JobEventsReader
+from streams.job_events_reader import JobEventsReader
 from streams.processing import WindowProcessor
 from streams.settings import StreamSettings
 from streams.sink import MemorySink

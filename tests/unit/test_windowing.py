@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.jobs import ProcInfoResolver
+from agents.job_resolver import ProcInfoResolver
 from agents.readers.base import GpuSample, ProcessUtil
 from agents.readers.replay import ReplayReader
 from agents.windowing import Windower
@@ -166,7 +166,7 @@ class LiveProcesses:
         self.calls = 0
 
     def resolve(self, pid: int):
-        from agents.jobs import JobRef
+        from agents.job_resolver import JobRef
 
         self.calls += 1
         job = self.alive.get(pid)
@@ -406,7 +406,7 @@ def test_readings_a_nanosecond_apart_keep_their_energy() -> None:
 
 def test_a_window_carries_every_reading_it_summarises() -> None:
     """Known answers for the fields besides energy: utilisation mean, memory, power, limit, shares, MIG."""
-    from agents.jobs import JobRef
+    from agents.job_resolver import JobRef
 
     class Jobs:
         def resolve(self, pid: int):

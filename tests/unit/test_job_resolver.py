@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.jobs import (
+from agents.job_resolver import (
     ChainResolver,
     JobRef,
     ProcInfoResolver,

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from agents.jobsources import (
+from agents.job_sources import (
     JobSourceError,
     events_from_schedule,
     parse_iso_ns,
@@ -43,7 +43,7 @@ def test_pod_watch_gpu_pods_once_each() -> None:
 
 
 def test_pod_job_id_matches_the_agents_cgroup_resolver() -> None:
-    from agents.jobs import parse_cgroup
+    from agents.job_resolver import parse_cgroup
 
     cg = "0::/kubepods/burstable/pod1b2c3d4e-1111-2222-3333-444455556666/c1\n"
     (event, *_) = parse_pod_watch((FIX / "k8s-pod-watch.jsonl").read_text().splitlines(), "s")
