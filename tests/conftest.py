@@ -5,6 +5,7 @@ if this session started it."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -175,3 +176,42 @@ def worker(stack: Any, ch: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
     w.start()
     yield w
     w.kill(15)
+
+
+# -- a ledger on the in-process engine, written from the H100 trace and a simulated node --
+_LEDGER_DBS = itertools.count()
+
+
+def ledger_messages(trace_dir: Path, config: Any) -> list[tuple[str, bytes, bytes]]:
+    """The replayed H100 trace and a simulated node, with their job events."""
+    from agents.publisher import MemoryPublisher
+    from agents.runner import FleetClock, build_sim_fleet, replay_trace, run_fleet
+
+    pub = MemoryPublisher()
+    replay_trace(trace_dir, pub, site_id="kr-daejeon", node="r1",
+                 accounts=ROOT / "deploy" / "replay-accounts.example.yaml")
+    start = 1_795_000_000 * 10**9
+    clock = FleetClock(start)
+    fleet = build_sim_fleet(config, pub, clock, start_ns=start, horizon_ns=600 * 10**9, nodes_per_site=1,
+                            gpus_per_node=2, window_s=10, seed=3, sites=["de-juelich"])
+    run_fleet(fleet, pub, clock, until_ns=start + 600 * 10**9, finish=False)
+    return pub.messages
+
+
+@pytest.fixture()
+def ledger_db(chdb_engine, trace_dir, config_and_hash):
+    """A fresh database per test: the same pipeline output, written in batches of 7 windows."""
+    from ledger.migrate import apply_migrations
+    from streams.processing import WindowProcessor
+    from streams.sink import ClickHouseSink
+    from tests.helpers import book_messages
+
+    db = f"bl_audit{next(_LEDGER_DBS)}"
+    apply_migrations(chdb_engine, db)
+    cfg, digest = config_and_hash
+    proc = WindowProcessor(cfg, digest)
+    sink = ClickHouseSink(chdb_engine, db)
+    sink.record_config(digest, cfg.version, (ROOT / "deploy" / "consortium.example.yaml").read_bytes(),
+                       [(m.code, m.name, m.contribution_share) for m in cfg.members])
+    book_messages(ledger_messages(trace_dir, cfg), proc, sink)
+    return chdb_engine, db

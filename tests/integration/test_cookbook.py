@@ -10,7 +10,7 @@ import pytest
 from agents.publisher import KafkaPublisher
 from streams.clickhouse import ClickHouseSettings, connect
 from tests.cookbook import cookbook_queries
-from tests.integration.test_pipeline import Recorder, replay, wait_for_windows
+from tests.stack_helpers import Recorder, replay, wait_for_windows
 
 pytestmark = pytest.mark.integration
 EXPECT_EMPTY = ("HAVING copies > 1", "prev_hash != expected_prev", "stored != entry_count",

@@ -11,7 +11,7 @@ import pytest
 
 from agents.publisher import KafkaPublisher
 from schemas.topics import WINDOWS_TOPIC
-from tests.integration.test_pipeline import Recorder, assert_exact, sim_fleet
+from tests.stack_helpers import Recorder, assert_exact, sim_fleet
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -94,8 +94,7 @@ def test_ten_thousand_bad_messages_through_the_real_worker(stack, worker, ch) ->
     import uuid
     from collections import Counter
 
-    from tests.unit.test_bad_input import BREAKERS, valid
-    from tests.unit.test_telemetry import wire
+    from tests.builders import BREAKERS, valid, wire
 
     marker = uuid.uuid4().hex[:10]
     rng = random.Random(7)

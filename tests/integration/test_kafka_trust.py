@@ -14,8 +14,8 @@ from agents import PublishError
 from agents.publisher import KafkaPublisher
 from schemas.signing import demo_key, sign_window
 from schemas.topics import CHECKPOINTS_TOPIC, DLQ_TOPIC, JOBS_TOPIC, WINDOWS_TOPIC
+from tests.builders import window, wire
 from tests.secure_kafka import start_secure_kafka
-from tests.unit.test_telemetry import window, wire
 
 pytestmark = [pytest.mark.integration]
 

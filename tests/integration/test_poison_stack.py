@@ -11,9 +11,9 @@ import uuid
 import pytest
 
 from schemas.topics import WINDOWS_TOPIC
+from tests.builders import POISON
 from tests.helpers import wait_for
-from tests.integration.test_pipeline import Recorder, assert_exact, sim_fleet
-from tests.unit.test_poison import POISON
+from tests.stack_helpers import Recorder, assert_exact, sim_fleet
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -77,7 +77,7 @@ def test_a_lost_commit_acknowledgement_on_the_real_server(ch, ch_settings, confi
     from streams.processing import WindowProcessor
     from streams.sink import ClickHouseSink
     from streams.worker import LedgerWorker
-    from tests.unit.test_commit_path import NOW_NS, LostAck, raw
+    from tests.builders import NOW_NS, LostAck, raw
 
     marker = uuid.uuid4().hex[:8]
     client = LostAck(connect(ch_settings))

@@ -26,7 +26,7 @@ from streams.clickhouse import ClickHouseSettings, connect
 from tests.conftest import ROOT, WorkerProcess
 from tests.helpers import wait_for
 from tests.insider import dump, put, rechain, restore, rows
-from tests.integration.test_pipeline import Recorder, sim_fleet
+from tests.stack_helpers import Recorder, sim_fleet
 
 pytestmark = pytest.mark.integration
 DB, CHAIN = "bl_witnessed", "witnessed"

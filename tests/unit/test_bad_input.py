@@ -5,62 +5,12 @@ signed with their site's key, as production agents sign them."""
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 
-import yaml
-
-from schemas.consortium import parse_config
-from schemas.signing import new_key, sign_window
-from streams.processing import WindowProcessor
 from streams.sink import MemorySink
 from streams.worker import LedgerWorker
-from tests.unit.test_telemetry import window, wire
-
-OTHER_KEY = new_key()  # a key no config lists
-
-
-def processor() -> WindowProcessor:
-    """The example config (every site signs, with the public demo keys)."""
-    from pathlib import Path
-
-    doc = yaml.safe_load((Path(__file__).resolve().parents[2] / "deploy" / "consortium.example.yaml").read_bytes())
-    cfg, digest = parse_config(yaml.safe_dump(doc).encode())
-    return WindowProcessor(cfg, digest)
-
-
-def _forged(d: dict, r: random.Random) -> bytes:
-    """Signed, but not by the site's key, or altered by one byte after signing."""
-    if r.random() < 0.5:
-        body = json.dumps({**d, "key_id": "kr-daejeon-demo"}, separators=(",", ":")).encode()
-        return sign_window(body, OTHER_KEY)
-    raw = bytearray(wire(d))
-    i = raw.index(b'"energy_mj":') + len(b'"energy_mj":')
-    raw[i] = ord("9") if raw[i] != ord("9") else ord("8")
-    return bytes(raw)
-
-
-def valid(rng: random.Random, seq: int) -> dict:
-    doc = window(seq=seq, agent_id=f"a{rng.randrange(5)}")
-    doc["gpus"][0]["energy_mj"] = rng.randrange(0, 5_000_000)
-    return doc
-
-
-BREAKERS = {
-    "malformed_json": lambda d, r: wire(d)[: r.randrange(1, 40)],
-    "unsupported_version": lambda d, r: json.dumps({**d, "schema_version": r.choice([0, 2, "1", None])}).encode(),
-    "schema_invalid": lambda d, r: json.dumps({**d, r.choice(["seq", "gpus", "node", "window_end_ns"]):
-                                                r.choice([-5, None, [], {}])}).encode(),
-    "oversized": lambda d, r: (json.dumps({**d, "gpus": [{**d["gpus"][0], "uuid": f"GPU-{i}"}
-                                                         for i in range(r.choice([65, 3000]))]}).encode()),
-    "unknown_site": lambda d, r: wire({**d, "site_id": f"nowhere-{r.randrange(99)}"}),
-    "unsigned": lambda d, r: wire({**d, "site_id": r.choice(["ca-montreal", "kr-daejeon"])}, sign=False),
-    "unknown_key": lambda d, r: sign_window(json.dumps({**d, "site_id": "ca-montreal", "key_id": "kr-daejeon-demo"},
-                                                       separators=(",", ":")).encode(), OTHER_KEY),
-    "bad_signature": _forged,
-    "implausible_energy": lambda d, r: wire({**d, "gpus": [{**d["gpus"][0], "energy_mj": 10**12}]}),
-}
+from tests.builders import BREAKERS, processor, valid, wire
 
 
 def test_ten_thousand_bad_windows_interleaved_with_good_ones() -> None:

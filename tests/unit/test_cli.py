@@ -79,7 +79,7 @@ def test_replay_then_attribute_golden(trace_dir: Path, tmp_path: Path) -> None:
 
 
 def test_attribute_reports_rejections_and_dedups(tmp_path: Path) -> None:
-    from tests.unit.test_telemetry import window, wire
+    from tests.builders import window, wire
 
     lines = [wire(window()), wire(window()), b"{broken", wire(window(seq=4))]
     src = tmp_path / "w.jsonl"
@@ -112,7 +112,7 @@ def test_attribute_reports_each_bad_line_and_books_the_rest(tmp_path: Path) -> N
     """Hostile lines never end the offline tool in a traceback (issue: poison-proof worker)."""
     import json
 
-    from tests.unit.test_telemetry import window, wire
+    from tests.builders import window, wire
 
     good = [wire(window(seq=i)) for i in range(3)]
     forged = wire({**window(seq=1), "gpus": [{**window()["gpus"][0], "energy_mj": 9}]})

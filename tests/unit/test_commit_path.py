@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from datetime import datetime
 from typing import Any
 
 import pytest
@@ -19,10 +18,8 @@ from streams.lease import ChainLease, LeaseError
 from streams.processing import Rejection, WindowProcessor
 from streams.sink import ClickHouseSink
 from streams.worker import LedgerWorker
-from tests.unit.test_telemetry import window, wire
+from tests.builders import ALL, NOW_NS, LostAck, raw
 
-ALL = (datetime(1970, 1, 1), datetime(2100, 1, 1))
-NOW_NS = 10**18 + 60 * 10**9
 _n = itertools.count()
 
 
@@ -31,28 +28,6 @@ def db(chdb_engine: Any) -> tuple[Any, str]:
     name = f"bl_commit{next(_n)}"
     apply_migrations(chdb_engine, name)
     return chdb_engine, name
-
-
-def raw(seq: int, energy: int = 5000, **over: Any) -> bytes:
-    doc = window(seq=seq, **over)
-    doc["gpus"][0]["energy_mj"] = energy
-    return wire(doc)
-
-
-class LostAck:
-    """A client whose next ledger_batches insert reaches the server but whose
-    acknowledgement is lost (the driver raises after the server stored it)."""
-
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self.lose_next_commit = False
-
-    def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:
-        out = self.client.execute(query, *args, **kwargs)
-        if self.lose_next_commit and "INSERT INTO" in query and ".ledger_batches" in query:
-            self.lose_next_commit = False
-            raise ConnectionResetError("connection reset after the insert")
-        return out
 
 
 def test_a_commit_whose_acknowledgement_is_lost_is_kept_exactly_once(db, config_and_hash) -> None:
@@ -187,11 +162,11 @@ def test_the_clickhouse_dead_letter_writer_takes_any_bytes_and_any_detail(chdb_e
     def write(messages: list[tuple[bytes, str]]) -> None:
         import hashlib
 
-        rejections = [Rejection.of("malformed_json", detail, raw) for raw, detail in messages]
+        rejections = [Rejection.of("malformed_json", detail, data) for data, detail in messages]
         sink.write([], [], rejections)
-        for raw, _ in messages:
+        for data, _ in messages:
             rows = chdb_engine.execute(f"SELECT hex(raw) FROM {name}.dlq_records WHERE raw_sha256 = %(h)s",
-                                       {"h": hashlib.sha256(raw).hexdigest()})
-            assert rows and rows[0][0] == raw.hex().upper()
+                                       {"h": hashlib.sha256(data).hexdigest()})
+            assert rows and rows[0][0] == data.hex().upper()
 
     write()

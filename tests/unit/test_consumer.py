@@ -20,7 +20,7 @@ from streams.processing import WindowProcessor
 from streams.settings import StreamSettings
 from streams.sink import MemorySink
 from streams.worker import LedgerWorker
-from tests.unit.test_worker import raw
+from tests.builders import raw
 
 P0, P1 = TopicPartition(WINDOWS_TOPIC, 0), TopicPartition(WINDOWS_TOPIC, 1)
 

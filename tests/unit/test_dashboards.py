@@ -14,7 +14,7 @@ import pytest
 from dashboards.build import JSON_DIR, build_all, expand
 from dashboards.specs import DASHBOARDS
 from ledger.audit import record_run
-from tests.unit.test_ledger_audit import ALL, ledger_db  # noqa: F401 (fixture)
+from tests.builders import ALL
 
 START, END = 1_790_000_000, 1_800_000_000
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import re
-from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,40 +20,13 @@ from schemas.ledger import row_from_entry
 from schemas.topics import WINDOWS_TOPIC
 from streams.processing import WindowProcessor
 from streams.sink import ClickHouseSink
+from tests.builders import ALL
 from tests.helpers import book_messages
 
 ROOT = Path(__file__).resolve().parents[2]
-DB = "bl_audit"
-ALL = (datetime(1970, 1, 1), datetime(2100, 1, 1))
+
+
 _counter = itertools.count()
-
-
-def messages(trace_dir, config) -> list[tuple[str, bytes, bytes]]:
-    """The replayed H100 trace and a simulated node, with their job events."""
-    pub = MemoryPublisher()
-    replay_trace(trace_dir, pub, site_id="kr-daejeon", node="r1",
-                 accounts=ROOT / "deploy" / "replay-accounts.example.yaml")
-    start = 1_795_000_000 * 10**9
-    clock = FleetClock(start)
-    fleet = build_sim_fleet(config, pub, clock, start_ns=start, horizon_ns=600 * 10**9, nodes_per_site=1,
-                            gpus_per_node=2, window_s=10, seed=3, sites=["de-juelich"])
-    run_fleet(fleet, pub, clock, until_ns=start + 600 * 10**9, finish=False)
-    return pub.messages
-
-
-@pytest.fixture()
-def ledger_db(chdb_engine, trace_dir, config_and_hash):
-    """A fresh database per test: the same pipeline output, written in batches of 7 windows."""
-    db = f"{DB}{next(_counter)}"
-    apply_migrations(chdb_engine, db)
-    cfg, digest = config_and_hash
-    proc = WindowProcessor(cfg, digest)
-    sink = ClickHouseSink(chdb_engine, db)
-    sink.record_config(digest, cfg.version, (ROOT / "deploy" / "consortium.example.yaml").read_bytes(),
-                       [(m.code, m.name, m.contribution_share) for m in cfg.members])
-    book_messages(messages(trace_dir, cfg), proc, sink)
-    return chdb_engine, db
-
 
 def mutate(engine, sql: str) -> None:
     engine.execute(f"{sql} SETTINGS mutations_sync = 2")
@@ -585,7 +557,6 @@ def test_delivered_capacity_is_the_ledgers_gpu_time_and_an_outage_costs_availabi
     from datetime import datetime as dt
 
     from agents.publisher import MemoryPublisher
-    from agents.runner import FleetClock, build_sim_fleet, run_fleet
     from ledger.capacity import capacity
     from schemas.consortium import parse_config
 
@@ -594,7 +565,7 @@ def test_delivered_capacity_is_the_ledgers_gpu_time_and_an_outage_costs_availabi
         b'\npledges: [{member: DE, period: "2026-11", normalised_gpu_hours: "0.5", availability_target: "0.9"}]\n')
     cfg, digest = parse_config(text)
     assert cfg.site("de-juelich").gpus == 2
-    db = f"{DB}{next(_counter)}"
+    db = f"bl_pledges{next(_counter)}"
     apply_migrations(chdb_engine, db)
     sink = ClickHouseSink(chdb_engine, db)
     sink.record_config(digest, cfg.version, text, [(m.code, m.name, m.contribution_share) for m in cfg.members])

@@ -20,21 +20,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.telemetry import MAX_DEPTH, MAX_TIME_NS, json_depth
-from streams.processing import MAX_DETAIL_CHARS, MAX_MESSAGE_BYTES, Rejection
+from streams.processing import MAX_DETAIL_CHARS, Rejection
 from streams.sink import MemorySink
 from streams.worker import MAX_DLQ_RAW_BYTES, LedgerWorker, dlq_record
-from tests.unit.test_bad_input import processor
-from tests.unit.test_telemetry import window, wire
-
-NOW_NS = 10**18 + 60 * 10**9  # a minute after the test windows end
+from tests.builders import NOW_NS, POISON, good, processor, set_field, window, wire
 
 
 def worker() -> LedgerWorker:
     return LedgerWorker(processor(), MemorySink(), clock_ns=lambda: NOW_NS)
-
-
-def good(seq: int = 1, **over: Any) -> bytes:
-    return wire(window(seq=seq, **over))
 
 
 def accounted(w: LedgerWorker, raws: list[bytes | None]) -> tuple[int, list[Rejection]]:
@@ -82,17 +75,6 @@ TEXT_FIELDS = ["agent_id", "site_id", "node", "boot_id", "epoch", "gpus.uuid", "
                "processes.account", "signature", "key_id", "gpus.flags"]
 
 
-def _set(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
-    gpu = doc["gpus"][0]
-    if path.startswith("gpus."):
-        gpu[path[5:]] = [value] if path == "gpus.flags" else value
-    elif path.startswith("processes."):
-        gpu["processes"][0][path[10:]] = value
-    else:
-        doc[path] = value
-    return doc
-
-
 def _encode(doc: Any) -> bytes:
     # signed by its site as it is (surrogates and any code point: what a hostile
     # producer can put on the wire), so the checks after the signature are reached
@@ -111,9 +93,9 @@ def hostile(draw: st.DrawFn, kinds: tuple[str, ...] = tuple(KINDS)) -> bytes | N
     if kind == "mutated":
         return _mutate(good(seq), random.Random(draw(st.integers())))
     if kind == "number":
-        return _encode(_set(window(seq=seq), draw(st.sampled_from(FIELDS)), draw(EDGE_NUMBERS)))
+        return _encode(set_field(window(seq=seq), draw(st.sampled_from(FIELDS)), draw(EDGE_NUMBERS)))
     if kind == "text":
-        return _encode(_set(window(seq=seq), draw(st.sampled_from(TEXT_FIELDS)), draw(TEXTS)))
+        return _encode(set_field(window(seq=seq), draw(st.sampled_from(TEXT_FIELDS)), draw(TEXTS)))
     if kind == "deep":
         n = draw(st.integers(MAX_DEPTH - 2, 5000))
         inner = b"[" * n + b"]" * n
@@ -158,36 +140,7 @@ def test_arbitrary_bytes_never_raise_out_of_the_processor(data: bytes) -> None:
 
 
 # -- the classes named in the issue, one by one ---------------------------------------------
-POISON = {
-    "invalid UTF-8 in a string value": (good()[:-2] + b',"node":"n\xff"}', "malformed_json"),
-    "invalid UTF-8 in an unknown field": (good()[:-1] + b',"x":"\xc3("}', "malformed_json"),
-    "5,000 levels of nesting": (good()[:-1] + b',"x":' + b"[" * 5000 + b"]" * 5000 + b"}", "too_deep"),
-    "100 levels in an unknown field (the fast decoder would skip it)": (
-        good()[:-1] + b',"x":' + b"[" * 100 + b"]" * 100 + b"}", "too_deep"),
-    "lone surrogate escape in an unknown field": (good()[:-1] + b',"x":"\\ud800"}', "malformed_json"),
-    "non-ASCII signature": (_encode({**window(), "key_id": "ca-1", "signature": "\u00e9" * 64}), "schema_invalid"),
-    "energy 10^30 with a self-declared limit of 10^30": (
-        _encode(_set(_set(window(), "gpus.energy_mj", 10**30), "gpus.power_limit_mw", 10**30)), "schema_invalid"),
-    "energy under the schema bound but over the config's limit, window claims a huge limit": (
-        _encode(_set(_set(window(), "gpus.energy_mj", 10**12), "gpus.power_limit_mw", 10**9)),
-        "implausible_energy"),
-    "seq 2^64": (_encode(_set(window(), "seq", 2**64)), "schema_invalid"),
-    "window after 2106": (_encode({**window(), "window_start_ns": 2**62, "window_end_ns": 2**62 + 10**10}),
-                          "schema_invalid"),
-    "energy as a string": (_encode(_set(window(), "gpus.energy_mj", "5000000")), "schema_invalid"),
-    "energy as a boolean": (_encode(_set(window(), "gpus.energy_mj", True)), "schema_invalid"),
-    "schema_version 1.0": (_encode(window(schema_version=1.0)), "unsupported_version"),
-    "schema_version true": (_encode(window(schema_version=True)), "unsupported_version"),
-    "a window from 1970": (_encode({**window(), "window_start_ns": 0, "window_end_ns": 10**10}), "schema_invalid"),
-    "a window eight days old": (_encode({**window(), "window_start_ns": NOW_NS - 8 * 86_400 * 10**9,
-                                         "window_end_ns": NOW_NS - 8 * 86_400 * 10**9 + 10**10}), "too_old"),
-    "a node name with a slash": (_encode(window(node="a/b")), "schema_invalid"),
-    "an agent id with a control character": (_encode(window(agent_id="a\x07")), "schema_invalid"),
-    "a site id with surrounding space": (_encode(window(site_id=" kr-daejeon")), "schema_invalid"),
-    "a tombstone": (None, "empty"),
-    "an empty value": (b"", "malformed_json"),
-    "oversized": (b"[" + b"1," * (MAX_MESSAGE_BYTES // 2) + b"1]", "oversized"),
-}
+
 
 
 @pytest.mark.parametrize("name", list(POISON))

@@ -5,7 +5,7 @@ import pytest
 from schemas import JobEvent
 from streams.attribution import book_jobs
 from streams.processing import WindowProcessor, entry_id
-from tests.unit.test_telemetry import window, wire
+from tests.builders import window, wire
 
 
 @pytest.fixture()

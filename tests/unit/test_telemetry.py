@@ -8,32 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import WireError, decode_window
-
-
-def window(**over) -> dict:
-    doc = {
-        "schema_version": 1, "agent_id": "a1", "site_id": "kr-daejeon", "node": "n1",
-        "boot_id": "b1", "epoch": "e1", "seq": 3, "window_start_ns": 10**18, "window_end_ns": 10**18 + 10**10,
-        "gpus": [{"uuid": "GPU-1", "model": "NVIDIA H100 80GB HBM3", "energy_mj": 5000,
-                  "gpu_seconds": 10.0, "util_gpu": 50, "mem_used_bytes": 1, "power_avg_mw": 500,
-                  "processes": [{"pid": 1, "job_id": "7", "sm_share": 0.5}]}],
-    }
-    doc.update(over)
-    return doc
-
-
-def wire(doc: dict, sign: bool = True) -> bytes:
-    """A window as an agent sends it: compact JSON, signed with its site's public demo
-    key (the example config lists those keys; schemas/signing.py). Strings go out as
-    they are (surrogates too), as a hostile producer could send them."""
-    from schemas.signing import demo_key, sign_window
-
-    site = doc.get("site_id")
-    if not sign or "signature" in doc or not isinstance(site, str) or not site.isascii():
-        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "surrogatepass")
-    key_id, key = demo_key(site)
-    body = json.dumps({**doc, "key_id": key_id}, ensure_ascii=False, separators=(",", ":"))
-    return sign_window(body.encode("utf-8", "surrogatepass"), key)
+from tests.builders import window
 
 
 def test_round_trip_keeps_the_contract_names() -> None:
@@ -153,7 +128,7 @@ def test_fast_decoder_agrees_on_arbitrary_values(value, key) -> None:
 def test_fast_decoder_agrees_on_the_bad_input_corpus() -> None:
     import random
 
-    from tests.unit.test_bad_input import BREAKERS, valid
+    from tests.builders import BREAKERS, valid
 
     rng = random.Random(7)
     for i in range(400):

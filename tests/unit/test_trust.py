@@ -24,7 +24,7 @@ from schemas.signing import (
     verify_window,
 )
 from streams.processing import WindowProcessor
-from tests.unit.test_telemetry import window
+from tests.builders import window
 
 ROOT = Path(__file__).resolve().parents[2]
 KR_OLD, KR_NEW, CA = new_key(), new_key(), new_key()

@@ -11,7 +11,7 @@ from streams import SinkError
 from streams.processing import WindowProcessor
 from streams.sink import MemorySink
 from streams.worker import LedgerWorker, dlq_record
-from tests.unit.test_telemetry import window, wire
+from tests.builders import raw
 
 
 class FlakySink(MemorySink):
@@ -31,10 +31,6 @@ def make(config_and_hash):
     def _make(sink):
         return LedgerWorker(WindowProcessor(*config_and_hash), sink, clock_ns=lambda: 10**18 + 60 * 10**9)
     return _make
-
-
-def raw(**over) -> bytes:
-    return wire(window(**over))
 
 
 def test_batch_with_duplicates_and_garbage(make) -> None:
