@@ -56,8 +56,11 @@ def move_entry(client: Any, db: str, entry_id: str, to_account: str, reason: str
     project = cfg.project_for_account(to_account)
     if project is None:
         raise CorrectionError(f"account {to_account!r} belongs to no project of config {cfg.version}")
-    site, model = cfg.site(orig.site_id), next(g for g in cfg.gpu_models if g.key == orig.gpu_model)
-    assert site is not None
+    site = cfg.site(orig.site_id)
+    model = next((g for g in cfg.gpu_models if g.key == orig.gpu_model), None)
+    if site is None or model is None:  # the entry was booked under this config: its site and model are in it
+        raise CorrectionError(f"entry {entry_id}: site {orig.site_id!r} or GPU model {orig.gpu_model!r} is not in "
+                              f"its config {cfg.version}; the ledger and its stored config disagree")
 
     reversal = orig.model_copy(update={
         "entry_id": _correction_id(entry_id, "reversal"), "energy_mj": -orig.energy_mj, "gpu_ms": -orig.gpu_ms,
@@ -74,7 +77,8 @@ def move_entry(client: Any, db: str, entry_id: str, to_account: str, reason: str
             "project": project.id, "member": member, "energy_mj": e_mj, "gpu_ms": g_ms,
             "normalised_gpu_hours": price.normalised_gpu_hours, "cost_eur": price.cost_eur,
             "carbon_g": price.carbon_g, "corrects": entry_id, "account_source": "correction"}))
-    assert sum(e.energy_mj for e in out) == 0 and sum(e.gpu_ms for e in out) == 0
+    if sum(e.energy_mj for e in out) or sum(e.gpu_ms for e in out):  # a correction moves usage, never makes it
+        raise CorrectionError(f"entry {entry_id}: the correction does not net to zero; nothing written")
     now = datetime.now(UTC).replace(tzinfo=None)
     sink = ChainWriter(client, db, chain_id=chain_id)
     if checkpoints is not None:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Annotated, Literal
 
 import msgspec
@@ -40,7 +40,7 @@ from schemas.signing import SigningKey, VerifyKey, sign_window, split_signature
 from schemas.telemetry import ID_PATTERN, MAX_TIME_NS, MIN_TIME_NS
 
 __all__ = [
-    "CHECKPOINT_VERSION", "MAX_CHECKPOINT_BYTES", "Checkpoint", "CheckpointError", "checkpoint_id",
+    "CHECKPOINT_VERSION", "MAX_CHECKPOINT_BYTES", "ChainHead", "Checkpoint", "CheckpointError", "checkpoint_id",
     "decode_checkpoint", "encode_checkpoint",
 ]
 
@@ -71,8 +71,10 @@ class _Wire(msgspec.Struct, forbid_unknown_fields=True):
 
 
 @dataclass(frozen=True, slots=True)
-class Checkpoint:
-    kind: str
+class ChainHead:
+    """A chain after a batch: its seq and hash and the running totals. What the
+    chain writer reports for each commit and what a checkpoint signs."""
+
     chain_id: str
     seq: int
     batch_hash: str
@@ -80,16 +82,24 @@ class Checkpoint:
     windows: int
     energy_mj: int
     gpu_ms: int
-    prev: str
-    time_ns: int
-    reason: str
-    key_id: str
 
     def totals(self) -> tuple[int, int, int, int]:
         return (self.entries, self.windows, self.energy_mj, self.gpu_ms)
 
     def where(self) -> str:
         return f"chain {self.chain_id} seq {self.seq}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Checkpoint(ChainHead):
+    """A chain head signed by the ledger key: ``kind`` register or checkpoint, the
+    previous checkpoint's id (``prev``), when, why and with which key."""
+
+    kind: str
+    prev: str
+    time_ns: int
+    reason: str
+    key_id: str
 
 
 def encode_checkpoint(cp: Checkpoint, key: SigningKey) -> bytes:
@@ -131,7 +141,7 @@ def decode_checkpoint(raw: bytes | None, keys: Mapping[str, VerifyKey] | None) -
             raise CheckpointError(f"bad signature for ledger key {wire.key_id!r}") from exc
     if wire.kind == "register" and wire.prev != GENESIS:
         raise CheckpointError("a registration names a previous checkpoint")
-    return Checkpoint(**{f: getattr(wire, f) for f in Checkpoint.__slots__})
+    return Checkpoint(**{f.name: getattr(wire, f.name) for f in fields(Checkpoint)})
 
 
 def checkpoint_id(raw: bytes) -> str:

@@ -36,7 +36,7 @@ Rules (docs/attribution.md has the worked examples):
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from schemas import ConsortiumConfig, JobEvent
@@ -45,7 +45,7 @@ from schemas.ledger import AccountKind, AccountSource
 from schemas.telemetry import GpuReading
 from streams.job_book import JobBook, Jobs, JobSpan, book_jobs
 
-__all__ = ["Attributor", "JobBook", "JobSpan", "Jobs", "Part", "attribute_gpu", "book_jobs", "owner_weights",
+__all__ = ["ConfigMemo", "JobBook", "JobSpan", "Jobs", "Part", "attribute_gpu", "book_jobs", "owner_weights",
            "split_exact"]
 
 # Shares are turned into integer weights at this resolution (parts per million).
@@ -127,114 +127,114 @@ def _exclusive_holder(site_id: str, gpu_uuid: str, jobs: Jobs,
     return holders[0] if len(holders) == 1 else None
 
 
-class Attributor:
-    """The rules applied under one config. What depends on the config alone (a
-    job's tenant once its account is known, a site's idle tenant) is worked out
-    once and remembered here, so the stream's per-entry path does not redo it;
-    a new config is a new Attributor, never a stale memo."""
+@dataclass(slots=True)
+class ConfigMemo:
+    """What the rules work out from one config alone (a job's tenant once its account
+    is known, a site's idle tenant, a project's owner weights), remembered so the
+    stream's per-entry path does not redo it. One per config: the stream's processor
+    keeps one beside its config, so a new config never meets a stale memo."""
 
-    # One tenant per (site, job, account): bounded over months of jobs.
-    MAX_TENANTS = 50_000
+    config: ConsortiumConfig
+    tenants: dict[tuple[str, str | None, str, AccountSource], _Tenant] = field(default_factory=dict)
+    idle: dict[str, _Tenant] = field(default_factory=dict)
+    owners: dict[str, tuple[tuple[str, int], ...]] = field(default_factory=dict)
 
-    def __init__(self, config: ConsortiumConfig) -> None:
-        self.config = config
-        self._tenants: dict[tuple[str, str | None, str, AccountSource], _Tenant] = {}
-        self._idle: dict[str, _Tenant] = {}
-        self._owners: dict[str, tuple[tuple[str, int], ...]] = {}
 
-    def gpu(self, site_id: str, gpu: GpuReading, jobs: Jobs | None = None,
-            window: tuple[int, int] | None = None) -> list[Part]:
-        """Split one GPU window among accounts; the parts sum exactly to the window.
-
-        ``window`` (start, end ns) limits exclusive allocations to jobs that held
-        the GPU during it."""
-        book: Jobs = jobs if jobs is not None else {}
-        procs = gpu.processes
-        energy_mj, gpu_ms = gpu.energy_mj, gpu.gpu_ms
-        if not procs:
-            holder = _exclusive_holder(site_id, gpu.uuid, book, window)
-            if holder is None:
-                return _owner_parts(self.idle(site_id), energy_mj, gpu_ms)
-            return _owner_parts(self.tenant_for_job(site_id, holder.job_id, holder.account, book), energy_mj, gpu_ms)
-        if len(procs) == 1 and "mig" not in gpu.flags:  # one tenant holds the whole window
-            proc = procs[0]
-            return _owner_parts(self.tenant_for_job(site_id, proc.job_id, proc.account, book), energy_mj, gpu_ms)
-
-        weights: dict[tuple[str | None, str | None], int] = {}
-        for proc in procs:
-            key = (proc.job_id, proc.account)
-            weights[key] = weights.get(key, 0) + round(proc.sm_share * SHARE_SCALE)
-        tenants = [self.tenant_for_job(site_id, j, a, book) for (j, a) in weights]
-        tenant_weights = list(weights.values())
-        unused = SHARE_SCALE - sum(tenant_weights)
-        if "mig" in gpu.flags and unused > 0:
-            tenants.append(self.idle(site_id))
-            tenant_weights.append(unused)
-        if len(tenants) == 1:
-            return _owner_parts(tenants[0], energy_mj, gpu_ms)
-        parts: list[Part] = []
-        for tenant, e_mj, g_ms in zip(tenants, split_exact(energy_mj, tenant_weights),
-                                      split_exact(gpu_ms, tenant_weights), strict=True):
-            parts.extend(_owner_parts(tenant, e_mj, g_ms))
-        return _merge(parts)
-
-    def tenant_for_job(self, site_id: str, job_id: str | None, claim: str | None, jobs: Jobs) -> _Tenant:
-        """The tenant a job's usage is booked to. ``claim``: the account the window
-        names for the process, if any; the job events decide (rule 1)."""
-        if job_id is None:
-            return _unresolved(site_id, claim, None)
-        span = jobs.get((site_id, job_id))
-        source: AccountSource
-        if span is not None:
-            account = span.start.account
-            source = "job_event" if claim is None or claim == account else "job_event_overrode_claim"
-        elif claim is not None and self._self_declares(site_id):
-            account, source = claim, "self_declared"
-        else:
-            return _unresolved(site_id, claim, job_id)
-        key = (site_id, job_id, account, source)  # from here the tenant depends on the config alone
-        tenant = self._tenants.get(key)
-        if tenant is None:
-            if len(self._tenants) >= self.MAX_TENANTS:
-                self._tenants.clear()
-            project = self.config.project_for_account(account)
-            if project is None:
-                tenant = _unresolved(site_id, account, job_id)
-            else:
-                owners = self._owners.get(project.id)
-                if owners is None:
-                    owners = self._owners[project.id] = owner_weights(project)
-                tenant = _Tenant("job", account, project.id, owners, job_id, source)
-            self._tenants[key] = tenant
-        return tenant
-
-    def _self_declares(self, site_id: str) -> bool:
-        site = self.config.site(site_id)
-        return site is not None and site.self_declared_accounts
-
-    def idle(self, site_id: str) -> _Tenant:
-        """The site's idle account, billed as its idle policy says (rule 4)."""
-        tenant = self._idle.get(site_id)
-        if tenant is None:
-            site = self.config.site(site_id)
-            policy = site.idle_policy if site is not None else "apart"
-            if policy == "host" and site is not None:
-                owners: tuple[tuple[str, int], ...] = ((site.country, 1),)
-            elif policy == "shared":
-                owners = tuple((m.code, int(m.contribution_share * SHARE_SCALE)) for m in self.config.members)
-            else:
-                owners = _NOBODY
-            tenant = self._idle[site_id] = _Tenant("idle", f"idle:{site_id}", f"idle:{site_id}", owners, None, "none")
-        return tenant
+# One tenant per (site, job, account) is remembered: bounded over months of jobs.
+MAX_MEMO_TENANTS = 50_000
 
 
 def attribute_gpu(
     site_id: str, gpu: GpuReading, config: ConsortiumConfig, jobs: Jobs | None = None,
-    window: tuple[int, int] | None = None,
+    window: tuple[int, int] | None = None, memo: ConfigMemo | None = None,
 ) -> list[Part]:
-    """``Attributor(config).gpu(...)`` for one window: the rules as a plain function
-    (tests, one-off callers); the stream keeps one Attributor per config."""
-    return Attributor(config).gpu(site_id, gpu, jobs, window)
+    """Split one GPU window among accounts; the parts sum exactly to the window.
+
+    ``window`` (start, end ns) limits exclusive allocations to jobs that held
+    the GPU during it. ``memo``: the config's memo (streams/processing.py keeps
+    one); without it the rules work everything out afresh."""
+    m = memo if memo is not None and memo.config is config else ConfigMemo(config)
+    book: Jobs = jobs if jobs is not None else {}
+    procs = gpu.processes
+    energy_mj, gpu_ms = gpu.energy_mj, gpu.gpu_ms
+    if not procs:
+        holder = _exclusive_holder(site_id, gpu.uuid, book, window)
+        if holder is None:
+            return _owner_parts(_idle(site_id, m), energy_mj, gpu_ms)
+        return _owner_parts(_tenant_for_job(site_id, holder.job_id, holder.account, book, m), energy_mj, gpu_ms)
+    if len(procs) == 1 and "mig" not in gpu.flags:  # one tenant holds the whole window
+        proc = procs[0]
+        return _owner_parts(_tenant_for_job(site_id, proc.job_id, proc.account, book, m), energy_mj, gpu_ms)
+
+    weights: dict[tuple[str | None, str | None], int] = {}
+    for proc in procs:
+        key = (proc.job_id, proc.account)
+        weights[key] = weights.get(key, 0) + round(proc.sm_share * SHARE_SCALE)
+    tenants = [_tenant_for_job(site_id, j, a, book, m) for (j, a) in weights]
+    tenant_weights = list(weights.values())
+    unused = SHARE_SCALE - sum(tenant_weights)
+    if "mig" in gpu.flags and unused > 0:
+        tenants.append(_idle(site_id, m))
+        tenant_weights.append(unused)
+    if len(tenants) == 1:
+        return _owner_parts(tenants[0], energy_mj, gpu_ms)
+    parts: list[Part] = []
+    for tenant, e_mj, g_ms in zip(tenants, split_exact(energy_mj, tenant_weights),
+                                  split_exact(gpu_ms, tenant_weights), strict=True):
+        parts.extend(_owner_parts(tenant, e_mj, g_ms))
+    return _merge(parts)
+
+
+def _tenant_for_job(site_id: str, job_id: str | None, claim: str | None, jobs: Jobs, memo: ConfigMemo) -> _Tenant:
+    """The tenant a job's usage is booked to. ``claim``: the account the window
+    names for the process, if any; the job events decide (rule 1)."""
+    if job_id is None:
+        return _unresolved(site_id, claim, None)
+    span = jobs.get((site_id, job_id))
+    source: AccountSource
+    if span is not None:
+        account = span.start.account
+        source = "job_event" if claim is None or claim == account else "job_event_overrode_claim"
+    elif claim is not None and _self_declares(memo.config, site_id):
+        account, source = claim, "self_declared"
+    else:
+        return _unresolved(site_id, claim, job_id)
+    key = (site_id, job_id, account, source)  # from here the tenant depends on the config alone
+    tenant = memo.tenants.get(key)
+    if tenant is None:
+        if len(memo.tenants) >= MAX_MEMO_TENANTS:
+            memo.tenants.clear()
+        project = memo.config.project_for_account(account)
+        if project is None:
+            tenant = _unresolved(site_id, account, job_id)
+        else:
+            owners = memo.owners.get(project.id)
+            if owners is None:
+                owners = memo.owners[project.id] = owner_weights(project)
+            tenant = _Tenant("job", account, project.id, owners, job_id, source)
+        memo.tenants[key] = tenant
+    return tenant
+
+
+def _self_declares(config: ConsortiumConfig, site_id: str) -> bool:
+    site = config.site(site_id)
+    return site is not None and site.self_declared_accounts
+
+
+def _idle(site_id: str, memo: ConfigMemo) -> _Tenant:
+    """The site's idle account, billed as its idle policy says (rule 4)."""
+    tenant = memo.idle.get(site_id)
+    if tenant is None:
+        site = memo.config.site(site_id)
+        policy = site.idle_policy if site is not None else "apart"
+        if policy == "host" and site is not None:
+            owners: tuple[tuple[str, int], ...] = ((site.country, 1),)
+        elif policy == "shared":
+            owners = tuple((m.code, int(m.contribution_share * SHARE_SCALE)) for m in memo.config.members)
+        else:
+            owners = _NOBODY
+        tenant = memo.idle[site_id] = _Tenant("idle", f"idle:{site_id}", f"idle:{site_id}", owners, None, "none")
+    return tenant
 
 
 def _owner_parts(tenant: _Tenant, energy_mj: int, gpu_ms: int) -> list[Part]:

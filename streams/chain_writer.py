@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -37,13 +36,13 @@ from schemas.chain import (
     window_digest,
     windows_hash,
 )
-from schemas.checkpoint import Checkpoint, checkpoint_id
+from schemas.checkpoint import ChainHead, Checkpoint, checkpoint_id
 from schemas.ledger import ENTRY_ROW_FIELDS, EntryRow
 from schemas.telemetry import Window
 from streams.clickhouse import decimal_units
 from streams.lease import ChainLease
 
-__all__ = ["BATCH_COLUMNS", "ENTRY_COLUMNS", "WINDOW_COLUMNS", "ChainWriter", "Committed", "entry_columns"]
+__all__ = ["BATCH_COLUMNS", "ENTRY_COLUMNS", "WINDOW_COLUMNS", "ChainWriter", "ChainHead", "entry_columns"]
 
 log = logging.getLogger(__name__)
 
@@ -74,19 +73,6 @@ def _ts(ns: int) -> datetime:
 
 
 
-@dataclass(frozen=True, slots=True)
-class Committed:
-    """A batch linked into a chain: what a checkpoint (streams/checkpoints.py) counts."""
-
-    chain_id: str
-    seq: int
-    batch_hash: str
-    entries: int
-    windows: int
-    energy_mj: int
-    gpu_ms: int
-
-
 def entry_columns(batch_id: str, rows: Sequence[EntryRow], written_at: int) -> list[list[Any]]:
     """The ENTRY_COLUMNS of an insert, column by column, from entry rows.
 
@@ -104,7 +90,7 @@ def entry_columns(batch_id: str, rows: Sequence[EntryRow], written_at: int) -> l
 class ChainWriter:
     def __init__(self, client: Any, database: str, chain_id: str = "main",
                  now: Callable[[], datetime] | None = None, lease: ChainLease | None = None,
-                 on_commit: Callable[[Committed], None] | None = None) -> None:
+                 on_commit: Callable[[ChainHead], None] | None = None) -> None:
         self.client = client
         self.db = database
         self.chain_id = chain_id
@@ -194,7 +180,7 @@ class ChainWriter:
             log.warning("batch %s of chain %s not confirmed; retried under a new batch id", batch_id, self.chain_id)
             raise
         if self.on_commit is not None:
-            self.on_commit(Committed(self.chain_id, seq, b_hash, len(entries), len(windows), energy, gpu_ms))
+            self.on_commit(ChainHead(self.chain_id, seq, b_hash, len(entries), len(windows), energy, gpu_ms))
         return batch_id
 
     def batch_hash_at(self, seq: int) -> str | None:
@@ -208,13 +194,13 @@ class ChainWriter:
             f"INSERT INTO {self.db}.ledger_checkpoints (chain_id, seq, kind, sha256, message, published_at) VALUES",
             [(cp.chain_id, cp.seq, cp.kind, checkpoint_id(raw), raw.decode(), _ts(cp.time_ns))])
 
-    def totals(self) -> Committed:
+    def totals(self) -> ChainHead:
         """This chain's head and running totals, from its commit records."""
         rows = self.client.execute(
             f"SELECT count(), max(seq), sum(entry_count), sum(window_count), sum(energy_mj), sum(gpu_ms), "
             f"argMax(batch_hash, seq) FROM {self.db}.ledger_batches WHERE chain_id = %(c)s", {"c": self.chain_id})
         n, seq, entries, windows, energy, gpu_ms, head = rows[0]
         if not n:
-            return Committed(self.chain_id, -1, GENESIS, 0, 0, 0, 0)
-        return Committed(self.chain_id, int(seq), head, int(entries), int(windows), int(energy), int(gpu_ms))
+            return ChainHead(self.chain_id, -1, GENESIS, 0, 0, 0, 0)
+        return ChainHead(self.chain_id, int(seq), head, int(entries), int(windows), int(energy), int(gpu_ms))
 

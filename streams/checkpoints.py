@@ -25,11 +25,17 @@ from pathlib import Path
 from typing import Protocol
 
 from schemas.chain import GENESIS
-from schemas.checkpoint import Checkpoint, CheckpointError, checkpoint_id, decode_checkpoint, encode_checkpoint
+from schemas.checkpoint import (
+    ChainHead,
+    Checkpoint,
+    CheckpointError,
+    checkpoint_id,
+    decode_checkpoint,
+    encode_checkpoint,
+)
 from schemas.consortium import ConsortiumConfig
 from schemas.signing import SigningKey, VerifyKey, demo_key, public_key_hex, read_signing_key, verifier
 from streams import StreamError
-from streams.chain_writer import Committed
 
 __all__ = [
     "CheckpointLog", "Checkpointer", "ChainMismatch", "MemoryCheckpointLog", "ledger_signer", "ledger_verifiers",
@@ -110,13 +116,13 @@ class Checkpointer:
         self.interval_ns = int(interval_s * 1e9)
         self.clock_ns = clock_ns
         self.store = store  # a copy in the database (ledger_checkpoints), for statements
-        self.head = Committed(chain_id, -1, GENESIS, 0, 0, 0, 0)
+        self.head = ChainHead(chain_id, -1, GENESIS, 0, 0, 0, 0)
         self.published: Checkpoint | None = None
         self.prev = GENESIS
         self._last_publish_ns = 0
 
     # -- start ----------------------------------------------------------------------
-    def start(self, head: Committed, batch_hash_at: Callable[[int], str | None]) -> Checkpoint | None:
+    def start(self, head: ChainHead, batch_hash_at: Callable[[int], str | None]) -> Checkpoint | None:
         """Check the database's head of this chain against its last checkpoint and
         publish a registration (a chain the topic does not know) or a checkpoint
         of the head (when it moved since). ChainMismatch: the database lost or
@@ -148,10 +154,10 @@ class Checkpointer:
         return None
 
     # -- while writing ----------------------------------------------------------------
-    def committed(self, batch: Committed) -> None:
+    def committed(self, batch: ChainHead) -> None:
         """The sink's ``on_commit``: count the batch; publish when one is due."""
         h = self.head
-        self.head = Committed(self.chain_id, batch.seq, batch.batch_hash, h.entries + batch.entries,
+        self.head = ChainHead(self.chain_id, batch.seq, batch.batch_hash, h.entries + batch.entries,
                               h.windows + batch.windows, h.energy_mj + batch.energy_mj, h.gpu_ms + batch.gpu_ms)
         self.tick()
 
@@ -177,8 +183,7 @@ class Checkpointer:
 
     def _publish(self, kind: str, reason: str) -> Checkpoint:
         h = self.head
-        cp = Checkpoint(kind=kind, chain_id=self.chain_id, seq=h.seq, batch_hash=h.batch_hash, entries=h.entries,
-                        windows=h.windows, energy_mj=h.energy_mj, gpu_ms=h.gpu_ms,
+        cp = Checkpoint(self.chain_id, h.seq, h.batch_hash, *h.totals(), kind=kind,
                         prev=GENESIS if kind == "register" else self.prev, time_ns=self.clock_ns(), reason=reason,
                         key_id=self.key_id)
         raw = encode_checkpoint(cp, self.key)

@@ -16,7 +16,7 @@ from schemas.consortium import Site
 from schemas.ledger import EntryRow, entry_from_row
 from schemas.signing import VerifyKey, verifier, verify_window
 from schemas.telemetry import Window, decode_window_fast
-from streams.attribution import Attributor
+from streams.attribution import ConfigMemo, attribute_gpu
 from streams.job_book import Jobs
 from streams.pricing import Tariff
 
@@ -108,7 +108,7 @@ class WindowProcessor:
             (site.id, k.id): verifier(k.ed25519) for site in config.sites for k in site.keys}
         self.max_age_ns = max_age_ns
         self._tariffs: dict[tuple[str, str], tuple[str, Tariff]] = {}
-        self._attributor = Attributor(config)
+        self._memo = ConfigMemo(config)
 
     def process(self, raw: bytes | None, jobs: Jobs | None = None, now_ns: int | None = None) -> Outcome:
         """One message to its entries or its rejection; never raises on content."""
@@ -208,12 +208,12 @@ class WindowProcessor:
         span = (start, end)
         append = rows.append
         tariffs = self._tariffs
-        attribute_gpu = self._attributor.gpu
+        config, memo = self.config, self._memo
         for g in w.gpus:
             model_key, tariff = tariffs.get((g.model, site_id)) or self._tariff(g.model, site_id)
             uuid = g.uuid
             for kind, account, project, member, job, energy_mj, gpu_ms, source in attribute_gpu(
-                    site_id, g, jobs, span):
+                    site_id, g, config, jobs, span, memo):
                 hours, cost, carbon = tariff.price(energy_mj, gpu_ms)
                 job = job or ""
                 eid = entry_id(window_id, uuid, kind, account, job, member)

@@ -25,10 +25,10 @@ from schemas.jobs import JobEvent
 from schemas.ledger import ENTRY_ROW_FIELDS, EntryRow, entry_from_row
 from schemas.telemetry import Window
 from streams import ledger_tables
-from streams.chain_writer import ChainWriter, Committed, entry_columns
+from streams.chain_writer import ChainHead, ChainWriter, entry_columns
 from streams.processing import Rejection, conflicting_duplicate
 
-__all__ = ["ClickHouseSink", "Committed", "LedgerSink", "MemorySink", "Written", "entry_columns"]
+__all__ = ["ClickHouseSink", "ChainHead", "LedgerSink", "MemorySink", "Written", "entry_columns"]
 
 _WINDOW = ENTRY_ROW_FIELDS.index("window_id")
 

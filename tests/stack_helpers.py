@@ -5,6 +5,7 @@ was sent with what the ledger holds."""
 from __future__ import annotations
 
 import time
+import uuid
 
 from agents.publisher import KafkaPublisher
 from agents.runner import FleetClock, NodeAgent, build_sim_fleet, replay_trace, run_fleet
@@ -75,3 +76,19 @@ def assert_exact(ch, windows) -> tuple[int, int]:
 def replay(trace_dir, publisher, node: str) -> NodeAgent:
     return replay_trace(trace_dir, publisher, site_id="kr-daejeon", node=node,
                         accounts=ROOT / "deploy" / "replay-accounts.example.yaml")
+
+
+def drained(ch, publisher, key: bytes, timeout_s: float = 120.0) -> None:
+    """Wait until the worker has handled everything published so far under ``key``:
+    a fresh window sent last under the same key (so on the same partition, which one
+    worker handles in order) is in the ledger. For checks that something did *not*
+    happen (a resend not booked again), instead of a fixed sleep."""
+    from tests.builders import window, wire
+
+    tag = f"sentinel-{uuid.uuid4().hex[:8]}"
+    now = time.time_ns()
+    publisher.publish(WINDOWS_TOPIC, key, wire(window(agent_id=tag, node=tag, window_start_ns=now - 20 * S,
+                                                      window_end_ns=now - 10 * S)))
+    publisher.flush()
+    wait_for(lambda: ch.execute("SELECT count() FROM ledger WHERE agent_id = %(a)s", {"a": tag})[0][0] > 0,
+             timeout_s, "a sentinel window sent after the others")

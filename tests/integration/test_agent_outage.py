@@ -30,6 +30,19 @@ def start_agent(config: Path, log: Path) -> subprocess.Popen[bytes]:
                             cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def spooled(path: Path) -> int:
+    """Windows in the agent's spool, read without touching it (it may not exist yet)."""
+    import sqlite3
+
+    if not path.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            return int(db.execute("SELECT count(*) FROM windows").fetchone()[0])
+    except sqlite3.Error:
+        return 0  # created but not yet initialised
+
+
 def test_sigkill_during_broker_outage_loses_and_doubles_nothing(stack, tmp_path: Path, fault_table) -> None:
     from kafka import KafkaConsumer
 
@@ -48,7 +61,7 @@ def test_sigkill_during_broker_outage_loses_and_doubles_nothing(stack, tmp_path:
     stack.stop("kafka")
     try:
         agent = start_agent(config, log)
-        time.sleep(6)
+        wait_for(lambda: spooled(tmp_path / "spool.sqlite") >= 3, 90, "three windows spooled in the outage")
         os.killpg(agent.pid, signal.SIGKILL)
         agent.wait(10)
         spool = Spool(tmp_path / "spool.sqlite")
@@ -56,7 +69,8 @@ def test_sigkill_during_broker_outage_loses_and_doubles_nothing(stack, tmp_path:
         assert spooled >= 3, log.read_text()[-2000:]
 
         agent = start_agent(config, log)
-        time.sleep(3)
+        wait_for(lambda: "resumed after a restart" in log.read_text(errors="replace"), 60,
+                 "the restarted agent to resume from its spool")
     finally:
         stack.up(timeout_s=180)
     wait_for(lambda: spool.count() == 0, 90, "the spool to drain after the broker came back")

@@ -11,7 +11,7 @@ import pytest
 
 from agents.publisher import KafkaPublisher
 from schemas.topics import WINDOWS_TOPIC
-from tests.stack_helpers import Recorder, assert_exact, sim_fleet
+from tests.stack_helpers import Recorder, assert_exact, drained, sim_fleet
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
@@ -53,7 +53,7 @@ def test_duplicated_reordered_and_late_windows_count_once(stack, worker, ch, con
     for raw in late:
         pub.publish(WINDOWS_TOPIC, b"k", raw)
     pub.flush()
-    time.sleep(3)
+    drained(ch, pub, b"k")
     booked, residual = assert_exact(ch, windows)
     fault_table.append((f"{len(mixed) - len(sent)} windows resent, all shuffled, {len(late)} again later",
                         len(windows), booked, residual))

@@ -14,7 +14,7 @@ from agents.runner import FleetClock, build_sim_fleet, run_fleet
 from schemas.topics import DLQ_TOPIC, WINDOWS_TOPIC
 from tests.conftest import ROOT
 from tests.helpers import wait_for
-from tests.stack_helpers import Recorder, assert_exact, ledger_by_window, replay, sim_fleet
+from tests.stack_helpers import Recorder, assert_exact, drained, ledger_by_window, replay, sim_fleet
 
 pytestmark = pytest.mark.integration
 S = 1_000_000_000
@@ -52,7 +52,7 @@ def test_real_h100_trace_replayed_twice_counts_once(stack, worker, ch, trace_dir
                         {"a": node})[0]
     assert before[0] == agent.totals.energy_mj
     replay(trace_dir, pub, node)  # the same windows again: a resend after an outage
-    time.sleep(3)
+    drained(ch, pub.inner, node.encode())
     after = ch.execute("SELECT sum(energy_mj), count() FROM ledger WHERE agent_id = %(a)s",
                        {"a": node})[0]
     assert after == before

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas import GpuWindow, JobEvent, ProcessShare
-from streams.attribution import JobBook, Part, attribute_gpu, book_jobs, split_exact
+from streams.attribution import ConfigMemo, JobBook, Part, attribute_gpu, book_jobs, split_exact
 
 SITE = "kr-daejeon"
 H100 = "NVIDIA H100 80GB HBM3"
@@ -389,6 +389,22 @@ def test_conservation_of_energy_and_gpu_time(config_and_hash, energy, seconds, p
     # nobody is billed without a job event: no member for any part whose job has none
     assert all(p.member == "" for p in parts if p.job_id not in (book or {}) and p.job_id not in ("1", "2"))
     assert attribute_gpu(SITE, g, cfg, book) == parts  # deterministic
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10**6), st.lists(proc_st, max_size=3)), min_size=1, max_size=6))
+def test_a_configs_memo_never_changes_who_pays(config_and_hash, windows) -> None:
+    # The stream keeps one memo per config; the rules must give what they give afresh,
+    # window after window, and a memo of another config must not be used at all.
+    cfg, _ = config_and_hash
+    host = cfg.model_copy(update={"sites": [s.model_copy(update={"idle_policy": "host"}) for s in cfg.sites]})
+    book = jobs(("1", "kr-llm"), ("2", "kr-sg-bio"))
+    memo = ConfigMemo(cfg)
+    for energy, procs in windows:
+        g = gpu(energy, procs)
+        assert attribute_gpu(SITE, g, cfg, book, None, memo) == attribute_gpu(SITE, g, cfg, book)
+        assert attribute_gpu(SITE, g, host, book, None, memo) == attribute_gpu(SITE, g, host, book)
+    assert memo.config is cfg and all(t.owners != ((host.site(SITE).country, 1),) for t in memo.idle.values())
 
 
 def test_owner_shares_are_exact_decimals(config_and_hash) -> None:

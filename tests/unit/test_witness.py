@@ -14,7 +14,7 @@ from ledger.witness import Witness, compare
 from schemas.chain import GENESIS
 from schemas.checkpoint import Checkpoint, CheckpointError, checkpoint_id, decode_checkpoint, encode_checkpoint
 from schemas.signing import demo_key, new_key, public_key_hex, verifier
-from streams.chain_writer import Committed
+from streams.chain_writer import ChainHead
 from streams.checkpoints import ChainMismatch, Checkpointer, MemoryCheckpointLog, ledger_signer
 
 KEY_ID, KEY = demo_key("ledger")
@@ -30,10 +30,10 @@ class Clock:
         return self.now
 
 
-def batch(seq: int, energy: int = 1000) -> Committed:
+def batch(seq: int, energy: int = 1000) -> ChainHead:
     if seq < 0:
-        return Committed("main", -1, GENESIS, 0, 0, 0, 0)  # an empty chain's head
-    return Committed("main", seq, f"{seq:064x}", entries=3, windows=2, energy_mj=energy, gpu_ms=10)
+        return ChainHead("main", -1, GENESIS, 0, 0, 0, 0)  # an empty chain's head
+    return ChainHead("main", seq, f"{seq:064x}", entries=3, windows=2, energy_mj=energy, gpu_ms=10)
 
 
 def checkpointer(log: MemoryCheckpointLog, interval_s: float = 0.0, clock: Clock | None = None,
@@ -47,7 +47,8 @@ def decoded(log: MemoryCheckpointLog) -> list[Checkpoint]:
 
 # -- the message ---------------------------------------------------------------------------
 def test_a_checkpoint_round_trips_and_any_changed_byte_is_refused() -> None:
-    cp = Checkpoint("checkpoint", "main", 4, "ab" * 32, 10, 4, 123, 45, "cd" * 32, T, "interval", KEY_ID)
+    cp = Checkpoint("main", 4, "ab" * 32, 10, 4, 123, 45, kind="checkpoint", prev="cd" * 32, time_ns=T,
+                    reason="interval", key_id=KEY_ID)
     raw = encode_checkpoint(cp, KEY)
     assert decode_checkpoint(raw, KEYS) == cp
     forged = raw.replace(b'"energy_mj":123', b'"energy_mj":124')
@@ -57,7 +58,8 @@ def test_a_checkpoint_round_trips_and_any_changed_byte_is_refused() -> None:
     with pytest.raises(CheckpointError, match="not a ledger key"):
         decode_checkpoint(encode_checkpoint(replace(cp, key_id=other_id), other), KEYS)
     with pytest.raises(ValueError):
-        encode_checkpoint(Checkpoint("register", "main", -1, GENESIS, 0, 0, 0, 0, "ab" * 32, T, "start", KEY_ID),
+        encode_checkpoint(Checkpoint("main", -1, GENESIS, 0, 0, 0, 0, kind="register", prev="ab" * 32, time_ns=T,
+                                     reason="start", key_id=KEY_ID),
                           KEY)
 
 
@@ -93,7 +95,7 @@ def test_a_signed_checkpoint_with_one_byte_changed_is_refused(tmp_path: Path, wh
 def test_a_new_chain_is_registered_then_each_checkpoint_names_the_one_before() -> None:
     log = MemoryCheckpointLog()
     cp = checkpointer(log)
-    cp.start(Committed("main", -1, GENESIS, 0, 0, 0, 0), lambda s: None)
+    cp.start(ChainHead("main", -1, GENESIS, 0, 0, 0, 0), lambda s: None)
     for seq in range(3):
         cp.committed(batch(seq))
     cps = decoded(log)
@@ -107,7 +109,7 @@ def test_a_new_chain_is_registered_then_each_checkpoint_names_the_one_before() -
 def test_checkpoints_follow_the_interval_and_a_clean_stop_witnesses_the_head() -> None:
     log, clock = MemoryCheckpointLog(), Clock()
     cp = checkpointer(log, interval_s=60, clock=clock)
-    cp.start(Committed("main", -1, GENESIS, 0, 0, 0, 0), lambda s: None)
+    cp.start(ChainHead("main", -1, GENESIS, 0, 0, 0, 0), lambda s: None)
     for seq in range(5):  # within a minute of the registration: none due
         clock.now += 5 * 10**9
         cp.committed(batch(seq))
@@ -131,7 +133,7 @@ def test_a_restarted_stream_continues_the_chain_of_checkpoints() -> None:
     first.committed(batch(1))
     second = checkpointer(log)
     hashes = {0: batch(0).batch_hash, 1: batch(1).batch_hash}
-    second.start(Committed("main", 1, batch(1).batch_hash, 6, 4, 2000, 20), hashes.get)
+    second.start(ChainHead("main", 1, batch(1).batch_hash, 6, 4, 2000, 20), hashes.get)
     assert len(log.messages) == 3  # the head was checkpointed already
     second.committed(batch(2))
     w = Witness_in_memory(log)
@@ -153,12 +155,12 @@ def test_the_stream_refuses_a_database_that_lost_or_rewrote_checkpointed_batches
     cp.start(batch(-1), lambda s: None)
     for seq in range(4):
         cp.committed(batch(seq))
-    truncated = Committed("main", 1, batch(1).batch_hash, 6, 4, 2000, 20)
+    truncated = ChainHead("main", 1, batch(1).batch_hash, 6, 4, 2000, 20)
     with pytest.raises(ChainMismatch, match="batch 3 was checkpointed .* chain ends at seq 1"):
         checkpointer(log).start(truncated, lambda s: batch(s).batch_hash)
     with pytest.raises(ChainMismatch, match="batch 3 in the database is not the batch that was checkpointed"):
         checkpointer(log).start(batch(3), lambda s: "ff" * 32)
-    recreated = Committed("main", -1, GENESIS, 0, 0, 0, 0)
+    recreated = ChainHead("main", -1, GENESIS, 0, 0, 0, 0)
     with pytest.raises(ChainMismatch, match="chain ends at seq -1"):
         checkpointer(log).start(recreated, lambda s: None)
 
@@ -194,16 +196,18 @@ def test_the_witness_keeps_its_copy_across_runs_and_names_forks_and_rollbacks(tm
     fork = checkpointer(MemoryCheckpointLog())
     fork.log.messages.extend(log.messages[:2])  # shares the registration and seq 0
     fork.start(batch(0), {0: batch(0).batch_hash}.get)
-    fork.committed(Committed("main", 1, "ee" * 32, 3, 2, 5, 10))
+    fork.committed(ChainHead("main", 1, "ee" * 32, 3, 2, 5, 10))
     alarm = again.accept(3, fork.log.messages[-1][1])
     assert alarm is not None and (alarm.kind, alarm.chain_id, alarm.seq) == ("fork", "main", 1)
     # going back to seq 0, chained to the real head: a rollback
-    back = Checkpoint("checkpoint", "main", 0, batch(0).batch_hash, 3, 2, 1000, 10, again.chains["main"].last_id,
-                      T, "interval", KEY_ID)
+    back = Checkpoint("main", 0, batch(0).batch_hash, 3, 2, 1000, 10, kind="checkpoint",
+                      prev=again.chains["main"].last_id, time_ns=T, reason="interval", key_id=KEY_ID)
     assert again.accept(4, encode_checkpoint(back, KEY)).kind == "rollback"
-    reg = Checkpoint("register", "main", -1, GENESIS, 0, 0, 0, 0, GENESIS, T, "start", KEY_ID)
+    reg = Checkpoint("main", -1, GENESIS, 0, 0, 0, 0, kind="register", prev=GENESIS, time_ns=T, reason="start",
+                     key_id=KEY_ID)
     assert again.accept(5, encode_checkpoint(reg, KEY)).kind == "registered_twice"
-    stray = Checkpoint("checkpoint", "other", 3, "aa" * 32, 1, 1, 1, 1, "bb" * 32, T, "interval", KEY_ID)
+    stray = Checkpoint("other", 3, "aa" * 32, 1, 1, 1, 1, kind="checkpoint", prev="bb" * 32, time_ns=T,
+                       reason="interval", key_id=KEY_ID)
     assert again.accept(6, encode_checkpoint(stray, KEY)).kind == "unregistered"
     assert again.chains["main"].last.seq == 1 and again.chains["main"].last.batch_hash == batch(1).batch_hash
     alarms = [json.loads(line)["kind"] for line in (tmp_path / "alarms.jsonl").read_text().splitlines()]
