@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def wait_for(predicate: Any, timeout_s: float = 90.0, what: str = "condition") -> Any:
@@ -42,3 +45,25 @@ def book_messages(messages: list[tuple[str, bytes, bytes]], processor: Any, sink
         windows += [o.window for o, _ in outs]
         entries += [e for o, _ in outs for e in o.entries]
     return windows, entries
+
+
+def go_tool(name: str) -> Path:
+    """tools/NAME (a Go program checking a file with an ecosystem's own code) built once
+    into the user's cache, again when its sources change; skips without Go."""
+    import os
+    import shutil
+    import subprocess
+
+    import pytest
+
+    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
+    if go is None:
+        pytest.skip(f"Go is not installed here: tools/{name} cannot be built")
+    out = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bridgeledger" / name
+    src = ROOT / "tools" / name
+    newest = max(p.stat().st_mtime for p in src.iterdir())
+    if not out.exists() or out.stat().st_mtime < newest:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        r = subprocess.run([go, "build", "-o", str(out), "."], cwd=src, capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0, r.stderr
+    return out

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 import yaml
+
+from tests.helpers import go_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,30 +69,11 @@ def test_the_docker_writer_may_only_insert_and_select() -> None:
     assert "<migrator>" in users
 
 
-def _composecheck() -> Path:
-    """tools/composecheck built once (compose-go, the loader of Docker Compose v2)."""
-    import os
-    import shutil
-    import subprocess
-
-    go = shutil.which("go") or ("/usr/local/go/bin/go" if Path("/usr/local/go/bin/go").exists() else None)
-    if go is None:
-        pytest.skip("Go is not installed here: the compose file is checked by reading it only")
-    out = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bridgeledger" / "composecheck"
-    src = ROOT / "tools" / "composecheck"
-    newest = max(p.stat().st_mtime for p in src.iterdir())
-    if not out.exists() or out.stat().st_mtime < newest:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        r = subprocess.run([go, "build", "-o", str(out), "."], cwd=src, capture_output=True, text=True, timeout=900)
-        assert r.returncode == 0, r.stderr
-    return out
-
-
 def test_docker_compose_v2s_loader_accepts_the_file_and_wants_the_env(tmp_path: Path) -> None:
     import shutil
     import subprocess
 
-    tool = _composecheck()
+    tool = go_tool("composecheck")
     compose = tmp_path / "docker-compose.yml"
     shutil.copy(ROOT / "docker-compose.yml", compose)
     for rel in ("deploy", "dashboards"):  # what the file mounts and builds, relative to itself

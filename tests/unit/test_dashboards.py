@@ -216,3 +216,32 @@ def test_dashboards_use_only_current_panel_and_plugin_types() -> None:
         assert "rows" not in doc, rel  # the pre-5.0 row layout
         for v in doc.get("templating", {}).get("list", []):
             assert v["datasource"]["type"] == "grafana-clickhouse-datasource", (rel, v.get("name"))
+
+
+def test_grafanas_own_dashboard_types_accept_every_dashboard_and_refuse_a_broken_one(tmp_path) -> None:
+    """The Grafana Foundation SDK's generated Go types (tools/dashcheck) read each file
+    strictly (no field the schema lacks, every type right, the panel plugins' options
+    too) and check the schema's constraints."""
+    import copy
+    import json
+    import subprocess
+
+    from tests.helpers import go_tool
+
+    tool = go_tool("dashcheck")
+    files = sorted(JSON_DIR.glob("*/*.json"))
+    assert len(files) == 3
+    r = subprocess.run([str(tool), *map(str, files)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.count("ok ") == 3, r.stdout + r.stderr
+    finance = json.loads((JSON_DIR / "Finance" / "bl-finance.json").read_text())
+    broken = {"colour": lambda d: d["panels"][0].__setitem__("colour", "red"),
+              "gridPos.w": lambda d: d["panels"][0]["gridPos"].__setitem__("w", "wide"),
+              "showHeader": lambda d: d["panels"][0].setdefault("options", {}).__setitem__("showHeader", "yes"),
+              "discriminator field 'type'": lambda d: d["panels"][0].pop("type")}
+    for what, breaks in broken.items():
+        doc = copy.deepcopy(finance)
+        breaks(doc)
+        path = tmp_path / "broken.json"
+        path.write_text(json.dumps(doc))
+        r = subprocess.run([str(tool), str(path)], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and what in r.stdout, (what, r.stdout)
