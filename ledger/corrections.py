@@ -68,10 +68,11 @@ def move_entry(client: Any, db: str, entry_id: str, to_account: str, reason: str
         "carbon_g": -orig.carbon_g, "corrects": entry_id})
     out = [reversal]
     owners = owner_weights(project)
+    gco2 = cfg.grid_gco2_at(orig.site_id, orig.window_start_ns)  # the hour's intensity, as the stream priced it
     weights = [w for _, w in owners]
     for (member, _), e_mj, g_ms in zip(owners, split_exact(orig.energy_mj, weights),
                                        split_exact(orig.gpu_ms, weights), strict=True):
-        price = price_part(e_mj, g_ms, model, site, cfg.pricing)
+        price = price_part(e_mj, g_ms, model, site, cfg.pricing, gco2)
         out.append(orig.model_copy(update={
             "entry_id": _correction_id(entry_id, to_account, member), "account_kind": "job", "account": to_account,
             "project": project.id, "member": member, "energy_mj": e_mj, "gpu_ms": g_ms,

@@ -17,12 +17,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from schemas.errors import ConfigError
+from schemas.grid import GridSeries, parse_grid_series
 from schemas.signing import PUBLIC_KEY_PATTERN
 from schemas.telemetry import ID_PATTERN
 
 __all__ = [
     "ConsortiumConfig",
     "GpuModel",
+    "GridIntensityRef",
     "Member",
     "Owner",
     "Pledge",
@@ -32,6 +34,7 @@ __all__ = [
     "SiteKey",
     "load_config",
     "parse_config",
+    "grid_series_for",
     "read_config",
 ]
 
@@ -134,6 +137,14 @@ class Pledge(_Strict):
     availability_target: Decimal = Field(default=Decimal("0.95"), ge=0, le=1)
 
 
+class GridIntensityRef(_Strict):
+    """The hourly grid-intensity series (schemas/grid.py): its file, relative to the
+    config file, and the SHA-256 of its bytes, so the config's hash pins the series."""
+
+    file: str = Field(min_length=1, max_length=255, pattern=r"^[^/\x00][^\x00]*$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+
+
 class Pricing(_Strict):
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     # Capacity price per normalised (H100-equivalent) GPU-hour, on top of energy.
@@ -153,6 +164,9 @@ class ConsortiumConfig(_Strict):
     ledger_keys: list[SiteKey] = Field(default_factory=list)
     # In-kind contributions: capacity members pledge at their sites (ledger/capacity.py).
     pledges: list[Pledge] = Field(default_factory=list)
+    # Hourly grid carbon intensity per site (schemas/grid.py); without it every window
+    # is priced with its site's static grid_gco2_per_kwh.
+    grid_intensity: GridIntensityRef | None = None
 
     @model_validator(mode="after")
     def _references(self) -> ConsortiumConfig:
@@ -191,6 +205,31 @@ class ConsortiumConfig(_Strict):
                 if o.member not in codes:
                     raise ValueError(f"projects: {p.id} owner {o.member} is not a member")
         return self
+
+    def with_grid_series(self, series: GridSeries) -> ConsortiumConfig:
+        """Attach the series the config names (checked against its hash); returns self."""
+        ref = self.grid_intensity
+        if ref is None or series.sha256 != ref.sha256:
+            raise ConfigError(f"config {self.version}: grid-intensity series {series.name} (sha256 "
+                              f"{series.sha256[:12]}…) is not the one the config names")
+        object.__setattr__(self, "_grid", series)
+        return self
+
+    def grid_series(self) -> GridSeries | None:
+        """The hourly series, if the config names one; ConfigError if it was not loaded with it."""
+        ref = self.grid_intensity
+        if ref is None:
+            return None
+        series: GridSeries | None = self.__dict__.get("_grid")
+        if series is None or series.sha256 != ref.sha256:
+            raise ConfigError(f"config {self.version} names the grid-intensity series {ref.file} (sha256 "
+                              f"{ref.sha256[:12]}…), which was not loaded with it")
+        return series
+
+    def grid_gco2_at(self, site_id: str, t_ns: int) -> Decimal | None:
+        """The hourly intensity of ``t_ns``'s hour at the site; None: the site's static figure applies."""
+        series = self.grid_series()
+        return None if series is None else series.at(site_id, t_ns)
 
     # Lookups used on the hot path; built once per config object.
     def site(self, site_id: str) -> Site | None:
@@ -275,4 +314,26 @@ def read_config(path: str | Path) -> tuple[ConsortiumConfig, str, bytes]:
         text = p.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read consortium config: {exc.strerror}") from exc
-    return (*parse_config(text, str(p)), text)
+    cfg, digest = parse_config(text, str(p))
+    ref = cfg.grid_intensity
+    if ref is not None:
+        csv_path = p.parent / ref.file
+        try:
+            content = csv_path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{p}: field grid_intensity.file: cannot read {csv_path}: {exc.strerror}") from exc
+        cfg.with_grid_series(grid_series_for(cfg, content, str(csv_path)))
+    return cfg, digest, text
+
+
+def grid_series_for(cfg: ConsortiumConfig, content: bytes, source: str) -> GridSeries:
+    """The series file a config names, checked against the config's hash of it and parsed."""
+    ref = cfg.grid_intensity
+    if ref is None:
+        raise ConfigError(f"config {cfg.version} names no grid-intensity series")
+    series = parse_grid_series(content, source, {s.id for s in cfg.sites})
+    if series.sha256 != ref.sha256:
+        raise ConfigError(f"{source}: its sha256 is {series.sha256}, the config (grid_intensity.sha256) says "
+                          f"{ref.sha256}: the file changed since the config was written; a new series needs a "
+                          f"new config version")
+    return series

@@ -7,15 +7,17 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from schemas.grid import GridSeries
 from schemas.jobs import JobEvent
 from schemas.telemetry import ID_PATTERN
 from streams.processing import Rejection
 
-__all__ = ["load_jobs", "record_config", "write_dead_letters", "write_jobs"]
+__all__ = ["load_jobs", "record_config", "record_grid_series", "stored_grid_series", "write_dead_letters",
+           "write_jobs"]
 
 JOB_COLUMNS = "site_id, job_id, event, account, node, gpus, exclusive, time_ns, received_at"
 DLQ_COLUMNS = "received_at, reason, detail, site_id, agent_id, raw_sha256, raw"
@@ -45,8 +47,9 @@ def load_jobs(client: Any, db: str) -> list[JobEvent]:
 
 
 def record_config(client: Any, db: str, config_hash: str, version: str, content: bytes,
-                  members: Sequence[tuple[str, str, Decimal]], now: datetime) -> None:
-    """Store the config file by hash, and its members' contribution shares."""
+                  members: Sequence[tuple[str, str, Decimal]], now: datetime, grid: GridSeries | None = None) -> None:
+    """Store the config file by hash, and its members' contribution shares; with ``grid``
+    (the hourly series the config names) the series file under its hash, and its rows."""
     client.execute(
         f"INSERT INTO {db}.config_versions (config_hash, version, content, first_seen) VALUES",
         [(config_hash, version, content.decode(), now)],
@@ -74,6 +77,31 @@ def record_config(client: Any, db: str, config_hash: str, version: str, content:
             f"availability_target, recorded_at) VALUES",
             [(config_hash, p.member, p.period, p.normalised_gpu_hours, p.availability_target, now)
              for p in cfg.pledges])
+    if grid is not None and cfg.grid_intensity is not None and grid.sha256 == cfg.grid_intensity.sha256:
+        record_grid_series(client, db, config_hash, grid, now)
+
+
+def record_grid_series(client: Any, db: str, config_hash: str, grid: GridSeries, now: datetime) -> None:
+    """The series file under its hash (once), its rows, and the config that names it."""
+    stored = client.execute(f"SELECT count() FROM {db}.grid_series_files WHERE sha256 = %(h)s", {"h": grid.sha256})
+    if not stored[0][0]:
+        client.execute(f"INSERT INTO {db}.grid_series_files (sha256, name, content, recorded_at) VALUES",
+                       [(grid.sha256, grid.name, grid.content.decode(), now)])
+        client.execute(
+            f"INSERT INTO {db}.grid_intensity (series_sha256, site_id, hour, gco2_per_kwh) VALUES",
+            [(grid.sha256, site, datetime.fromtimestamp(hour * 3600, UTC).replace(tzinfo=None), value)
+             for (site, hour), value in sorted(grid.values.items())])
+    client.execute(f"INSERT INTO {db}.config_grid (config_hash, series_sha256, recorded_at) VALUES",
+                   [(config_hash, grid.sha256, now)])
+
+
+def stored_grid_series(client: Any, db: str, sha256: str) -> tuple[str, bytes] | None:
+    """(name, content) of a series file stored under its hash, or None."""
+    rows = client.execute(f"SELECT any(name), any(content) FROM {db}.grid_series_files WHERE sha256 = %(h)s",
+                          {"h": sha256})
+    if not rows or not rows[0][1]:
+        return None
+    return rows[0][0], rows[0][1].encode()
 
 
 def write_dead_letters(client: Any, db: str, rejections: Sequence[Rejection], now: datetime) -> None:

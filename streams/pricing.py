@@ -5,7 +5,8 @@ The rule: each figure is the exact rational value of
     normalised GPU-hours = gpu_ms / 3,600,000 × normalisation factor
     facility kWh         = energy_mj / 3,600,000,000 × PUE
     cost                 = normalised GPU-hours × GPU-hour rate + facility kWh × energy price
-    carbon               = facility kWh × grid intensity
+    carbon               = facility kWh × grid intensity (the site's static figure,
+                           or its hour's value from the config's hourly series)
 
 rounded once, half-even, at the precision the ledger stores (GPU-hours 1e-9,
 cost 1e-6 EUR, carbon 1e-3 g). Config values are decimals, so the exact value
@@ -54,14 +55,16 @@ class Tariff:
     carbon_e: int
 
     @classmethod
-    def of(cls, model: GpuModel, site: Site, pricing: Pricing) -> Tariff:
+    def of(cls, model: GpuModel, site: Site, pricing: Pricing, grid_gco2: Decimal | None = None) -> Tariff:
+        """``grid_gco2``: an hour's intensity from the config's series, instead of the site's static one."""
+        gco2 = site.grid_gco2_per_kwh if grid_gco2 is None else grid_gco2
         hours_per_ms = Fraction(model.normalisation_factor) / MS_PER_HOUR
         kwh_per_mj = Fraction(site.pue) / MJ_PER_KWH
         coef = {
             "hours_g": hours_per_ms * 10**HOURS_SCALE,
             "gpu_cost_per_ms": hours_per_ms * Fraction(pricing.gpu_hour_rate) * 10**COST_SCALE,
             "energy_cost_per_mj": kwh_per_mj * Fraction(site.energy_price_eur_per_kwh) * 10**COST_SCALE,
-            "carbon_e": kwh_per_mj * Fraction(site.grid_gco2_per_kwh) * 10**CARBON_SCALE,
+            "carbon_e": kwh_per_mj * Fraction(gco2) * 10**CARBON_SCALE,
         }
         den = lcm(*(c.denominator for c in coef.values()))
         return cls(den, **{k: int(c * den) for k, c in coef.items()})
@@ -81,8 +84,9 @@ class Price:
     carbon_g: Decimal
 
 
-def price_part(energy_mj: int, gpu_ms: int, model: GpuModel, site: Site, pricing: Pricing) -> Price:
+def price_part(energy_mj: int, gpu_ms: int, model: GpuModel, site: Site, pricing: Pricing,
+               grid_gco2: Decimal | None = None) -> Price:
     """Capacity at the consortium GPU-hour rate plus facility energy (meter × PUE)."""
-    hours, cost, carbon = Tariff.of(model, site, pricing).price(energy_mj, gpu_ms)
+    hours, cost, carbon = Tariff.of(model, site, pricing, grid_gco2).price(energy_mj, gpu_ms)
     return Price(Decimal(hours).scaleb(-HOURS_SCALE), Decimal(cost).scaleb(-COST_SCALE),
                  Decimal(carbon).scaleb(-CARBON_SCALE))

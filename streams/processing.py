@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from schemas import ConsortiumConfig, LedgerEntry, WireError
 from schemas.chain import CARBON_SCALE, COST_SCALE, HOURS_SCALE, entry_digest, entry_line_fixed, fixed
-from schemas.consortium import Site
+from schemas.consortium import GpuModel, Site
 from schemas.ledger import EntryRow, entry_from_row
 from schemas.signing import VerifyKey, verifier, verify_window
 from schemas.telemetry import Window, decode_window_fast
@@ -108,6 +109,9 @@ class WindowProcessor:
             (site.id, k.id): verifier(k.ed25519) for site in config.sites for k in site.keys}
         self.max_age_ns = max_age_ns
         self._tariffs: dict[tuple[str, str], tuple[str, Tariff]] = {}
+        # the config's hourly grid intensity, if it names a series: a tariff per (model, site, value)
+        self._grid = config.grid_series()
+        self._hourly: dict[tuple[str, str, Decimal], Tariff] = {}
         self._memo = ConfigMemo(config)
 
     def process(self, raw: bytes | None, jobs: Jobs | None = None, now_ns: int | None = None) -> Outcome:
@@ -187,16 +191,29 @@ class WindowProcessor:
         self.attribute_rows(w, jobs, rows)
         return [entry_from_row(r) for r in rows]
 
+    def _model_site(self, model_name: str, site_id: str) -> tuple[GpuModel, Site]:
+        model, site = self.config.gpu_model(model_name), self.config.site(site_id)
+        if model is None or site is None:  # validate() refused such a window before this
+            raise WireError("unknown_gpu_model" if model is None else "unknown_site",
+                            f"{model_name!r} at {site_id!r} is not in config {self.config.version}")
+        return model, site
+
     def _tariff(self, model_name: str, site_id: str) -> tuple[str, Tariff]:
         """(model key, tariff) of a GPU model, by the name NVML gives it, at a site."""
         hit = self._tariffs.get((model_name, site_id))
         if hit is None:
-            model = self.config.gpu_model(model_name)
-            site = self.config.site(site_id)
-            if model is None or site is None:  # validate() refused such a window before this
-                raise WireError("unknown_gpu_model" if model is None else "unknown_site",
-                                f"{model_name!r} at {site_id!r} is not in config {self.config.version}")
+            model, site = self._model_site(model_name, site_id)
             hit = self._tariffs[(model_name, site_id)] = (model.key, Tariff.of(model, site, self.config.pricing))
+        return hit
+
+    def _hourly_tariff(self, model_name: str, site_id: str, gco2: Decimal) -> Tariff:
+        """The tariff with an hour's grid intensity from the config's series."""
+        hit = self._hourly.get((model_name, site_id, gco2))
+        if hit is None:
+            if len(self._hourly) > 100_000:  # models × sites × distinct hourly values: bounded anyway
+                self._hourly.clear()
+            model, site = self._model_site(model_name, site_id)
+            hit = self._hourly[(model_name, site_id, gco2)] = Tariff.of(model, site, self.config.pricing, gco2)
         return hit
 
     def attribute_rows(self, w: Window, jobs: Jobs | None, rows: list[EntryRow]) -> None:
@@ -209,8 +226,12 @@ class WindowProcessor:
         append = rows.append
         tariffs = self._tariffs
         config, memo = self.config, self._memo
+        # the hour the window starts in prices its carbon, where the config has an hourly series
+        gco2 = self._grid.at(site_id, start) if self._grid is not None else None
         for g in w.gpus:
             model_key, tariff = tariffs.get((g.model, site_id)) or self._tariff(g.model, site_id)
+            if gco2 is not None:
+                tariff = self._hourly_tariff(g.model, site_id, gco2)
             uuid = g.uuid
             for kind, account, project, member, job, energy_mj, gpu_ms, source in attribute_gpu(
                     site_id, g, config, jobs, span, memo):

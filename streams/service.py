@@ -71,7 +71,7 @@ def prepare_stream(settings: StreamSettings, cfg: ConsortiumConfig, digest: str,
     while True:  # the ledger database or the broker may still be starting: wait, loudly
         try:
             sink.record_config(digest, cfg.version, content,
-                               [(m.code, m.name, m.contribution_share) for m in cfg.members])
+                               [(m.code, m.name, m.contribution_share) for m in cfg.members], cfg.grid_series())
             lease.acquire()  # one live writer per chain
             interrupted = sink.recover()
             jobs_known = sink.load_jobs()

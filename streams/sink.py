@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Protocol
 
 from schemas import LedgerEntry
+from schemas.grid import GridSeries
 from schemas.jobs import JobEvent
 from schemas.ledger import ENTRY_ROW_FIELDS, EntryRow, entry_from_row
 from schemas.telemetry import Window
@@ -92,8 +93,8 @@ class ClickHouseSink(ChainWriter):
         return ledger_tables.load_jobs(self.client, self.db)
 
     def record_config(self, config_hash: str, version: str, content: bytes,
-                      members: Sequence[tuple[str, str, Decimal]] = ()) -> None:
-        ledger_tables.record_config(self.client, self.db, config_hash, version, content, members, self._now())
+                      members: Sequence[tuple[str, str, Decimal]] = (), grid: GridSeries | None = None) -> None:
+        ledger_tables.record_config(self.client, self.db, config_hash, version, content, members, self._now(), grid)
 
 
 class MemorySink:

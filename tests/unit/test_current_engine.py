@@ -35,7 +35,8 @@ def replay_messages(trace: Path) -> list[tuple[str, bytes, bytes]]:
 def test_migrations_run_twice_on_current_engine(engine: ChdbClient) -> None:
     first = apply_migrations(engine, "bridgeledger")
     assert first == ["0001_ledger", "0002_corrections", "0003_dashboards", "0004_rollups", "0005_chain_leases",
-                     "0006_account_source", "0007_witnessed_chain", "0008_config_sites"]
+                     "0006_account_source", "0007_witnessed_chain", "0008_config_sites",
+                     "0009_grid_intensity"]
     assert apply_migrations(engine, "bridgeledger") == []
     tables = {r[0] for r in engine.execute("SHOW TABLES FROM bridgeledger")}
     assert {"raw_windows", "ledger_entries", "ledger_batches", "ledger", "windows", "job_events",
