@@ -170,7 +170,8 @@ ORDER BY member""",
                    "site price), summed per member over the range, in EUR.",
                    "toFloat64(sum(cost_eur))", "cost_eur"),
         _by_member(5, "Carbon by member", "masskg",
-                   "Facility energy (kWh × PUE) × the site's grid carbon intensity, per member over the range, "
+                   "Facility energy (kWh × PUE) × the grid carbon intensity (the site's static figure, or the "
+                   "hour's value where the config names an hourly series; panel 10), per member over the range, "
                    "in kg CO2.",
                    "toFloat64(sum(carbon_g)) / 1000", "carbon_kg"),
         PanelSpec(
@@ -227,6 +228,25 @@ FROM
 WHERE member IN (${{member:singlequote}})
 ORDER BY member""",
             ("member", "pledged_h", "delivered_h", "delivered_pct", "availability_pct"), 24),
+        PanelSpec(
+            10, "Carbon by method: hourly grid series or static figure", "table", "masskg",
+            "Per member, the carbon of its jobs in the range by how it was priced (schemas/grid.py): 'hourly "
+            "series' where the entry's config names an hourly grid-intensity series with a value for the hour "
+            "the window starts in, 'static figure' where it names none or the series has no value for that hour "
+            "(the site's grid_gco2_per_kwh). kg CO2e and the meter kWh each covers.",
+            f"""SELECT member, if(hourly = 1, 'hourly series', 'static figure') AS method,
+       toFloat64(sum(carbon_g)) / 1000 AS carbon_kg, sum(energy_mj) / 3600000000 AS energy_kwh
+FROM
+(
+    SELECT member, carbon_g, energy_mj, hourly
+    FROM (SELECT member, config_hash, site_id, toStartOfHour(window_start) AS hour, carbon_g, energy_mj FROM ledger
+          WHERE {JOBS} AND member IN (${{member:singlequote}}) AND site_id IN (${{site:singlequote}})) AS e
+    ANY LEFT JOIN
+    (SELECT config_hash, site_id, hour, toUInt8(1) AS hourly
+     FROM config_grid ALL INNER JOIN grid_intensity USING series_sha256) AS g USING (config_hash, site_id, hour)
+)
+GROUP BY member, method ORDER BY member, method""",
+            ("member", "method", "carbon_kg", "energy_kwh"), 24),
     ),
 )
 

@@ -80,6 +80,11 @@ class Statement:
     capacity: Any = None
     # the month's settlement transfers this member pays or receives (ledger/settlement.py)
     transfers: list[tuple[str, str, Decimal]] = field(default_factory=list)
+    # how its carbon figures were made (schemas/grid.py): (method, carbon kg, meter kWh)
+    # for method "hourly" (the config's series) and "static" (the site's figure), and the hours
+    # a config's series had no value for, per site
+    carbon_methods: list[tuple[str, Decimal, Decimal]] = field(default_factory=list)
+    series_gaps: list[tuple[str, int]] = field(default_factory=list)
 
     def transfer_lines(self) -> list[str]:
         return [f"{payer} pays {payee} {figure(amount)} {self.currency}" for payer, payee, amount in self.transfers]
@@ -108,6 +113,23 @@ class Statement:
                          "contribution share")
         return notes
 
+    def carbon_notes(self) -> list[str]:
+        """Which carbon figures follow the grid hour by hour and which use a site's static intensity."""
+        by = {method: (kg, kwh) for method, kg, kwh in self.carbon_methods}
+        if "hourly" not in by:
+            return ["carbon: each site's static grid intensity (grid_gco2_per_kwh in the config)"]
+        energy = sum((kwh for _, kwh in by.values()), Decimal(0))
+        notes = []
+        for method, says in (("hourly", "the hourly grid-intensity series"),
+                             ("static", "the site's static intensity, for hours the series has no value")):
+            if method in by:
+                kg, kwh = by[method]
+                share = f"{kwh / energy:.1%}" if energy else "0.0%"
+                notes.append(f"carbon: {figure(kg, 3)} kg from {says} ({share} of the energy)")
+        notes += [f"site {site}: {n} hour(s) without a grid-intensity value (static figure used)"
+                  for site, n in self.series_gaps]
+        return notes
+
     def checkpoint_notes(self) -> list[str]:
         return [f"chain {c} up to batch {seq}, as signed in checkpoint {sha}" for c, seq, sha in self.covered]
 
@@ -115,7 +137,7 @@ class Statement:
         """How much of the usage the scheduler vouched for, and what was self-declared or overridden."""
         total = sum((h for _, h in self.sources), Decimal(0))
         notes = [f"site {s} may send UNSIGNED windows (allow_unsigned in the config)" for s in self.unsigned_sites]
-        notes += self.idle_notes() + self.capacity_notes()
+        notes += self.idle_notes() + self.capacity_notes() + self.carbon_notes()
         notes += [f"site {s} may name accounts itself where no job event exists (self_declared_accounts)"
                   for s in self.self_declaring_sites]
         if not total:
@@ -226,6 +248,7 @@ def build_statement(client: Any, db: str, member: str, month: str, cover: Mappin
         f"SELECT chain_id, min(seq), argMin(batch_hash, seq), max(seq), argMax(batch_hash, seq) "
         f"FROM {bat} WHERE max_window_start >= %(start)s AND min_window_start < %(end)s "
         f"GROUP BY chain_id ORDER BY chain_id", p)]
+    st.carbon_methods, st.series_gaps = _carbon_methods(client, db, led, p)
     hist = client.execute(
         f"SELECT toStartOfMonth(window_start) AS mon, sumIf(normalised_gpu_hours, member = %(m)s), "
         f"sum(normalised_gpu_hours) FROM {led} WHERE account_kind = 'job' AND window_start < %(end)s "
@@ -233,3 +256,28 @@ def build_statement(client: Any, db: str, member: str, month: str, cover: Mappin
     st.history = [(f"{mon:%Y-%m}", Decimal(str(mine)), Decimal(str(allm)) * m.contribution_share)
                   for mon, mine, allm in reversed(hist)]
     return st
+
+
+def _carbon_methods(client: Any, db: str, led: str, p: dict[str, Any],
+                    ) -> tuple[list[tuple[str, Decimal, Decimal]], list[tuple[str, int]]]:
+    """The member's carbon and energy of the month by how the carbon was priced: each
+    (config, site, hour) is hourly where its config's series has the hour, else static."""
+    rows = client.execute(
+        f"SELECT config_hash, site_id, toUInt32(toStartOfHour(window_start)) AS hour, sum(carbon_g), "
+        f"sum(energy_mj) FROM {led} WHERE member = %(m)s AND window_start >= %(start)s "
+        f"AND window_start < %(end)s GROUP BY config_hash, site_id, hour", p)
+    configs: dict[str, Any] = {}
+    sums: dict[str, list[Decimal]] = {}
+    gaps: dict[str, int] = {}
+    for config_hash, site, hour, carbon_g, energy_mj in rows:
+        cfg = configs.get(config_hash)
+        if cfg is None:
+            cfg = configs[config_hash] = config_by_hash(client, db, config_hash)
+        series = cfg.grid_series() if cfg is not None else None
+        hourly = series is not None and series.at(site, int(hour) * 10**9) is not None
+        if series is not None and not hourly:
+            gaps[site] = gaps.get(site, 0) + 1
+        acc = sums.setdefault("hourly" if hourly else "static", [Decimal(0), Decimal(0)])
+        acc[0] += Decimal(str(carbon_g)) / 1000
+        acc[1] += Decimal(int(energy_mj)) / MJ_PER_KWH
+    return ([(m, kg, kwh) for m, (kg, kwh) in sorted(sums.items())], sorted(gaps.items()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -67,3 +68,14 @@ def go_tool(name: str) -> Path:
         r = subprocess.run([go, "build", "-o", str(out), "."], cwd=src, capture_output=True, text=True, timeout=900)
         assert r.returncode == 0, r.stderr
     return out
+
+
+def qualify(sql: str, db: str) -> str:
+    """A dashboard query with its tables in ``db`` (Grafana sends them to the datasource's default one)."""
+    names = ("ledger_batches", "ledger_entries", "config_members", "config_sites", "config_pledges", "config_versions",
+             "config_grid", "grid_intensity",
+             "dlq_records", "audit_runs",
+             "corrections", "windows", "ledger")
+    for t in names:
+        sql = re.sub(rf"\b(FROM|JOIN)\s+{t}\b", rf"\1 {db}.{t}", sql)
+    return sql

@@ -4,7 +4,6 @@ output (a current ClickHouse engine here; Debian's 18.16 in tests/integration)."
 from __future__ import annotations
 
 import json
-import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -15,6 +14,7 @@ from dashboards.build import JSON_DIR, build_all, expand
 from dashboards.specs import DASHBOARDS
 from ledger.audit import record_run
 from tests.builders import ALL
+from tests.helpers import qualify
 
 START, END = 1_790_000_000, 1_800_000_000
 
@@ -51,15 +51,6 @@ def pipeline_extras(engine, db) -> None:
     move_entry(engine, db, eid, "gb-protein", "reserved GPU", "test")
     record_run(engine, db, "verify", True, "ok", *ALL)
     ClickHouseSink(engine, db).write([], [], [Rejection("malformed_json", "x", b'{"site_id": "kr-daejeon"')])
-
-
-def qualify(sql: str, db: str) -> str:
-    names = ("ledger_batches", "ledger_entries", "config_members", "config_sites", "config_pledges", "config_versions",
-             "dlq_records", "audit_runs",
-             "corrections", "windows", "ledger")
-    for t in names:
-        sql = re.sub(rf"\b(FROM|JOIN)\s+{t}\b", rf"\1 {db}.{t}", sql)
-    return sql
 
 
 def test_every_panel_query_returns_its_columns_on_pipeline_output(ledger_db) -> None:  # noqa: F811

@@ -12,16 +12,22 @@ from pathlib import Path
 
 import pytest
 
+from dashboards.build import expand
+from dashboards.specs import FINANCE
 from ledger import LedgerError
 from ledger.audit import recompute
 from ledger.configs import config_by_hash
 from ledger.migrate import apply_migrations
-from schemas import ConfigError
+from ledger.statement import build_statement
+from ledger.statement_render import render_csv
+from schemas import ConfigError, JobEvent
 from schemas.consortium import parse_config, read_config
 from schemas.grid import HOUR_NS, parse_grid_series
+from streams.attribution import book_jobs
 from streams.processing import WindowProcessor
 from streams.sink import ClickHouseSink
 from tests.builders import ALL, ROOT, window, wire
+from tests.helpers import qualify
 
 SITES = {"kr-daejeon", "de-juelich"}
 # window()'s default start, 10**18 ns, is 2001-09-09T01:46:40Z: hour 01 of that day.
@@ -131,7 +137,10 @@ def test_the_ledger_keeps_the_series_and_audits_price_again_from_it(tmp_path: Pa
         doc = window(seq=i, window_start_ns=start, window_end_ns=start + 10 * 10**9)
         doc["gpus"][0]["energy_mj"] = 3_600_000
         raws.append(wire(doc))
-    outs = [(p.process(r, None, H01 + 3700 * 10**9), r) for r in raws]
+    events = [JobEvent(event="start", site_id="kr-daejeon", job_id="7", account="kr-llm", time_ns=1)]
+    sink.write_jobs(events)  # the scheduler's word on who pays, kept for the audits too
+    jobs = book_jobs(events)
+    outs = [(p.process(r, jobs, H01 + 3700 * 10**9), r) for r in raws]
     assert all(o.rejection is None for o, _ in outs)
     from schemas.ledger import row_from_entry
 
@@ -141,6 +150,24 @@ def test_the_ledger_keeps_the_series_and_audits_price_again_from_it(tmp_path: Pa
     stored = config_by_hash(chdb_engine, db, digest)
     assert stored is not None and stored.grid_gco2_at("kr-daejeon", H01) == Decimal(100)
     assert recompute(chdb_engine, db, *ALL).ok
+    # KR's statement says which carbon followed the grid hour by hour and which hour had no value
+    st = build_statement(chdb_engine, db, "KR", "2001-09")
+    assert st.total.carbon_kg == Decimal("0.001897")
+    assert st.carbon_methods == [("hourly", Decimal("0.001321"), Decimal("0.002")),
+                                 ("static", Decimal("0.000576"), Decimal("0.001"))]
+    assert st.series_gaps == [("kr-daejeon", 1)]
+    assert st.carbon_notes() == [
+        "carbon: 0.001 kg from the hourly grid-intensity series (66.7% of the energy)",
+        "carbon: 0.001 kg from the site's static intensity, for hours the series has no value (33.3% of the energy)",
+        "site kr-daejeon: 1 hour(s) without a grid-intensity value (static figure used)"]
+    assert st.carbon_notes()[0] in render_csv(st)
+    # the Finance dashboard's panel 10 says the same, from the ledger's tables in SQL
+    panel = next(x for x in FINANCE.panels if x.id == 10)
+    sql = qualify(expand(panel.sql, 0, 4_102_444_800, {"member": ["KR"], "site": ["kr-daejeon"]}), db)
+    assert [(m, method, round(Decimal(str(kg)), 6), round(Decimal(str(kwh)), 6))
+            for m, method, kg, kwh in chdb_engine.execute(sql)] == [
+        ("KR", "hourly series", Decimal("0.001321"), Decimal("0.002")),
+        ("KR", "static figure", Decimal("0.000576"), Decimal("0.001"))]
     rows = chdb_engine.execute(f"SELECT site_id, toString(hour), toString(gco2_per_kwh) FROM {db}.grid_intensity "
                                f"ORDER BY site_id, hour")
     assert [(site, hour, Decimal(v)) for site, hour, v in rows] == [
