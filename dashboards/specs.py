@@ -134,7 +134,9 @@ FINANCE = DashboardSpec(
             "usage is excluded from the shares; idle cost that members bear (a site's idle policy host or shared) "
             "adds: + the idle cost the member bears − its contribution share × the idle cost members bear "
             "(ledger/balance.py). The settlement (panel 8, `bridgeledger ledger settlement`) adds balances month "
-            "by month.",
+            "by month. This panel uses the budget key (balance_rule contribution_share); a config with "
+            "balance_rule contributed_value weighs cash and in-kind value instead: settle with the statements "
+            "and `ledger settlement` (docs/contributions.md).",
             f"""SELECT member, if(total_h = 0, 0, 100 * toFloat64(used_h) / total_h) AS usage_pct,
        100 * share AS contribution_pct, toFloat64(used_h) AS normalised_gpu_hours,
        (if(total_h = 0, 0, toFloat64(used_h) / total_h) - share) * total_cost + toFloat64(idle_c) - share * idle_total
@@ -196,7 +198,8 @@ GROUP BY member, project ORDER BY member, normalised_gpu_hours DESC LIMIT 5 BY m
             "contribution share) × that month's job cost, added over the months of the range; members with a "
             "positive balance pay those with a negative one in proportion to what each is owed. Exact to the "
             "cent with the stated rounding rule in `bridgeledger ledger settlement` (this panel shows the "
-            "unrounded amounts). All sites: a settlement covers the consortium.",
+            "unrounded amounts). All sites: a settlement covers the consortium. Budget-key rule only (see "
+            "panel 1).",
             f"""SELECT payer, payee, payer_balance * (-payee_balance) / owed AS amount_eur
 FROM
 (

@@ -11,13 +11,21 @@ zero up to the split's rounding): idle cost that members bear is paid for by
 everyone's contributions like the jobs are, so a member who bears more than
 its share of it is owed the difference. Over all members both terms sum to
 zero.
+
+The contribution share is the config's budget key (``contribution_share``),
+or under ``balance_rule: contributed_value`` the member's share of what all
+members contributed in the month (:func:`contributed_shares`): its cash (the
+month's budget by its budget key) plus the in-kind value its sites delivered.
+Those shares sum to one as the budget key does, so the balances still sum to
+zero.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from fractions import Fraction
 
-__all__ = ["member_balance"]
+__all__ = ["contributed_shares", "member_balance"]
 
 
 def member_balance(job_hours: Fraction, all_job_hours: Fraction, job_cost: Fraction, share: Fraction,
@@ -25,3 +33,16 @@ def member_balance(job_hours: Fraction, all_job_hours: Fraction, job_cost: Fract
     """Exact; the caller rounds (statements: half-even to the cent; the settlement: ledger/settlement.py)."""
     usage = job_hours / all_job_hours if all_job_hours else Fraction(0)
     return (usage - share) * job_cost + idle_cost - share * all_idle_cost
+
+
+def contributed_shares(cash: Mapping[str, Fraction], in_kind: Mapping[str, Fraction],
+                       budget_key: Mapping[str, Fraction]) -> dict[str, Fraction]:
+    """Each member's (of ``budget_key``) share of the month's contributions, cash plus in kind.
+
+    Exact; the shares sum to one. A month in which nobody contributed anything falls back
+    to the budget key, so the balance is never undefined."""
+    value = {m: cash.get(m, Fraction(0)) + in_kind.get(m, Fraction(0)) for m in budget_key}
+    total = sum(value.values(), Fraction(0))
+    if not total:
+        return dict(budget_key)
+    return {m: v / total for m, v in value.items()}

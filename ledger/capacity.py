@@ -28,9 +28,12 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+from ledger.balance import contributed_shares
+from ledger.months import prorated
 from schemas.consortium import ConsortiumConfig, Pledge
 
-__all__ = ["MemberCapacity", "SiteCapacity", "capacity", "config_of_period", "pledged_hours"]
+__all__ = ["Contributions", "MemberCapacity", "SiteCapacity", "capacity", "config_of_period", "contributions",
+           "pledged_hours"]
 
 
 @dataclass(frozen=True)
@@ -92,25 +95,9 @@ class MemberCapacity:
         return low or (self.target is not None and avail is not None and avail < self.target)
 
 
-def _bounds(period: str) -> tuple[datetime, datetime]:
-    if len(period) == 4:
-        y = int(period)
-        return datetime(y, 1, 1), datetime(y + 1, 1, 1)
-    y, m = int(period[:4]), int(period[5:])
-    return datetime(y, m, 1), datetime(y + (m == 12), m % 12 + 1, 1)
-
-
 def pledged_hours(pledges: list[Pledge], member: str, start: datetime, end: datetime) -> Decimal:
     """A member's pledged hours over [start, end): each pledge by the share of its own period covered."""
-    total = Fraction(0)
-    for p in pledges:
-        if p.member != member:
-            continue
-        p0, p1 = _bounds(p.period)
-        overlap = (min(end, p1) - max(start, p0)).total_seconds()
-        if overlap > 0:
-            span = int((p1 - p0).total_seconds())
-            total += Fraction(p.normalised_gpu_hours) * Fraction(int(overlap), span)
+    total = prorated([(p.period, p.normalised_gpu_hours) for p in pledges if p.member == member], start, end)
     return Decimal(total.numerator) / Decimal(total.denominator)
 
 
@@ -149,3 +136,34 @@ def capacity(client: Any, db: str, cfg: ConsortiumConfig, start: datetime, end: 
             site.id, site.country, site.gpus, all_h, job_h, reported.get(site.id, 0),
             site.gpus * seconds if site.gpus else None))
     return list(out.values())
+
+
+@dataclass(frozen=True)
+class Contributions:
+    """What each member contributed in a period under the config's balance rule, and so its share."""
+
+    rule: str
+    shares: dict[str, Fraction]
+    cash: dict[str, Fraction]  # contributed_value: the period's cash budget by the budget key
+    in_kind: dict[str, Fraction]  # contributed_value: its sites' delivered hours × the GPU-hour rate
+
+
+def contributions(client: Any, db: str, cfg: ConsortiumConfig, start: datetime, end: datetime,
+                  source: str | None = None, params: dict[str, Any] | None = None) -> Contributions:
+    """Each member's contribution share for [start, end) (one month: the balance's unit) under the
+    config's ``balance_rule``; ``source``/``params`` as in the statements (a checkpoint-covered view)."""
+    key = {m.code: Fraction(m.contribution_share) for m in cfg.members}
+    if cfg.balance_rule == "contribution_share":
+        return Contributions(cfg.balance_rule, key, {}, {})
+    budget = prorated([(b.period, b.amount) for b in cfg.cash_budgets], start, end)
+    cash = {m: budget * share for m, share in key.items()}
+    rate = Fraction(cfg.pricing.gpu_hour_rate)
+    hosts = {site.id: site.country for site in cfg.sites if site.country in key}
+    in_kind = {m: Fraction(0) for m in key}
+    for site, hours in client.execute(
+            f"SELECT site_id, sum(normalised_gpu_hours) FROM {source or db + '.ledger'} "
+            f"WHERE window_start >= %(start)s AND window_start < %(end)s GROUP BY site_id",
+            {**(params or {}), "start": start, "end": end}):
+        if site in hosts:  # delivered: every entry at the member's sites, as ``capacity`` counts it
+            in_kind[hosts[site]] += Fraction(str(hours)) * rate
+    return Contributions(cfg.balance_rule, contributed_shares(cash, in_kind, key), cash, in_kind)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+from decimal import Decimal
+from fractions import Fraction
 
 from ledger import LedgerError
 
-__all__ = ["month_bounds", "month_range"]
+__all__ = ["month_bounds", "month_range", "period_bounds", "prorated"]
 
 MAX_MONTHS = 120
 
@@ -35,3 +38,23 @@ def month_range(from_month: str, to_month: str) -> list[str]:
     if len(out) > MAX_MONTHS:
         raise LedgerError("a settlement covers at most ten years")
     return out
+
+
+def period_bounds(period: str) -> tuple[datetime, datetime]:
+    """A config period, ``YYYY`` or ``YYYY-MM``: its first instant and the next period's."""
+    if len(period) == 4:
+        y = int(period)
+        return datetime(y, 1, 1), datetime(y + 1, 1, 1)
+    return month_bounds(period)
+
+
+def prorated(amounts: Iterable[tuple[str, Decimal]], start: datetime, end: datetime) -> Fraction:
+    """The part of per-period amounts that falls in [start, end): each by the share of its own
+    period covered, by the second (a year's 87,600 in a 30-day November: 7,200)."""
+    total = Fraction(0)
+    for period, amount in amounts:
+        p0, p1 = period_bounds(period)
+        overlap = (min(end, p1) - max(start, p0)).total_seconds()
+        if overlap > 0:
+            total += Fraction(amount) * Fraction(int(overlap), int((p1 - p0).total_seconds()))
+    return total

@@ -117,6 +117,7 @@ def month_balances(client: Any, db: str, months: list[str], source: str | None =
                    params: dict[str, Any] | None = None) -> tuple[dict[str, dict[str, Fraction]], dict[str, str], str]:
     """member -> month -> exact balance (the statement's definition), every
     member of each month's config included, usage or not; member names; currency."""
+    from ledger.capacity import contributions
     from ledger.configs import config_by_hash, period_config_hashes
     out: dict[str, dict[str, Fraction]] = {}
     names: dict[str, str] = {}
@@ -142,10 +143,11 @@ def month_balances(client: Any, db: str, months: list[str], source: str | None =
         total_h = sum(hours.values(), Fraction(0))  # the unbilled rows (member '') have no job hours
         total_cost = sum((Fraction(str(c)) for _, _, c, _ in rows), Fraction(0))
         total_idle = sum(idle.values(), Fraction(0))
+        shares = contributions(client, db, cfg, start, end, led, p).shares  # the config's balance rule
         for m in cfg.members:
             names[m.code] = m.name
             out.setdefault(m.code, {})[month] = member_balance(
-                hours.get(m.code, Fraction(0)), total_h, total_cost, Fraction(str(m.contribution_share)),
+                hours.get(m.code, Fraction(0)), total_h, total_cost, shares[m.code],
                 idle.get(m.code, Fraction(0)), total_idle)
     return out, names, currency
 

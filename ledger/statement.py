@@ -19,6 +19,7 @@ from typing import Any
 
 from ledger import LedgerError
 from ledger.balance import member_balance
+from ledger.capacity import contributions
 from ledger.configs import config_by_hash, period_config_hashes
 from ledger.months import month_bounds
 from schemas import units
@@ -84,6 +85,9 @@ class Statement:
     # for method "hourly" (the config's series) and "static" (the site's figure), and the hours
     # a config's series had no value for, per site
     carbon_methods: list[tuple[str, Decimal, Decimal]] = field(default_factory=list)
+    # under balance_rule contributed_value: (its cash, its in-kind value, all members' contributions,
+    # its budget key); None under the contribution_share rule
+    contributed: tuple[Fraction, Fraction, Fraction, Fraction] | None = None
     series_gaps: list[tuple[str, int]] = field(default_factory=list)
 
     def transfer_lines(self) -> list[str]:
@@ -113,6 +117,16 @@ class Statement:
                          "contribution share")
         return notes
 
+    def contribution_notes(self) -> list[str]:
+        """How the contribution share was made, under the config's balance rule."""
+        if self.contributed is None:
+            return []
+        cash, in_kind, total, key = (Decimal(x.numerator) / Decimal(x.denominator) for x in self.contributed)
+        return [f"balance rule contributed_value: contributed {figure(cash)} {self.currency} in cash (the month's "
+                f"budget by its budget key {key:.4f}) + {figure(in_kind)} {self.currency} in kind (delivered "
+                f"capacity at the GPU-hour rate) of {figure(total)} {self.currency} contributed by all members: "
+                f"contribution share {self.contribution_share:.4f}"]
+
     def carbon_notes(self) -> list[str]:
         """Which carbon figures follow the grid hour by hour and which use a site's static intensity."""
         by = {method: (kg, kwh) for method, kg, kwh in self.carbon_methods}
@@ -137,7 +151,7 @@ class Statement:
         """How much of the usage the scheduler vouched for, and what was self-declared or overridden."""
         total = sum((h for _, h in self.sources), Decimal(0))
         notes = [f"site {s} may send UNSIGNED windows (allow_unsigned in the config)" for s in self.unsigned_sites]
-        notes += self.idle_notes() + self.capacity_notes() + self.carbon_notes()
+        notes += self.idle_notes() + self.capacity_notes() + self.contribution_notes() + self.carbon_notes()
         notes += [f"site {s} may name accounts itself where no job event exists (self_declared_accounts)"
                   for s in self.self_declaring_sites]
         if not total:
@@ -208,11 +222,17 @@ def build_statement(client: Any, db: str, member: str, month: str, cover: Mappin
                  sum((x.carbon_kg for x in lines), Decimal(0)))
     job_h = Decimal(str(m_ngh or 0))  # its jobs' hours: idle hours it bears are not usage
     usage = (job_h / c_ngh) if c_ngh else Decimal(0)
-    exact = member_balance(Fraction(job_h), Fraction(c_ngh), Fraction(c_cost), Fraction(m.contribution_share),
+    contrib = contributions(client, db, cfg, start, end, led, p)  # the share the config's balance rule gives
+    share = contrib.shares[member]
+    exact = member_balance(Fraction(job_h), Fraction(c_ngh), Fraction(c_cost), share,
                            Fraction(Decimal(str(m_idle or 0))), Fraction(Decimal(str(c_idle or 0))))
     balance = (Decimal(exact.numerator) / Decimal(exact.denominator)).quantize(CENT, ROUND_HALF_EVEN)
     st = Statement(member, m.name, month, start, end, cfg.pricing.currency, versions, lines, total, c_ngh, c_cost,
-                   m.contribution_share, usage, balance)
+                   Decimal(share.numerator) / Decimal(share.denominator), usage, balance)
+    if contrib.rule == "contributed_value":
+        st.contributed = (contrib.cash[member], contrib.in_kind[member],
+                          sum(contrib.cash.values(), Fraction(0)) + sum(contrib.in_kind.values(), Fraction(0)),
+                          Fraction(m.contribution_share))
     st.idle_policies = [(x.id, x.idle_policy, x.country) for x in cfg.sites]
     from ledger.settlement import settle
 
@@ -253,7 +273,7 @@ def build_statement(client: Any, db: str, member: str, month: str, cover: Mappin
         f"SELECT toStartOfMonth(window_start) AS mon, sumIf(normalised_gpu_hours, member = %(m)s), "
         f"sum(normalised_gpu_hours) FROM {led} WHERE account_kind = 'job' AND window_start < %(end)s "
         f"GROUP BY mon ORDER BY mon DESC LIMIT 12", p)
-    st.history = [(f"{mon:%Y-%m}", Decimal(str(mine)), Decimal(str(allm)) * m.contribution_share)
+    st.history = [(f"{mon:%Y-%m}", Decimal(str(mine)), Decimal(str(allm)) * st.contribution_share)
                   for mon, mine, allm in reversed(hist)]
     return st
 

@@ -51,7 +51,7 @@ def render_csv(st: Statement) -> str:
         w.writerow(["dead_letters", f"{site}:{reason}", n])
     for src, hours in st.sources:
         w.writerow(["account_source", src, figure(hours)])
-    for note in st.idle_notes() + st.capacity_notes() + st.carbon_notes():
+    for note in st.idle_notes() + st.capacity_notes() + st.contribution_notes() + st.carbon_notes():
         w.writerow(["note", note, ""])
     w.writerow([])
     w.writerow(["settlement_payer", "payee", f"amount_{st.currency.lower()}"])

@@ -22,6 +22,7 @@ from schemas.signing import PUBLIC_KEY_PATTERN
 from schemas.telemetry import ID_PATTERN
 
 __all__ = [
+    "CashBudget",
     "ConsortiumConfig",
     "GpuModel",
     "GridIntensityRef",
@@ -145,6 +146,14 @@ class GridIntensityRef(_Strict):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
 
 
+class CashBudget(_Strict):
+    """Money the members pay in for a period (a month or a year), each by its budget key
+    (its ``contribution_share``): counted under the ``contributed_value`` balance rule."""
+
+    period: str = Field(pattern=r"^\d{4}(-(0[1-9]|1[0-2]))?$", description="YYYY or YYYY-MM")
+    amount: Decimal = Field(ge=0)
+
+
 class Pricing(_Strict):
     currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
     # Capacity price per normalised (H100-equivalent) GPU-hour, on top of energy.
@@ -164,6 +173,12 @@ class ConsortiumConfig(_Strict):
     ledger_keys: list[SiteKey] = Field(default_factory=list)
     # In-kind contributions: capacity members pledge at their sites (ledger/capacity.py).
     pledges: list[Pledge] = Field(default_factory=list)
+    # How a member's contribution is weighed against its usage (ledger/balance.py):
+    # contribution_share: the budget key above; contributed_value: its share of what all
+    # contributed in the month, cash (cash_budgets by the budget key) plus the in-kind value
+    # its sites delivered (ledger/capacity.py) — docs/contributions.md.
+    balance_rule: Literal["contribution_share", "contributed_value"] = "contribution_share"
+    cash_budgets: list[CashBudget] = Field(default_factory=list)
     # Hourly grid carbon intensity per site (schemas/grid.py); without it every window
     # is priced with its site's static grid_gco2_per_kwh.
     grid_intensity: GridIntensityRef | None = None
@@ -196,6 +211,7 @@ class ConsortiumConfig(_Strict):
             if pledge.member not in codes:
                 raise ValueError(f"pledges: {pledge.member} is not a member")
         _unique("pledges (member, period)", [f"{x.member} {x.period}" for x in self.pledges])
+        _unique("cash_budgets period", [x.period for x in self.cash_budgets])
         for site in self.sites:
             if site.idle_policy == "host" and site.country not in codes:
                 raise ValueError(f"sites: {site.id} has idle_policy host but its country {site.country} is not a "

@@ -618,3 +618,61 @@ def test_delivered_capacity_is_the_ledgers_gpu_time_and_an_outage_costs_availabi
     assert abs(pledged - float(de.pledged_h)) < 1e-9 and abs(delivered - float(de.delivered_h)) < 1e-9
     assert abs(availability_pct - 80.0) < 1e-9 and abs(delivered_pct - 100 * float(de.delivered_share)) < 1e-6
     assert shown["KR"][3] == 0  # no declared inventory: no availability figure
+
+
+def test_the_contributed_value_rule_weighs_cash_and_in_kind_and_still_settles_to_zero(chdb_engine, trace_dir) -> None:
+    from datetime import datetime as dt
+    from fractions import Fraction as F
+
+    from ledger.balance import member_balance
+    from ledger.capacity import contributions
+    from ledger.settlement import settle
+    from ledger.statement import build_statement
+    from schemas.consortium import parse_config
+
+    text = (ROOT / "deploy" / "consortium.example.yaml").read_bytes() + (
+        b'\nbalance_rule: contributed_value\ncash_budgets: [{period: "2026", amount: "365000"}]\n')
+    cfg, digest = parse_config(text)
+    db = f"bl_rule{next(_counter)}"
+    apply_migrations(chdb_engine, db)
+    sink = ClickHouseSink(chdb_engine, db)
+    sink.record_config(digest, cfg.version, text, [(m.code, m.name, m.contribution_share) for m in cfg.members])
+    from tests.conftest import ledger_messages
+
+    book_messages(ledger_messages(trace_dir, cfg), WindowProcessor(cfg, digest), sink)
+    (month,) = {r[0] for r in chdb_engine.execute(f"SELECT formatDateTime(window_start, '%Y-%m') FROM {db}.ledger")}
+    assert month == "2026-11"  # 30 days: the yearly cash budget of 365,000 puts 30,000 in it
+    start, end = dt(2026, 11, 1), dt(2026, 12, 1)
+    # by hand: each member's cash is 30,000 x its budget key; in kind, the normalised GPU-hours its sites
+    # delivered (every entry there) x the 1.20 rate: kr-daejeon for KR, de-juelich for DE, none for the rest
+    hours = {s: F(str(h)) for s, h in chdb_engine.execute(
+        f"SELECT site_id, sum(normalised_gpu_hours) FROM {db}.ledger GROUP BY site_id")}
+    assert set(hours) == {"kr-daejeon", "de-juelich"}
+    cash = {m.code: 30_000 * F(m.contribution_share) for m in cfg.members}
+    in_kind = {"KR": hours["kr-daejeon"] * F("1.2"), "DE": hours["de-juelich"] * F("1.2")}
+    total = 30_000 + in_kind["KR"] + in_kind["DE"]
+    expected = {m: (cash[m] + in_kind.get(m, 0)) / total for m in cash}
+    c = contributions(chdb_engine, db, cfg, start, end)
+    assert c.shares == expected and c.cash == cash and c.in_kind == {**{m: 0 for m in cash}, **in_kind}
+    # a member hosting nothing keeps only its cash's part: less than its budget key once others host capacity
+    assert c.shares["FR"] == F("0.14") * 30_000 / total < F("0.14")
+    assert c.shares["KR"] == (F("0.24") * 30_000 + in_kind["KR"]) / total
+    # statements balance with those shares; the settlement adds up to zero and settles them
+    s = settle(chdb_engine, db, month, month)
+    assert sum(s.balances.values()) == 0
+    job_h, job_cost, mine = {}, F(0), {}
+    for member, h, cost in chdb_engine.execute(
+            f"SELECT member, sum(normalised_gpu_hours), sum(cost_eur) FROM {db}.ledger WHERE account_kind = 'job' "
+            f"GROUP BY member"):
+        job_h[member], job_cost = F(str(h)), job_cost + F(str(cost))
+    for m in cfg.members:
+        mine[m.code] = member_balance(job_h.get(m.code, F(0)), sum(job_h.values()), job_cost, expected[m.code])
+        st = build_statement(chdb_engine, db, m.code, month)
+        assert st.balance == Decimal(mine[m.code].numerator / mine[m.code].denominator).quantize(Decimal("0.01"))
+        assert abs(s.balances[m.code] - st.balance) <= Decimal("0.01")
+        assert st.contribution_notes()[0].startswith("balance rule contributed_value: contributed ")
+    assert sum(mine.values()) == 0
+    # the same ledger under the budget-key rule gives the shares of the config
+    plain = cfg.model_copy(update={"balance_rule": "contribution_share"})
+    assert contributions(chdb_engine, db, plain, start, end).shares == {
+        m.code: F(m.contribution_share) for m in cfg.members}
