@@ -30,9 +30,10 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -42,7 +43,7 @@ from schemas.jobs import JobEvent
 from schemas.telemetry import ID_PATTERN
 
 __all__ = ["JobsSettings", "deliver_outbox", "event_from_record", "load_jobs_settings", "nvml_gpu_uuids",
-           "write_record"]
+           "run_delivery", "write_record"]
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +155,54 @@ def deliver_outbox(outbox: Path, site_id: str, publish: Callable[[JobEvent], Non
         path.unlink(missing_ok=True)
         delivered += 1
     return delivered, rejected
+
+
+def run_delivery(settings: JobsSettings, gpu_uuids: Mapping[str, str], follow: bool, poll_s: float,
+                 say: Callable[[str], None], warn: Callable[[str], None],
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+    """``bridgeledger jobs deliver``: the outbox to ``jobs.events`` with the site's credentials,
+    once, or (``follow``) for ever, backing off to a minute while the broker is away.
+    Without ``follow`` an unreachable broker is an AgentError naming what waits."""
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+
+    from schemas.topics import JOBS_TOPIC
+
+    settings.outbox.mkdir(parents=True, exist_ok=True)
+    producer: Any = None
+    delay = poll_s
+    while True:
+        try:
+            if producer is None:
+                producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all",
+                                         client_id="bridgeledger-jobs", max_block_ms=10_000,
+                                         request_timeout_ms=10_000, **settings.kafka.options())
+
+            def publish(e: JobEvent, producer: Any = producer) -> None:
+                producer.send(JOBS_TOPIC, key=f"{e.site_id}/{e.job_id}".encode(),
+                              value=e.to_json_bytes()).get(timeout=15)
+
+            sent, rejected = deliver_outbox(settings.outbox, settings.site, publish, gpu_uuids)
+            if sent or rejected or not follow:
+                say(f"{sent} job event(s) delivered, {rejected} rejected record(s) (in {settings.outbox / 'rejected'})"
+                    if rejected else f"{sent} job event(s) delivered from {settings.outbox}")
+            delay = poll_s
+        except KafkaError as exc:
+            waiting = len(list(settings.outbox.glob("*" + RECORD_SUFFIX)))
+            if not follow:
+                raise AgentError(f"Kafka at {settings.kafka.bootstrap} not reachable ({exc}); "
+                                 f"{waiting} event(s) wait in {settings.outbox}") from exc
+            warn(f"Kafka at {settings.kafka.bootstrap} not reachable ({type(exc).__name__}); {waiting} "
+                 f"event(s) wait in the outbox; retrying in {delay:.0f} s")
+            if producer is not None:
+                producer.close(timeout=1)
+                producer = None
+            delay = min(delay * 2, 60.0)
+        if not follow:
+            break
+        sleep(delay)
+    if producer is not None:
+        producer.close(timeout=5)
 
 
 def write_record(outbox: Path, event: JobEvent) -> Path:

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -215,6 +215,18 @@ def _ledger_client() -> tuple[Any, str]:
     return connect(s), s.database
 
 
+def _with_progress(label: str, unit: str, audit: Callable[..., Any], *args: Any) -> Any:
+    """An audit with a progress bar on the terminal (none when stderr is redirected)."""
+    from bridgeledger.progress import terminal_progress
+
+    bar = terminal_progress(label, unit)
+    try:
+        return audit(*args, progress=bar)
+    finally:
+        if bar is not None:
+            bar.done()
+
+
 @ledger.command("verify")
 @_from_opt
 @_to_opt
@@ -227,7 +239,7 @@ def ledger_verify(start: str | None, end: str | None, record: bool, witness_dir:
 
     client, db = _ledger_client()
     lo, hi = _when(start, EPOCH), _when(end, END_OF_TIME)
-    report = verify_ledger(client, db, lo, hi)
+    report = _with_progress("verify", "entries", verify_ledger, client, db, lo, hi)
     click.echo(f"{report.batches} batches, {report.entries} entries checked")
     if witness_dir is not None:
         from ledger.witness import Witness, compare, database_batches
@@ -330,7 +342,7 @@ def ledger_reconcile(start: str | None, end: str | None, record: bool) -> None:
 
     client, db = _ledger_client()
     lo, hi = _when(start, EPOCH), _when(end, END_OF_TIME)
-    rep = reconcile(client, db, lo, hi)
+    rep = _with_progress("reconcile", "windows", reconcile, client, db, lo, hi)
     click.echo(f"{rep.windows} windows, {rep.gpu_windows} GPU windows reconciled")
     if record:
         _record(client, db, "reconcile", rep.ok, f"{rep.gpu_windows} GPU windows, residual "
@@ -359,7 +371,7 @@ def ledger_recompute(start: str | None, end: str | None, record: bool) -> None:
 
     client, db = _ledger_client()
     lo, hi = _when(start, EPOCH), _when(end, END_OF_TIME)
-    rep = recompute(client, db, lo, hi)
+    rep = _with_progress("recompute", "windows", recompute, client, db, lo, hi)
     click.echo(f"{rep.windows} windows recomputed into {rep.entries} entries; {rep.signatures} site signatures "
                f"verified again")
     if record:
@@ -385,18 +397,7 @@ def ledger_statement(member: str, month: str | None, from_month: str | None, to_
     """A member's statement for a month or a period, signed (OUT.sig) up to each chain's latest checkpoint.
 
     A period has a line per month, its total and the year to date, then each month in full."""
-    from ledger.period_statement import build_period_statement
-    from ledger.signed_statement import latest_checkpoints, sign_statement
-    from ledger.statement import build_statement
-    from ledger.statement_render import (
-        render_csv,
-        render_html,
-        render_pdf,
-        render_period_csv,
-        render_period_html,
-        render_period_pdf,
-    )
-    from schemas.checkpoint import checkpoint_id
+    from ledger.signed_statement import issue_statement
 
     if not ((month and not from_month and not to_month) or (not month and from_month and to_month)):
         raise click.UsageError("give --month, or --from-month and --to-month")
@@ -406,36 +407,13 @@ def ledger_statement(member: str, month: str | None, from_month: str | None, to_
         from streams.settings import StreamSettings
     key_id, key, demo = ledger_signer(cfg, StreamSettings().ledger_key_file)
     client, db = _ledger_client()
-    covered = latest_checkpoints(client, db, ledger_verifiers(cfg))
-    cover = {c: cp.seq for c, (cp, _) in covered.items()}
-    notes = [(c, cp.seq, checkpoint_id(raw)) for c, (cp, raw) in covered.items()]
-    doc: Any
-    renderers: tuple[Any, Any, Any]  # csv, html, pdf of doc
-    if month is not None:
-        doc = build_statement(client, db, member.upper(), month, cover=cover)
-        statements, renderers = [doc], (render_csv, render_html, render_pdf)
-        period, total_h, total_cost = doc.month, doc.total.normalised_gpu_hours, doc.total.cost_eur
-    else:
-        assert from_month is not None and to_month is not None
-        doc = build_period_statement(client, db, member.upper(), from_month, to_month, cover=cover)
-        statements, renderers = doc.statements, (render_period_csv, render_period_html, render_period_pdf)
-        period, total_h, total_cost = f"{from_month}..{to_month}", doc.normalised_gpu_hours, doc.cost
-    for st in statements:
-        st.covered = notes
-    to_csv, to_html, to_pdf = renderers
-    if fmt == "pdf":
-        with needs_extra("streams"):
-            to_pdf(doc, out)
-    else:
-        out.write_text(to_csv(doc) if fmt == "csv" else to_html(doc))
-    signed_member, currency, balance = doc.member, doc.currency, doc.balance
-    sig = out.with_name(out.name + ".sig")
-    sig.write_bytes(sign_statement(out.read_bytes(), out.name, signed_member, period, [r for _, r in covered.values()],
-                                   key_id, key, time.time_ns()) + b"\n")
-    click.echo(f"{signed_member} {period}: {total_h:.2f} normalised GPU-hours, {total_cost:.2f} {currency}, "
-               f"balance {balance:+.2f} -> {out}")
-    click.echo(f"signed with ledger key {key_id}{' (PUBLIC DEMO KEY)' if demo else ''} -> {sig}; covers "
-               + (", ".join(f"chain {c} to batch {cp.seq}" for c, (cp, _) in covered.items()) or "no checkpoint"))
+    with needs_extra("streams"):  # the PDF needs reportlab
+        done = issue_statement(client, db, ledger_verifiers(cfg), member, month, from_month, to_month, fmt, out,
+                               key_id, key)
+    click.echo(f"{done.member} {done.period}: {done.normalised_gpu_hours:.2f} normalised GPU-hours, "
+               f"{done.cost:.2f} {done.currency}, balance {done.balance:+.2f} -> {out}")
+    click.echo(f"signed with ledger key {key_id}{' (PUBLIC DEMO KEY)' if demo else ''} -> {done.signature}; covers "
+               + (", ".join(f"chain {c} to batch {seq}" for c, seq in done.covered.items()) or "no checkpoint"))
 
 
 @ledger.command("settlement")
@@ -910,51 +888,13 @@ def jobs_emit(event: str, site: str, gpus: str, to_kafka: bool, out: Path | None
               help="index,uuid lines instead of asking NVML (a node without the driver, tests).")
 def jobs_deliver(settings_path: Path, follow: bool, poll_s: float, gpu_map: Path | None) -> None:
     """Deliver the job events the Slurm prolog/epilog left in the outbox to Kafka."""
-    from agents.job_outbox import deliver_outbox, load_jobs_settings, nvml_gpu_uuids
-    from schemas.topics import JOBS_TOPIC
+    from agents.job_outbox import load_jobs_settings, nvml_gpu_uuids, run_delivery
 
-    with needs_extra("agent"):
-        from kafka import KafkaProducer
-        from kafka.errors import KafkaError
     settings = load_jobs_settings(settings_path)
     uuids = (dict(line.split(",", 1) for line in gpu_map.read_text().split() if "," in line) if gpu_map
              else nvml_gpu_uuids())
-    settings.outbox.mkdir(parents=True, exist_ok=True)
-    producer: Any = None
-    delay = poll_s
-    while True:
-        try:
-            if producer is None:
-                producer = KafkaProducer(bootstrap_servers=settings.kafka.bootstrap, acks="all",
-                                         client_id="bridgeledger-jobs", max_block_ms=10_000,
-                                         request_timeout_ms=10_000, **settings.kafka.options())
-
-            def publish(e: Any, producer: Any = producer) -> None:
-                producer.send(JOBS_TOPIC, key=f"{e.site_id}/{e.job_id}".encode(),
-                              value=e.to_json_bytes()).get(timeout=15)
-
-            sent, rejected = deliver_outbox(settings.outbox, settings.site, publish, uuids)
-            if sent or rejected or not follow:
-                click.echo(f"{sent} job event(s) delivered, {rejected} rejected record(s) "
-                           f"(in {settings.outbox / 'rejected'})" if rejected else
-                           f"{sent} job event(s) delivered from {settings.outbox}")
-            delay = poll_s
-        except KafkaError as exc:
-            waiting = len(list(settings.outbox.glob("*.job")))
-            if not follow:
-                raise click.ClickException(f"Kafka at {settings.kafka.bootstrap} not reachable ({exc}); "
-                                           f"{waiting} event(s) wait in {settings.outbox}") from exc
-            click.echo(f"Kafka at {settings.kafka.bootstrap} not reachable ({type(exc).__name__}); {waiting} "
-                       f"event(s) wait in the outbox; retrying in {delay:.0f} s", err=True)
-            if producer is not None:
-                producer.close(timeout=1)
-                producer = None
-            delay = min(delay * 2, 60.0)
-        if not follow:
-            break
-        time.sleep(delay)
-    if producer is not None:
-        producer.close(timeout=5)
+    with needs_extra("agent"):
+        run_delivery(settings, uuids, follow, poll_s, click.echo, lambda m: click.echo(m, err=True))
 
 
 @jobs.command("sacct")

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from ledger.configs import all_configs
+from ledger.verify import Progress
 from schemas import WireError
 from schemas.telemetry import decode_window_fast
 from streams.job_book import book_jobs
@@ -65,10 +66,57 @@ def _period(start: datetime, end: datetime) -> dict[str, Any]:
     return {"start": start, "end": end}
 
 
-def reconcile(client: Any, db: str, start: datetime, end: datetime) -> ReconcileReport:
+# Windows read and checked at a time (about twelve entries each): reconcile and recompute
+# hold one slice of the ledger in memory, never the month's.
+SLICE_WINDOWS = 20_000
+
+
+def time_slices(client: Any, db: str, start: datetime, end: datetime,
+                target: int | None = None) -> list[tuple[datetime, datetime, int]]:
+    """[start, end) cut at whole hours into contiguous slices of about ``target`` raw windows
+    each, as (slice start, slice end, windows in it): every instant of the period is in
+    exactly one slice, hours with entries but no windows included."""
+    target = target or SLICE_WINDOWS
+    bounds: list[tuple[datetime, int]] = []
+    acc = 0
+    for hour, n in client.execute(
+            f"SELECT toStartOfHour(window_start) AS h, count() FROM {db}.windows "
+            f"WHERE window_start >= %(start)s AND window_start < %(end)s GROUP BY h ORDER BY h", _period(start, end)):
+        acc += int(n)
+        if acc >= target:
+            bounds.append((min(hour + timedelta(hours=1), end), acc))
+            acc = 0
+    cuts = [start] + [b for b, _ in bounds if start < b < end] + [end]
+    counts = [n for b, n in bounds if start < b < end] + [acc]
+    return [(a, b, n) for a, b, n in zip(cuts[:-1], cuts[1:], counts, strict=True)]
+
+
+def reconcile(client: Any, db: str, start: datetime, end: datetime,
+              progress: Progress | None = None) -> ReconcileReport:
     rep = ReconcileReport()
-    raw: dict[tuple[str, str], list[int]] = {}
+    slices = time_slices(client, db, start, end)
+    total = sum(n for _, _, n in slices)
     seqs: dict[tuple[str, str], list[int]] = defaultdict(list)  # (site/agent, boot/epoch): seqs
+    for a, b, _ in slices:
+        _reconcile_slice(client, db, a, b, rep, seqs)
+        if progress is not None:
+            progress(rep.windows, total)
+    for (agent, boot), ss in sorted(seqs.items()):
+        ss.sort()
+        for x, y in zip(ss, ss[1:], strict=False):
+            if y > x + 1:
+                rep.gaps.append((agent, boot, x + 1, y - 1))
+    rep.residuals.sort()
+    rep.dlq = [(s or "(unknown)", r, int(n)) for s, r, n in client.execute(
+        f"SELECT site_id, reason, count() FROM {db}.dlq_records FINAL "
+        f"WHERE received_at >= %(start)s AND received_at < %(end)s GROUP BY site_id, reason ORDER BY site_id, reason",
+        _period(start, end))]
+    return rep
+
+
+def _reconcile_slice(client: Any, db: str, start: datetime, end: datetime, rep: ReconcileReport,
+                     seqs: dict[tuple[str, str], list[int]]) -> None:
+    raw: dict[tuple[str, str], list[int]] = {}
     for window_id, agent, boot, seq, payload in client.execute(
             f"SELECT window_id, agent_id, boot_id, seq, payload FROM {db}.windows "
             f"WHERE window_start >= %(start)s AND window_start < %(end)s", _period(start, end)):
@@ -88,21 +136,11 @@ def reconcile(client: Any, db: str, start: datetime, end: datetime) -> Reconcile
             f"WHERE window_start >= %(start)s AND window_start < %(end)s GROUP BY window_id, gpu_uuid",
             _period(start, end)):
         booked[(window_id, gpu)] = [int(e_mj), int(g_ms)]
-    rep.gpu_windows = len(raw)
+    rep.gpu_windows += len(raw)
     for key in sorted(set(raw) | set(booked)):
         measured, in_ledger = raw.get(key, [0, 0]), booked.get(key, [0, 0])
         if measured != in_ledger:
             rep.residuals.append((key[0], key[1], measured[0] - in_ledger[0], measured[1] - in_ledger[1]))
-    for (agent, boot), ss in sorted(seqs.items()):
-        ss.sort()
-        for a, b in zip(ss, ss[1:], strict=False):
-            if b > a + 1:
-                rep.gaps.append((agent, boot, a + 1, b - 1))
-    rep.dlq = [(s or "(unknown)", r, int(n)) for s, r, n in client.execute(
-        f"SELECT site_id, reason, count() FROM {db}.dlq_records FINAL "
-        f"WHERE received_at >= %(start)s AND received_at < %(end)s GROUP BY site_id, reason ORDER BY site_id, reason",
-        _period(start, end))]
-    return rep
 
 
 @dataclass
@@ -121,10 +159,22 @@ COMPARED = ("energy_mj", "gpu_ms", "normalised_gpu_hours", "cost_eur", "carbon_g
             "account_kind", "account", "account_source", "config_hash")
 
 
-def recompute(client: Any, db: str, start: datetime, end: datetime) -> RecomputeReport:
+def recompute(client: Any, db: str, start: datetime, end: datetime,
+              progress: Progress | None = None) -> RecomputeReport:
     rep = RecomputeReport()
     processors = {h: WindowProcessor(cfg, h) for h, cfg in all_configs(client, db).items()}
     jobs = book_jobs(load_jobs(client, db))
+    slices = time_slices(client, db, start, end)
+    total = sum(n for _, _, n in slices)
+    for a, b, _ in slices:
+        _recompute_slice(client, db, a, b, processors, jobs, rep)
+        if progress is not None:
+            progress(rep.windows, total)
+    return rep
+
+
+def _recompute_slice(client: Any, db: str, start: datetime, end: datetime, processors: dict[str, WindowProcessor],
+                     jobs: Any, rep: RecomputeReport) -> None:
     stored: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
     cols = ", ".join(("window_id", "entry_id", *COMPARED))
     for row in client.execute(f"SELECT {cols} FROM {db}.ledger WHERE window_start >= %(start)s "
@@ -166,4 +216,3 @@ def recompute(client: Any, db: str, start: datetime, end: datetime) -> Recompute
                         got = Decimal(str(got))
                     if want != got:
                         rep.differences.append(f"{window_id}: entry {eid} {name}: ledger {got}, recomputed {want}")
-    return rep

@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from ledger import LedgerError
@@ -30,7 +33,7 @@ from schemas.checkpoint import Checkpoint, CheckpointError, checkpoint_id, decod
 from schemas.signing import SigningKey, VerifyKey, sign_window, split_signature
 from streams.chain_writer import ChainWriter
 
-__all__ = ["SignedStatement", "latest_checkpoints", "sign_statement", "verify_statement"]
+__all__ = ["Issued", "SignedStatement", "issue_statement", "latest_checkpoints", "sign_statement", "verify_statement"]
 
 MAX_SIGNATURE_FILE_BYTES = 1 << 20
 
@@ -107,3 +110,63 @@ def verify_statement(content: bytes, signature_file: bytes, keys: Mapping[str, V
                               f"was not witnessed; run bridgeledger ledger witness, then check again")
         cps.append(cp)
     return SignedStatement(str(doc["member"]), str(doc["month"]), str(doc["key_id"]), cps)
+
+
+@dataclass(frozen=True)
+class Issued:
+    """What ``issue_statement`` wrote: the statement file, its signature, and the figures it shows."""
+
+    member: str
+    period: str  # YYYY-MM, or YYYY-MM..YYYY-MM
+    normalised_gpu_hours: Decimal
+    cost: Decimal
+    currency: str
+    balance: Decimal
+    out: Path
+    signature: Path
+    covered: dict[str, int]  # chain -> the last batch the statement covers
+
+
+def issue_statement(client: Any, db: str, keys: Mapping[str, VerifyKey], member: str, month: str | None,
+                    from_month: str | None, to_month: str | None, fmt: str, out: Path, key_id: str,
+                    key: SigningKey, now_ns: int | None = None) -> Issued:
+    """A member's statement for a month (``month``) or a period (``from_month``..``to_month``),
+    drawn up to each chain's latest signed checkpoint, written as ``fmt`` (csv, html, pdf) to
+    ``out`` and signed next to it (``OUT.sig``) with the ledger key."""
+    from ledger.period_statement import build_period_statement
+    from ledger.statement import build_statement
+    from ledger.statement_render import (
+        render_csv,
+        render_html,
+        render_pdf,
+        render_period_csv,
+        render_period_html,
+        render_period_pdf,
+    )
+
+    covered = latest_checkpoints(client, db, keys)
+    cover = {c: cp.seq for c, (cp, _) in covered.items()}
+    notes = [(c, cp.seq, checkpoint_id(raw)) for c, (cp, raw) in covered.items()]
+    doc: Any
+    renderers: tuple[Any, Any, Any]  # csv, html, pdf of doc
+    if month is not None:
+        doc = build_statement(client, db, member.upper(), month, cover=cover)
+        statements, renderers = [doc], (render_csv, render_html, render_pdf)
+        period, total_h, total_cost = doc.month, doc.total.normalised_gpu_hours, doc.total.cost_eur
+    elif from_month is not None and to_month is not None:
+        doc = build_period_statement(client, db, member.upper(), from_month, to_month, cover=cover)
+        statements, renderers = doc.statements, (render_period_csv, render_period_html, render_period_pdf)
+        period, total_h, total_cost = f"{from_month}..{to_month}", doc.normalised_gpu_hours, doc.cost
+    else:
+        raise LedgerError("a statement needs a month, or a first and a last month")
+    for st in statements:
+        st.covered = notes
+    to_csv, to_html, to_pdf = renderers
+    if fmt == "pdf":
+        to_pdf(doc, out)
+    else:
+        out.write_text(to_csv(doc) if fmt == "csv" else to_html(doc))
+    sig = out.with_name(out.name + ".sig")
+    sig.write_bytes(sign_statement(out.read_bytes(), out.name, doc.member, period, [r for _, r in covered.values()],
+                                   key_id, key, time.time_ns() if now_ns is None else now_ns) + b"\n")
+    return Issued(doc.member, period, total_h, total_cost, doc.currency, doc.balance, out, sig, cover)

@@ -12,6 +12,7 @@ than an in-flight write can be) are named too.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -19,9 +20,11 @@ from typing import Any
 
 from schemas.chain import ENTRY_FIELDS, GENESIS, batch_hash, entries_hash, entry_digest, entry_line, windows_hash
 
-__all__ = ["Problem", "VerifyReport", "verify_ledger"]
+__all__ = ["Problem", "Progress", "VerifyReport", "verify_ledger"]
 
 ENTRY_COLS = ", ".join(ENTRY_FIELDS)  # the chain line's fields, in its order
+# progress(done, total): called as an audit works through the ledger (the CLI draws a bar)
+Progress = Callable[[int, int], None]
 
 
 @dataclass(frozen=True)
@@ -76,18 +79,64 @@ def _check_windows(client: Any, db: str, batches: dict[str, tuple[str, int, str,
     return problems
 
 
+# Batches read and checked at a time: the manifests (every entry id and digest) and the
+# entries of a chunk are in memory, never the whole chain's.
+CHUNK_BATCHES = 400
+
+
 def verify_ledger(client: Any, db: str, start: datetime | None = None, end: datetime | None = None,
-                  ) -> VerifyReport:
+                  progress: Progress | None = None) -> VerifyReport:
     """Verify the chains; ``start``/``end`` limit the entry checks to batches whose
-    windows fall in that period (the links are always checked from the start)."""
+    windows fall in that period (the links are always checked from the start).
+    Reads the chain a chunk of batches at a time; ``progress(done, total)`` counts entries."""
+    heads = client.execute(f"SELECT chain_id, seq, entry_count, min_window_start, max_window_start "
+                           f"FROM {db}.ledger_batches ORDER BY chain_id, seq")
+    total = sum(int(n) for _, _, n, lo, hi in heads
+                if (start is None or hi >= start) and (end is None or lo < end))
+    problems: list[Problem] = []
+    prev: dict[str, tuple[int, str]] = {}
+    entries = 0
+    for chunk in _chunks(heads, CHUNK_BATCHES):
+        checked = _verify_chunk(client, db, chunk, start, end, prev, problems)
+        entries += checked
+        if progress is not None:
+            progress(entries, total)
+    outside = client.execute(
+        f"SELECT entry_id, batch_id, batch_id IN (SELECT batch_id FROM {db}.ledger_intents) "
+        f"FROM {db}.ledger_entries WHERE batch_id NOT IN (SELECT batch_id FROM {db}.ledger_batches) LIMIT 1000")
+    interrupted = []
+    for eid, bid, intended in outside:
+        if intended:
+            interrupted.append(bid)
+        else:
+            problems.append(Problem("-", None, "entry_outside_chain",
+                                    f"entry {eid} (batch_id {bid!r}) belongs to no batch of any chain"))
+    return VerifyReport(len(heads), entries, problems, sorted(set(interrupted)))
+
+
+def _chunks(heads: list[tuple[Any, ...]], size: int) -> list[tuple[str, int, int]]:
+    """(chain, first seq, last seq) ranges of at most ``size`` batches, in chain order."""
+    out: list[tuple[str, int, int]] = []
+    for chain, seq, *_ in heads:
+        seq = int(seq)
+        if out and out[-1][0] == chain and seq - out[-1][1] < size:
+            out[-1] = (chain, out[-1][1], seq)
+        else:
+            out.append((chain, seq, seq))
+    return out
+
+
+def _verify_chunk(client: Any, db: str, chunk: tuple[str, int, int], start: datetime | None, end: datetime | None,
+                  prev: dict[str, tuple[int, str]], problems: list[Problem]) -> int:
+    """One chunk of a chain: links (carried in ``prev`` from the chunk before), hashes, entries, windows."""
+    chain_id, first, last = chunk
     batches = client.execute(
         f"SELECT chain_id, seq, batch_id, prev_hash, entries_hash, batch_hash, entry_count, energy_mj, gpu_ms, "
         f"entry_ids, entry_digests, min_window_start, max_window_start, windows_hash, window_count "
-        f"FROM {db}.ledger_batches ORDER BY chain_id, seq")
-    problems: list[Problem] = []
+        f"FROM {db}.ledger_batches WHERE chain_id = %(c)s AND seq >= %(a)s AND seq <= %(b)s ORDER BY seq",
+        {"c": chain_id, "a": first, "b": last})
     in_range: dict[str, tuple[str, int, list[str], list[str]]] = {}
     window_hashes: dict[str, tuple[str, int, str, int]] = {}
-    prev: dict[str, tuple[int, str]] = {}
     for (chain, seq, bid, prev_hash, e_hash, b_hash, count, energy, gpu_ms, ids, digests, lo, hi, w_hash,
          w_count) in batches:
         seq = int(seq)
@@ -108,7 +157,7 @@ def verify_ledger(client: Any, db: str, start: datetime | None = None, end: date
             window_hashes[bid] = (chain, seq, w_hash, int(w_count))
 
     rows = client.execute(f"SELECT batch_id, {ENTRY_COLS} FROM {db}.ledger_entries "
-                          f"WHERE batch_id IN %(b)s", {"b": tuple(in_range) or ("",)}) if in_range else []
+                          f"WHERE batch_id IN %(b)s", {"b": tuple(in_range)}) if in_range else []
     by_batch: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
         by_batch[r[0]][r[1]].append(_digest(r[1:]))
@@ -132,17 +181,5 @@ def verify_ledger(client: Any, db: str, start: datetime | None = None, end: date
             if eid not in manifest:
                 problems.append(Problem(chain, seq, "entry_added", f"entry {eid} is not in the batch manifest"))
         entries += len(ids)
-
     problems += _check_windows(client, db, window_hashes)
-
-    outside = client.execute(
-        f"SELECT entry_id, batch_id, batch_id IN (SELECT batch_id FROM {db}.ledger_intents) "
-        f"FROM {db}.ledger_entries WHERE batch_id NOT IN (SELECT batch_id FROM {db}.ledger_batches) LIMIT 1000")
-    interrupted = []
-    for eid, bid, intended in outside:
-        if intended:
-            interrupted.append(bid)
-        else:
-            problems.append(Problem("-", None, "entry_outside_chain",
-                                    f"entry {eid} (batch_id {bid!r}) belongs to no batch of any chain"))
-    return VerifyReport(len(batches), entries, problems, sorted(set(interrupted)))
+    return entries

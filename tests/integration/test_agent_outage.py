@@ -30,7 +30,7 @@ def start_agent(config: Path, log: Path) -> subprocess.Popen[bytes]:
                             cwd=ROOT, stdout=open(log, "ab"), stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def spooled(path: Path) -> int:
+def spool_count(path: Path) -> int:
     """Windows in the agent's spool, read without touching it (it may not exist yet)."""
     import sqlite3
 
@@ -61,7 +61,7 @@ def test_sigkill_during_broker_outage_loses_and_doubles_nothing(stack, tmp_path:
     stack.stop("kafka")
     try:
         agent = start_agent(config, log)
-        wait_for(lambda: spooled(tmp_path / "spool.sqlite") >= 3, 90, "three windows spooled in the outage")
+        wait_for(lambda: spool_count(tmp_path / "spool.sqlite") >= 3, 90, "three windows spooled in the outage")
         os.killpg(agent.pid, signal.SIGKILL)
         agent.wait(10)
         spool = Spool(tmp_path / "spool.sqlite")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from schemas.topics import WINDOWS_TOPIC
 from tests.stack_helpers import Recorder, assert_exact, drained, sim_fleet
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
+S = 1_000_000_000
 
 
 def test_clickhouse_down_for_a_minute_loses_and_doubles_nothing(stack, worker, ch, config_and_hash,
@@ -133,3 +135,48 @@ def test_ten_thousand_bad_messages_through_the_real_worker(stack, worker, ch) ->
                         {"p": f"fuzz-{marker}-%"})[0]
     assert booked == (len(good), sum(d["gpus"][0]["energy_mj"] for d in good))
     assert worker.alive()
+
+
+def test_an_agent_down_for_two_minutes_costs_its_site_exactly_that_availability(stack, worker, ch, ch_settings,
+                                                                               config_and_hash, fault_table) -> None:
+    """In-kind capacity (ledger/capacity.py) on the real stack: a node whose agent is down for a known
+    span (its windows never reach the centre, as with a node powered off) loses exactly that span."""
+    from datetime import UTC, datetime
+
+    from agents.runner import FleetClock, build_sim_fleet, run_fleet
+    from ledger.capacity import capacity
+    from schemas import decode_window
+
+    cfg, _ = config_and_hash
+    site = next(s for s in cfg.sites if s.id == "de-juelich")
+    # the site declares 2 GPUs: the base of availability (only capacity reads it, not the stream)
+    declared = cfg.model_copy(update={"sites": [s.model_copy(update={"gpus": 2}) if s is site else s
+                                                for s in cfg.sites]})
+    worker.wait_ready()
+    start = (time.time_ns() // S // 86400 - 2) * 86400 * S + random.randrange(0, 86000) // 10 * 10 * S
+    rec = Recorder(_Holding())
+    clock = FleetClock(start)
+    fleet = build_sim_fleet(cfg, rec, clock, start_ns=start, horizon_ns=600 * S, nodes_per_site=1, gpus_per_node=2,
+                            window_s=10, seed=int(time.time()) % 10_000 + 21, sites=["de-juelich"])
+    run_fleet(fleet, rec, clock, until_ns=start + 600 * S)
+    # down from the third minute to the fifth: windows 12..23 never arrive
+    down = {v for t, v in rec.sent if t == WINDOWS_TOPIC and 12 <= decode_window(v).seq <= 23}
+    assert len(down) == 12
+    pub = KafkaPublisher(stack.kafka_bootstrap)
+    for topic, value in rec.sent:
+        if value not in down:
+            pub.publish(topic, b"de-juelich", value)
+    pub.flush()
+    kept = [w for w in rec.windows() if w.seq < 12 or w.seq > 23]
+    assert len(kept) == 48
+    booked, residual = assert_exact(ch, kept)
+    t0, t1 = (datetime.fromtimestamp(t // S, UTC).replace(tzinfo=None) for t in (start, start + 600 * S))
+    (de,) = [m for m in capacity(ch, ch_settings.database, declared, t0, t1) if m.member == "DE"]
+    (cap,) = de.sites
+    # 48 of 60 windows × 10 s × 2 GPUs reported, of 2 GPUs × 600 s: 80 %, the two minutes down missing
+    assert (cap.reported_gpu_s, cap.calendar_gpu_s) == (960, 1200) and cap.availability == Decimal("0.8")
+    hours = ch.execute("SELECT sum(normalised_gpu_hours) FROM ledger WHERE site_id = 'de-juelich' "
+                       "AND window_start >= %(a)s AND window_start < %(b)s", {"a": t0, "b": t1})[0][0]
+    assert cap.delivered_h == Decimal(str(hours)) > 0  # what it delivered is the ledger's GPU time there
+    fault_table.append(("an agent down for 2 of 10 minutes: its site's availability 80 %", len(kept), booked,
+                        residual))

@@ -132,3 +132,29 @@ def test_attribute_reports_each_bad_line_and_books_the_rest(tmp_path: Path) -> N
     assert "8 windows read, 4 rejected" in r.output and "2 job event line(s) rejected" in r.output
     booked = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert sum(e["energy_mj"] for e in booked) == 3 * 5000
+
+
+def test_a_long_audit_draws_a_bar_with_its_rate_and_time_left_on_a_terminal_only() -> None:
+    import io
+
+    from bridgeledger.progress import ProgressBar, terminal_progress
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    t = iter([100.0, 100.1, 102.0, 104.0, 104.05, 108.0])
+    out = Tty()
+    bar = ProgressBar("verify", "entries", out, clock=t.__next__)  # starts at t = 100
+    bar(0, 1000)  # t = 100.1: nothing done yet, no rate
+    bar(400, 1000)  # t = 102: 400 in 2 s = 200/s, 600 left: 3 s
+    bar(600, 1000)  # t = 104: 150/s, 400 left: 3 s
+    bar(700, 1000)  # t = 104.05: under a quarter second since the last line: not drawn
+    bar(1000, 1000)  # t = 108: done, always drawn
+    bar.done()
+    lines = out.getvalue().split("\r")[1:]
+    assert lines[0].startswith("verify [....................]   0.0 %  0/1,000 entries  0/s  …")
+    assert lines[1] == "verify [########............]  40.0 %  400/1,000 entries  200/s  3 s left"
+    assert lines[2] == "verify [############........]  60.0 %  600/1,000 entries  150/s  3 s left"
+    assert lines[3] == "verify [####################] 100.0 %  1,000/1,000 entries  125/s  done\n"
+    assert terminal_progress("verify", "entries", io.StringIO()) is None  # redirected: no bar at all

@@ -676,3 +676,37 @@ def test_the_contributed_value_rule_weighs_cash_and_in_kind_and_still_settles_to
     plain = cfg.model_copy(update={"balance_rule": "contribution_share"})
     assert contributions(chdb_engine, db, plain, start, end).shares == {
         m.code: F(m.contribution_share) for m in cfg.members}
+
+
+def test_the_audits_read_in_chunks_and_give_what_one_pass_gives(ledger_db, monkeypatch) -> None:
+    """verify reads a few batches at a time and reconcile/recompute a slice of hours at a time
+    (bounded memory at a year of data): chunks as small as one batch and a few windows must find
+    exactly what one pass finds, damage across a chunk boundary included."""
+    import ledger.audit as audit_mod
+    import ledger.verify as verify_mod
+
+    engine, db = ledger_db
+    eid, energy = one_entry(engine, db)
+    mutate(engine, f"ALTER TABLE {db}.ledger_entries UPDATE energy_mj = {energy + 1} WHERE entry_id = '{eid}'")
+    mutate(engine, f"ALTER TABLE {db}.ledger_batches DELETE WHERE seq = 3")
+
+    def run() -> tuple[object, ...]:
+        seen: list[tuple[int, int]] = []
+        v = verify_ledger(engine, db, *ALL, progress=lambda d, t: seen.append((d, t)))
+        r = reconcile(engine, db, *ALL, progress=lambda d, t: seen.append((d, t)))
+        rc = recompute(engine, db, *ALL, progress=lambda d, t: seen.append((d, t)))
+        return ((v.batches, v.entries, sorted(p.line() for p in v.problems)),
+                (r.windows, r.gpu_windows, r.residuals, r.gaps), (rc.windows, rc.entries, sorted(rc.differences)),
+                seen[-1])
+
+    whole = run()
+    assert whole[1][2] and whole[2][2] and {"broken_link", "entry_changed"} <= {
+        line.split(": ")[1] for line in whole[0][2]}
+    monkeypatch.setattr(verify_mod, "CHUNK_BATCHES", 1)
+    monkeypatch.setattr(audit_mod, "SLICE_WINDOWS", 3)
+    slices = audit_mod.time_slices(engine, db, *ALL)
+    assert len(slices) >= 3 and sum(n for _, _, n in slices) == whole[1][0]  # cut at whole hours
+    assert all(a < b for a, b, _ in slices) and all(x[1] == y[0] for x, y in zip(slices, slices[1:], strict=False))
+    chunked = run()
+    assert chunked[:3] == whole[:3]
+    assert chunked[3] == (whole[1][0], whole[1][0])  # the last progress call: all windows of all
