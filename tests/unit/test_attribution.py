@@ -185,6 +185,29 @@ def test_a_process_with_no_job_is_unresolved(config_and_hash) -> None:
     assert parts == [part("unresolved", "", f"unresolved:{SITE}", "", None, 1000, 10000, "none")]
 
 
+def test_a_process_with_no_job_keeps_the_account_it_claimed_for_whoever_corrects_it(config_and_hash) -> None:
+    cfg, _ = config_and_hash
+    # no job id, so no job event can vouch for it: unresolved, but the claim stays on the entry
+    parts = attribute_gpu(SITE, gpu(600, [(None, "kr-llm", 1.0)]), cfg, jobs(("1", "kr-llm")))
+    assert parts == [part("unresolved", "kr-llm", f"unresolved:{SITE}", "", None, 600, 10000, "none")]
+
+
+def test_a_mig_gpu_whose_instances_use_every_slice_has_no_idle_part(config_and_hash) -> None:
+    cfg, _ = config_and_hash
+    full = GpuWindow(uuid="GPU-1", model=H100, energy_mj=1000, gpu_seconds=10.0, flags=["mig"],
+                     processes=[ProcessShare(pid=1, job_id="1", sm_share=0.5, mig_uuid="MIG-a"),
+                                ProcessShare(pid=2, job_id="2", sm_share=0.5, mig_uuid="MIG-b")])
+    parts = attribute_gpu(SITE, full, cfg, jobs(("1", "kr-llm"), ("2", "kr-sg-bio")))
+    assert [p.account_kind for p in parts if p.account_kind == "idle"] == []  # no idle entry, not even of 0 mJ
+    assert sum(p.energy_mj for p in parts) == 1000
+    # one part per million left unused: idle gets its share of the energy, here 1 mJ of 1,000,000
+    nearly = full.model_copy(update={"energy_mj": 1_000_000, "processes": [
+        ProcessShare(pid=1, job_id="1", sm_share=0.5, mig_uuid="MIG-a"),
+        ProcessShare(pid=2, job_id="2", sm_share=0.499999, mig_uuid="MIG-b")]})
+    parts = attribute_gpu(SITE, nearly, cfg, jobs(("1", "kr-llm"), ("2", "kr-sg-bio")))
+    assert [(p.account_kind, p.energy_mj) for p in parts if p.account_kind == "idle"] == [("idle", 1)]
+
+
 def test_a_window_with_no_process_goes_to_the_site_idle_account(config_and_hash) -> None:
     cfg, _ = config_and_hash
     assert attribute_gpu(SITE, gpu(1234, []), cfg) == [IDLE._replace(energy_mj=1234, gpu_ms=10000)]
