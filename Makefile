@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test test-unit chaos lint stack-up stack-down stack-status bench mutation clean
+.PHONY: install demo test test-unit chaos lint stack-up stack-down stack-status bench bench-readside mutation clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,11 @@ bench: install
 	$(BIN)/python bench/pipeline.py --windows 20000 --profile .state-bench/worker-profile.txt
 	$(BIN)/python bench/consume.py --windows 20000
 	$(BIN)/python bench/worker.py
+
+# The read side at a month of data (about an hour and a half on 2 cores: three sizes up to
+# 20 million entries, each timed; docs/benchmarks.md). Not part of `make bench`.
+bench-readside: install
+	$(BIN)/python bench/readside.py --nodes 1,2,6 --days 30
 
 # Mutation testing of the accounting core against the unit tests (most of an
 # hour on 2 cores; not part of CI). Scores and the surviving mutants judged
