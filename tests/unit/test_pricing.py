@@ -18,6 +18,11 @@ def test_price_of_one_h100_hour_at_700_w(config_and_hash) -> None:
     assert p.normalised_gpu_hours == Decimal("1.000000000")
     assert p.cost_eur == Decimal("1.362624")
     assert p.carbon_g == Decimal("321.860")
+    # the same hour priced with an hourly grid intensity of 100 g/kWh (schemas/grid.py): 0.847 kWh × 100 = 84.7 g;
+    # the cost does not depend on the grid
+    hourly = price_part(energy_mj=2_520_000_000, gpu_ms=3_600_000, model=model, site=site, pricing=cfg.pricing,
+                        grid_gco2=Decimal(100))
+    assert (hourly.carbon_g, hourly.cost_eur) == (Decimal("84.700"), Decimal("1.362624"))
 
 
 def test_normalisation_factor_scales_gpu_hours(config_and_hash) -> None:
