@@ -1,4 +1,4 @@
-"""The input classes of tests/unit/test_poison.py, counted: how many messages of
+"""The input classes of tests/unit/streams/test_poison.py, counted: how many messages of
 each class went through the worker's per-message path and how each was handled.
 
     .venv/bin/python bench/poison.py [--per-class 2000]
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from tests.unit.test_poison import KINDS, NOW_NS, accounted, hostile, worker  # noqa: E402
+from tests.unit.streams.test_poison import KINDS, NOW_NS, accounted, hostile, worker  # noqa: E402
 
 LABELS = {
     "bytes": "arbitrary bytes (0-600)",

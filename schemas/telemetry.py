@@ -236,7 +236,7 @@ def parse_window(raw: bytes | str) -> tuple[dict[str, Any], TelemetryWindow]:
 # field, with the same constraints, and are only ever *narrower*: whatever they
 # refuse (or cannot express) goes through parse_window, which stays the
 # authority on what is accepted and on the rejection reason.
-# tests/unit/test_telemetry.py checks the two agree.
+# tests/unit/schemas/test_telemetry.py checks the two agree.
 
 _Id = Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
 _Text = Annotated[str, msgspec.Meta(pattern=TEXT_PATTERN)]

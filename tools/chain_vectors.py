@@ -4,7 +4,7 @@ for auditors to check an independent implementation against.
 
     .venv/bin/python tools/chain_vectors.py [--out docs/chain-vectors.json]
 
-tests/unit/test_chain.py checks the file with an independent implementation
+tests/unit/schemas/test_chain.py checks the file with an independent implementation
 and pins its batch hashes: regenerate it only when the format changes on
 purpose, and say so in docs/ledger.md.
 """
@@ -72,7 +72,7 @@ def main() -> None:
         "about": "Known answers for the ledger's hash chain (docs/ledger.md, schemas/chain.py): entry lines, "
                  "entry digests, entries hash, window digests, windows hash and batch hash of two linked batches. "
                  "Made by tools/chain_vectors.py "
-                 "from the stream's own code; checked by tests/unit/test_chain.py.",
+                 "from the stream's own code; checked by tests/unit/schemas/test_chain.py.",
         "config_sha256": digest, "genesis": GENESIS, "chain_id": "main", "batches": []}
     prev = GENESIS
     for seq, raws in enumerate(batches):

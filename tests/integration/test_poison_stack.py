@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 
 
 def _poison(marker: str) -> list[tuple[str, bytes | None]]:
-    """Every poison class of tests/unit/test_poison.py, made unique (the DLQ table
+    """Every poison class of tests/unit/streams/test_poison.py, made unique (the DLQ table
     keeps one row per reason and content) and findable by the marker."""
     out: list[tuple[str, bytes | None]] = []
     for i, (name, (raw, _)) in enumerate(POISON.items()):

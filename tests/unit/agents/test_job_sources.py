@@ -17,7 +17,7 @@ from agents.job_sources import (
 from bridgeledger.cli import cli
 from schemas.jobs import decode_job_event
 
-FIX = Path(__file__).resolve().parents[1] / "fixtures"
+FIX = Path(__file__).resolve().parents[2] / "fixtures"
 
 
 def test_sacct_allocations_not_steps() -> None:

@@ -7,7 +7,7 @@ import yaml
 
 from agents.settings import AgentSettings, load_agent_settings
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 K8S = ROOT / "deploy" / "k8s" / "agent-daemonset.yaml"
 
 

@@ -55,7 +55,7 @@ def test_a_second_agent_on_the_same_spool_is_refused_until_the_first_stops(tmp_p
     first = subprocess.Popen(
         [sys.executable, "-c", "import sys, pathlib; from agents.spool import Spool; "
          "s = Spool(pathlib.Path(sys.argv[1]), exclusive=True); print('held', flush=True); sys.stdin.read()", str(p)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[3])
     try:
         assert first.stdout is not None and first.stdout.readline().strip() == "held"
         with pytest.raises(SpoolError, match=rf"spool {p} is in use by another agent \(pid {first.pid}\)"):

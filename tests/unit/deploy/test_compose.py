@@ -6,7 +6,7 @@ import yaml
 
 from tests.helpers import go_tool
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_compose_services_images_and_mounts() -> None:

@@ -26,7 +26,7 @@ from schemas.signing import (
 from streams.processing import WindowProcessor
 from tests.builders import window
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 KR_OLD, KR_NEW, CA = new_key(), new_key(), new_key()
 
 

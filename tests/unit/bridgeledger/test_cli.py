@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from bridgeledger.cli import cli, needs_extra
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 CONFIG = ROOT / "deploy" / "consortium.example.yaml"
 ACCOUNTS = ROOT / "deploy" / "replay-accounts.example.yaml"
 

@@ -9,7 +9,7 @@ import yaml
 from schemas import ConfigError, load_config
 from schemas.consortium import parse_config
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "consortium.example.yaml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "deploy" / "consortium.example.yaml"
 
 
 def test_example_config_meets_the_brief() -> None:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from agents.job_outbox import deliver_outbox, event_from_record, load_jobs_settings, write_record
 from schemas.jobs import JobEvent
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SLURM = ROOT / "deploy" / "slurm"
 GPUS = {"0": "GPU-aaaa-0", "1": "GPU-bbbb-1", "3": "GPU-dddd-3"}
 

@@ -148,7 +148,7 @@ def test_a_lease_that_expired_while_nobody_took_it_is_taken_again(db) -> None:
 
 
 def test_the_clickhouse_dead_letter_writer_takes_any_bytes_and_any_detail(chdb_engine) -> None:
-    """The dead-letter row (the Kafka record is in tests/unit/test_poison.py) cannot fail on
+    """The dead-letter row (the Kafka record is in tests/unit/streams/test_poison.py) cannot fail on
     content: hypothesis over arbitrary original bytes and arbitrary detail text."""
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st

@@ -25,7 +25,7 @@ from tests.builders import raw
 P0, P1 = TopicPartition(WINDOWS_TOPIC, 0), TopicPartition(WINDOWS_TOPIC, 1)
 
 
-WINDOW_END_NS = 10**18 + 10**10  # tests/unit/test_telemetry.py window()
+WINDOW_END_NS = 10**18 + 10**10  # tests/unit/schemas/test_telemetry.py window()
 WINDOW_END_MS = WINDOW_END_NS // 10**6
 DAY_MS = 86_400_000
 
@@ -93,7 +93,7 @@ class Harness(WindowConsumer):
 
 @pytest.fixture()
 def worker(config_and_hash) -> LedgerWorker:
-    # the test windows are from 2001 (tests/unit/test_telemetry.py): the worker's clock a minute later
+    # the test windows are from 2001 (tests/unit/schemas/test_telemetry.py): the worker's clock a minute later
     return LedgerWorker(WindowProcessor(*config_and_hash), MemorySink(), clock_ns=lambda: WINDOW_END_NS + 60 * 10**9)
 
 

@@ -116,4 +116,4 @@ def test_decimal_units_exist_only_once_the_driver_writes_them_as_units() -> None
             "assert not installed()\n"
             "decimal_units(9)\n"
             "assert installed()\n")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[3])

@@ -23,7 +23,7 @@ from streams.sink import ClickHouseSink
 from tests.builders import ALL
 from tests.helpers import book_messages
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 _counter = itertools.count()

@@ -17,7 +17,7 @@ from streams.sink import ClickHouseSink
 from tests.chdb_client import ChdbClient
 from tests.helpers import book_messages
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture()

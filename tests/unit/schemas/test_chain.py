@@ -53,7 +53,7 @@ def _window_id(doc: dict[str, object]) -> str:
     return "/".join(str(doc[k]) for k in ("site_id", "agent_id", "boot_id", "epoch", "seq"))
 
 
-VECTORS = Path(__file__).resolve().parents[2] / "docs" / "chain-vectors.json"
+VECTORS = Path(__file__).resolve().parents[3] / "docs" / "chain-vectors.json"
 
 
 def _independent_line(e: dict[str, str]) -> bytes:
