@@ -79,16 +79,21 @@ def time_slices(client: Any, db: str, start: datetime, end: datetime,
     target = target or SLICE_WINDOWS
     bounds: list[tuple[datetime, int]] = []
     acc = 0
+    start, end = _naive_utc(start), _naive_utc(end)
     for hour, n in client.execute(
             f"SELECT toStartOfHour(window_start) AS h, count() FROM {db}.windows "
             f"WHERE window_start >= %(start)s AND window_start < %(end)s GROUP BY h ORDER BY h", _period(start, end)):
         acc += int(n)
-        if acc >= target:
-            bounds.append((min(hour + timedelta(hours=1), end), acc))
+        if acc >= target:  # the driver may give the hour time-zone aware: compared as naive UTC
+            bounds.append((min(_naive_utc(hour) + timedelta(hours=1), end), acc))
             acc = 0
     cuts = [start] + [b for b, _ in bounds if start < b < end] + [end]
     counts = [n for b, n in bounds if start < b < end] + [acc]
     return [(a, b, n) for a, b, n in zip(cuts[:-1], cuts[1:], counts, strict=True)]
+
+
+def _naive_utc(t: datetime) -> datetime:
+    return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo is not None else t
 
 
 def reconcile(client: Any, db: str, start: datetime, end: datetime,

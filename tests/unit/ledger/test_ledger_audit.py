@@ -710,3 +710,24 @@ def test_the_audits_read_in_chunks_and_give_what_one_pass_gives(ledger_db, monke
     chunked = run()
     assert chunked[:3] == whole[:3]
     assert chunked[3] == (whole[1][0], whole[1][0])  # the last progress call: all windows of all
+
+
+def test_time_slices_take_the_drivers_time_zone_aware_hours_as_utc() -> None:
+    """clickhouse-driver may return DateTime values time-zone aware (the server's zone); the
+    period's bounds are naive UTC. Slices cut at the same instants either way."""
+    from datetime import UTC, timedelta, timezone
+    from datetime import datetime as dt
+
+    from ledger.audit import time_slices
+
+    seoul = timezone(timedelta(hours=9))
+
+    class Aware:
+        def execute(self, sql: str, params: dict) -> list:
+            return [(dt(2026, 11, 1, 9, tzinfo=seoul), 3), (dt(2026, 11, 1, 10, tzinfo=seoul), 3),
+                    (dt(2026, 11, 1, 11, tzinfo=seoul), 1)]
+
+    got = time_slices(Aware(), "db", dt(2026, 11, 1), dt(2026, 11, 2), target=3)
+    # 09:00 +09:00 is 00:00 UTC: cut after each full hour, the rest up to the end
+    assert [(a.hour, b.hour if b.day == 1 else 24, n) for a, b, n in got] == [(0, 1, 3), (1, 2, 3), (2, 24, 1)]
+    assert time_slices(Aware(), "db", dt(2026, 11, 1, tzinfo=UTC), dt(2026, 11, 2, tzinfo=UTC), target=3) == got
