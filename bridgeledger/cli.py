@@ -288,7 +288,7 @@ def ledger_witness(out: Path, config_path: Path | None, follow: bool, poll_s: fl
                    chains: tuple[str, ...]) -> None:
     """Copy and check the ledger's signed checkpoints; exit 1 on a fork, a rollback or a bad signature."""
     with needs_extra("streams"):
-        from ledger.witness import Witness
+        from ledger.witness import Witness, run_witness
         from streams.checkpoint_topic import read_checkpoints
         from streams.checkpoints import ledger_verifiers
         from streams.settings import StreamSettings
@@ -296,37 +296,15 @@ def ledger_witness(out: Path, config_path: Path | None, follow: bool, poll_s: fl
     if not cfg.ledger_keys:
         raise click.ClickException(f"config {cfg.version} lists no ledger_keys: nothing to check checkpoints with")
     settings = StreamSettings()
-    witness = Witness(out, ledger_verifiers(cfg))
-    alarms = 0
     from kafka.errors import KafkaError
 
     from streams import StreamError
 
-    while True:
-        try:
-            for offset, key, raw in read_checkpoints(settings.kafka_bootstrap, witness.offset,
-                                                     settings.kafka_python_options()):
-                if chains and key.decode("utf-8", "replace") not in chains:
-                    witness.offset = offset + 1
-                    continue
-                alarm = witness.accept(offset, raw)
-                if alarm is not None:
-                    alarms += 1
-                    click.echo(f"ALARM {alarm.line()}")
-        except (StreamError, KafkaError) as exc:
-            witness.save()  # what was read so far is kept
-            if not follow:
-                raise click.ClickException(f"cannot read the checkpoints at {settings.kafka_bootstrap}: {exc}") from exc
-            click.echo(f"{exc}; retrying in {poll_s:.0f} s", err=True)
-            time.sleep(poll_s)
-            continue
-        witness.save()
-        heads = ", ".join(f"{c} seq {ch.last.seq}" for c, ch in sorted(witness.chains.items())) or "none"
-        click.echo(f"{witness.accepted} new checkpoint(s) witnessed; heads: {heads} (next offset {witness.offset})")
-        witness.accepted = 0
-        if not follow or alarms:
-            break
-        time.sleep(poll_s)
+    def read(offset: int) -> Any:
+        return read_checkpoints(settings.kafka_bootstrap, offset, settings.kafka_python_options())
+
+    alarms = run_witness(Witness(out, ledger_verifiers(cfg)), read, settings.kafka_bootstrap, chains, follow, poll_s,
+                         click.echo, lambda m: click.echo(m, err=True), (StreamError, KafkaError))
     if alarms:
         click.echo(f"{alarms} alarm(s): see {out / 'alarms.jsonl'} and docs/auditor-cookbook.md")
         sys.exit(1)

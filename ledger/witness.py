@@ -24,16 +24,18 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ledger import LedgerError
 from ledger.verify import Problem
 from schemas.checkpoint import Checkpoint, CheckpointError, checkpoint_id, decode_checkpoint
 from schemas.signing import VerifyKey
 
-__all__ = ["Alarm", "Witness", "compare", "database_batches"]
+__all__ = ["Alarm", "Witness", "compare", "database_batches", "run_witness"]
 
 
 @dataclass(frozen=True)
@@ -198,3 +200,38 @@ def compare(witness: Witness, batches: Iterable[tuple[Any, ...]]) -> list[Proble
                 break
             good = seq
     return problems
+
+
+def run_witness(witness: Witness, read: Callable[[int], Iterable[tuple[int, bytes, bytes]]], source: str,
+                chains: Collection[str], follow: bool, poll_s: float, say: Callable[[str], None],
+                warn: Callable[[str], None], errors: tuple[type[BaseException], ...],
+                sleep: Callable[[float], None] = time.sleep) -> int:
+    """``bridgeledger ledger witness``: read the checkpoint topic from the witness's offset
+    (``read(offset)`` yields (offset, key, message)), accept each checkpoint of ``chains``
+    (all when empty), save; once, or (``follow``) until an alarm. A read failing with one of
+    ``errors`` keeps what was read; without ``follow`` it is a LedgerError. Returns the alarms."""
+    alarms = 0
+    while True:
+        try:
+            for offset, key, raw in read(witness.offset):
+                if chains and key.decode("utf-8", "replace") not in chains:
+                    witness.offset = offset + 1
+                    continue
+                alarm = witness.accept(offset, raw)
+                if alarm is not None:
+                    alarms += 1
+                    say(f"ALARM {alarm.line()}")
+        except errors as exc:
+            witness.save()  # what was read so far is kept
+            if not follow:
+                raise LedgerError(f"cannot read the checkpoints at {source}: {exc}") from exc
+            warn(f"{exc}; retrying in {poll_s:.0f} s")
+            sleep(poll_s)
+            continue
+        witness.save()
+        heads = ", ".join(f"{c} seq {ch.last.seq}" for c, ch in sorted(witness.chains.items())) or "none"
+        say(f"{witness.accepted} new checkpoint(s) witnessed; heads: {heads} (next offset {witness.offset})")
+        witness.accepted = 0
+        if not follow or alarms:
+            return alarms
+        sleep(poll_s)

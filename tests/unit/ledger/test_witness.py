@@ -265,3 +265,56 @@ def test_the_worker_says_at_start_what_trust_the_config_gives_away(config_and_ha
     assert said[-1].startswith("the ledger signs its checkpoints with the PUBLIC DEMO LEDGER KEY")
     opted_out = cfg.model_copy(update={"sites": [cfg.sites[0].model_copy(update={"allow_unsigned": True})]})
     assert f"site {cfg.sites[0].id} may send UNSIGNED windows" in start_warnings(opted_out, False)[0]
+
+
+def test_the_witness_run_reads_its_chains_retries_when_following_and_stops_on_an_alarm(tmp_path: Path) -> None:
+    from ledger import LedgerError
+    from ledger.witness import run_witness
+
+    log = MemoryCheckpointLog()
+    cp = checkpointer(log)
+    cp.start(batch(-1), lambda s: None)
+    cp.committed(batch(0))
+    topic = [(i, key.encode() if isinstance(key, str) else key, raw) for i, (key, raw) in enumerate(log.messages)]
+    other = encode_checkpoint(Checkpoint("other", -1, GENESIS, 0, 0, 0, 0, kind="register", prev=GENESIS, time_ns=T,
+                                         reason="start", key_id=KEY_ID), KEY)
+    topic.append((len(topic), b"other", other))  # another ledger's chain on the same topic
+    said: list[str] = []
+    calls: list[int] = []
+
+    class Down(Exception):
+        pass
+
+    def read(offset: int):
+        calls.append(offset)
+        if len(calls) == 1:
+            raise Down("broker away")
+        return [m for m in topic if m[0] >= offset]
+
+    w = Witness(tmp_path, KEYS)
+    # not following: a failed read is an error naming where, and nothing is lost
+    with pytest.raises(LedgerError, match="cannot read the checkpoints at broker:9093: broker away"):
+        run_witness(w, read, "broker:9093", ["main"], False, 1.0, said.append, said.append, (Down,),
+                    sleep=lambda s: None)
+    # the next read: only chain main is taken, the other ledger's offset passed over, no alarm
+    n = run_witness(w, read, "broker:9093", ["main"], False, 1.0, said.append, said.append, (Down,),
+                    sleep=lambda s: None)
+    assert n == 0 and w.offset == len(topic) and set(w.chains) == {"main"}
+    assert said[-1].startswith("2 new checkpoint(s) witnessed; heads: main seq 0")
+    # seq 0 again with another batch hash, chained to the head (a history rewritten): an alarm, and a
+    # following run stops on it
+    back = Checkpoint("main", 0, "ee" * 32, 3, 2, 1000, 10, kind="checkpoint",
+                      prev=w.chains["main"].last_id, time_ns=T, reason="interval", key_id=KEY_ID)
+    topic.append((len(topic), b"main", encode_checkpoint(back, KEY)))
+    retried: list[float] = []
+    flaky = iter([Down("again"), None])
+
+    def read_flaky(offset: int):
+        err = next(flaky)
+        if err is not None:
+            raise err
+        return [m for m in topic if m[0] >= offset]
+
+    assert run_witness(w, read_flaky, "broker:9093", ["main"], True, 7.0, said.append, said.append, (Down,),
+                       sleep=retried.append) == 1
+    assert retried == [7.0] and [line for line in said if line.startswith("ALARM ")]
