@@ -320,9 +320,11 @@ USING window_id
 WHERE $__timeFilter(window_start)""", ("residual_mj",), 8, 5),
         PanelSpec(
             2, "Entries counted twice", "stat", "short",
-            "Ledger entry ids that occur more than once among committed entries. Must be 0.",
+            "Ledger entry ids that occur more than once among the committed entries of the range (an entry id "
+            "derives from its window, so a double count falls in its window's range). Must be 0. `ledger "
+            "verify` checks the whole chain.",
             """SELECT count() AS duplicated_entries
-FROM (SELECT entry_id FROM ledger GROUP BY entry_id HAVING count() > 1) AS dup""",
+FROM (SELECT entry_id FROM ledger WHERE $__timeFilter(window_start) GROUP BY entry_id HAVING count() > 1) AS dup""",
             ("duplicated_entries",), 8, 5),
         PanelSpec(
             3, "Energy with no job", "stat", "kwatth",
