@@ -33,7 +33,7 @@ from ledger.months import prorated
 from schemas.consortium import ConsortiumConfig, Pledge
 
 __all__ = ["Contributions", "MemberCapacity", "SiteCapacity", "capacity", "config_of_period", "contributions",
-           "pledged_hours"]
+           "pledged_hours", "site_hours"]
 
 
 @dataclass(frozen=True)
@@ -113,11 +113,19 @@ def config_of_period(client: Any, db: str, start: datetime, end: datetime) -> Co
     return cfg
 
 
+def site_hours(client: Any, source: str, start: datetime, end: datetime,
+               params: dict[str, Any] | None = None) -> dict[str, tuple[Decimal, Decimal]]:
+    """Per site, the normalised GPU-hours of [start, end) in ``source`` (the ledger, or a statement's
+    checkpoint-covered view of it): every entry (delivered), and those of jobs (used)."""
+    return {site: (Decimal(str(all_h)), Decimal(str(job_h))) for site, all_h, job_h in client.execute(
+        f"SELECT site_id, sum(normalised_gpu_hours), sumIf(normalised_gpu_hours, account_kind = 'job') "
+        f"FROM {source} WHERE window_start >= %(start)s AND window_start < %(end)s GROUP BY site_id",
+        {**(params or {}), "start": start, "end": end})}
+
+
 def capacity(client: Any, db: str, cfg: ConsortiumConfig, start: datetime, end: datetime) -> list[MemberCapacity]:
     p = {"start": start, "end": end}
-    delivered = {site: (Decimal(str(all_h)), Decimal(str(job_h))) for site, all_h, job_h in client.execute(
-        f"SELECT site_id, sum(normalised_gpu_hours), sumIf(normalised_gpu_hours, account_kind = 'job') "
-        f"FROM {db}.ledger WHERE window_start >= %(start)s AND window_start < %(end)s GROUP BY site_id", p)}
+    delivered = site_hours(client, f"{db}.ledger", start, end)
     reported = {site: int(ns) // 10**9 for site, ns in client.execute(
         f"SELECT site_id, sum(gpu_count * (window_end_ns - window_start_ns)) FROM {db}.windows "
         f"WHERE window_start >= %(start)s AND window_start < %(end)s GROUP BY site_id", p)}
@@ -160,10 +168,7 @@ def contributions(client: Any, db: str, cfg: ConsortiumConfig, start: datetime, 
     rate = Fraction(cfg.pricing.gpu_hour_rate)
     hosts = {site.id: site.country for site in cfg.sites if site.country in key}
     in_kind = {m: Fraction(0) for m in key}
-    for site, hours in client.execute(
-            f"SELECT site_id, sum(normalised_gpu_hours) FROM {source or db + '.ledger'} "
-            f"WHERE window_start >= %(start)s AND window_start < %(end)s GROUP BY site_id",
-            {**(params or {}), "start": start, "end": end}):
+    for site, (hours, _) in site_hours(client, source or f"{db}.ledger", start, end, params).items():
         if site in hosts:  # delivered: every entry at the member's sites, as ``capacity`` counts it
-            in_kind[hosts[site]] += Fraction(str(hours)) * rate
+            in_kind[hosts[site]] += Fraction(hours) * rate
     return Contributions(cfg.balance_rule, contributed_shares(cash, in_kind, key), cash, in_kind)

@@ -268,7 +268,7 @@ def build_statement(client: Any, db: str, member: str, month: str, cover: Mappin
         f"SELECT chain_id, min(seq), argMin(batch_hash, seq), max(seq), argMax(batch_hash, seq) "
         f"FROM {bat} WHERE max_window_start >= %(start)s AND min_window_start < %(end)s "
         f"GROUP BY chain_id ORDER BY chain_id", p)]
-    st.carbon_methods, st.series_gaps = _carbon_methods(client, db, led, p)
+    st.carbon_methods, st.series_gaps = _carbon_methods(client, db, led, p, {hashes[0]: cfg})
     hist = client.execute(
         f"SELECT toStartOfMonth(window_start) AS mon, sumIf(normalised_gpu_hours, member = %(m)s), "
         f"sum(normalised_gpu_hours) FROM {led} WHERE account_kind = 'job' AND window_start < %(end)s "
@@ -278,21 +278,22 @@ def build_statement(client: Any, db: str, member: str, month: str, cover: Mappin
     return st
 
 
-def _carbon_methods(client: Any, db: str, led: str, p: dict[str, Any],
+def _carbon_methods(client: Any, db: str, led: str, p: dict[str, Any], configs: dict[str, Any],
                     ) -> tuple[list[tuple[str, Decimal, Decimal]], list[tuple[str, int]]]:
     """The member's carbon and energy of the month by how the carbon was priced: each
-    (config, site, hour) is hourly where its config's series has the hour, else static."""
+    (config, site, hour) is hourly where its config's series has the hour, else static. ``configs``:
+    those already loaded, by hash (more are loaded as the entries name them)."""
     rows = client.execute(
         f"SELECT config_hash, site_id, toUInt32(toStartOfHour(window_start)) AS hour, sum(carbon_g), "
         f"sum(energy_mj) FROM {led} WHERE member = %(m)s AND window_start >= %(start)s "
         f"AND window_start < %(end)s GROUP BY config_hash, site_id, hour", p)
-    configs: dict[str, Any] = {}
+    configs = dict(configs)
     sums: dict[str, list[Decimal]] = {}
     gaps: dict[str, int] = {}
     for config_hash, site, hour, carbon_g, energy_mj in rows:
-        cfg = configs.get(config_hash)
-        if cfg is None:
-            cfg = configs[config_hash] = config_by_hash(client, db, config_hash)
+        if config_hash not in configs:  # loaded once, found or not
+            configs[config_hash] = config_by_hash(client, db, config_hash)
+        cfg = configs[config_hash]
         series = cfg.grid_series() if cfg is not None else None
         hourly = series is not None and series.at(site, int(hour) * 10**9) is not None
         if series is not None and not hourly:
