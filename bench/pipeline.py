@@ -173,6 +173,20 @@ def cpu_seconds(pid: int | None) -> float:
     return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
 
 
+def children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (/proc/PID/stat), but multiprocessing's resource tracker."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and b"resource_tracker" not in cmdline:
+            out.append(int(stat.parent.name))
+    return sorted(out)
+
+
 def count_windows(client, db: str, agents: tuple[str, ...] | None = None) -> int:
     if agents:
         return client.execute(f"SELECT count() FROM {db}.windows WHERE agent_id IN %(a)s", {"a": agents})[0][0]
@@ -186,6 +200,9 @@ def main() -> None:
     ap.add_argument("--profile", type=Path, default=None,
                     help="record the worker with py-spy during the throughput phase (collapsed stacks to this "
                          "file) and print the top functions")
+    ap.add_argument("--verify-processes", type=int, default=None,
+                    help="BRIDGELEDGER_VERIFY_PROCESSES of the worker (default: its own, one per core beyond the "
+                         "first, at most 4; 0 checks signatures in the worker process)")
     ap.add_argument("--soak-s", type=float, default=0.0,
                     help="after the latency run, keep producing at half rate this long and print the worker RSS")
     args = ap.parse_args()
@@ -215,6 +232,8 @@ def main() -> None:
     env = {**os.environ, **stack.client_env(), "BRIDGELEDGER_CONSORTIUM_CONFIG": str(CONFIG),
            "BRIDGELEDGER_STATE_DIR": str(state), "BRIDGELEDGER_PORT_OFFSET": "20000",
            "BRIDGELEDGER_METRICS_PORT": str(metrics_port)}
+    if args.verify_processes is not None:
+        env["BRIDGELEDGER_VERIFY_PROCESSES"] = str(args.verify_processes)
     log = open(state / "bench-worker.log", "ab")
     worker = subprocess.Popen([sys.executable, "-m", "bridgeledger.cli", "stream", "run"], env=env, cwd=ROOT,
                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -238,6 +257,8 @@ def main() -> None:
         if c and t_first is None:
             t_first, first_count = time.perf_counter(), c
             first_metrics = worker_metrics(metrics_port)
+            # the worker's verifying processes (streams/verifier.py), started before its first batch
+            pids.update({f"verifier {i}": pid for i, pid in enumerate(children(worker.pid))})
             first_cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
         if c >= n:
             break
@@ -294,6 +315,12 @@ def main() -> None:
               f"({100 * s_s / pipe_s:.0f} %, sink thread, overlapping the next batch's processing)")
         shares = ", ".join(f"{name} {sec:.1f} s ({100 * sec / pipe_s:.0f} % of a core)" for name, sec in cpu.items())
         print(f"CPU over the throughput phase: {shares}; the machine has {os.cpu_count()} cores")
+        booked_gw = (n - first_count) * gpu
+        own = cpu["worker"] / booked_gw
+        verify = sum(sec for name, sec in cpu.items() if name.startswith("verifier")) / booked_gw
+        print(f"worker process: {own * 1e6:.1f} µs CPU per GPU-window = {1 / own:,.0f} GPU-windows/s on one core "
+              f"(ratio {1 / own / min(ceilings.values()):.3f}); signature checks beside it: {verify * 1e6:.1f} µs CPU "
+              f"per GPU-window in {sum(name.startswith('verifier') for name in cpu)} process(es)")
     print(f"latency at {sent / lat_s * gpu:,.0f} GPU-windows/s (target {rate * gpu:,.0f}) for {args.latency_s:.0f} s: "
           f"p50 {p50:.2f} s, p99 {p99:.2f} s (window end to batch commit, 1 s resolution)")
     print(f"worker peak RSS: {rss_kb / 1024:.0f} MiB")

@@ -21,7 +21,7 @@ from streams.attribution import ConfigMemo, attribute_gpu
 from streams.job_book import Jobs
 from streams.pricing import Tariff
 
-__all__ = ["Outcome", "Rejection", "WindowProcessor", "conflicting_duplicate", "entry_id"]
+__all__ = ["Outcome", "Rejection", "Screened", "WindowProcessor", "bad_signature", "conflicting_duplicate", "entry_id"]
 
 # Energy may exceed limit × time by this factor before a window is called
 # implausible: power limits are enforced over a moving average, and the
@@ -76,6 +76,25 @@ class Outcome:
     rejection: Rejection | None = None
 
 
+def present(raw: bytes | None) -> bytes:
+    if raw is None:
+        raise WireError("empty", "a record without a value (tombstone)")
+    return raw
+
+
+def bad_signature(w: Window) -> WireError:
+    return WireError("bad_signature", f"signature of {w.window_id} does not verify with {w.key_id}")
+
+
+@dataclass(frozen=True, slots=True)
+class Screened:
+    """A decoded window before its signature is checked (:meth:`WindowProcessor.screen`)."""
+
+    window: Window
+    key: VerifyKey | None  # None: unsigned, and its site may send unsigned windows
+    refusal: WireError | None  # refused for another reason, if its signature verifies
+
+
 def entry_id(window_id: str, gpu_uuid: str, account_kind: str, account: str, job_id: str | None,
              member: str) -> str:
     """Deterministic: the same inputs always give the same id, so replays dedup."""
@@ -126,33 +145,64 @@ class WindowProcessor:
 
     def check(self, raw: bytes | None, now_ns: int | None = None) -> Window:
         """The window in a message, or :class:`WireError` naming why it is refused."""
-        if raw is None:
-            raise WireError("empty", "a record without a value (tombstone)")
-        if len(raw) > MAX_MESSAGE_BYTES:
-            raise WireError("oversized", f"{len(raw)} bytes > {MAX_MESSAGE_BYTES}")
-        window = decode_window_fast(raw)
+        raw = present(raw)
+        window = self._decode(raw)
         self._validate(raw, window, now_ns)
         return window
+
+    @staticmethod
+    def _decode(raw: bytes) -> Window:
+        if len(raw) > MAX_MESSAGE_BYTES:
+            raise WireError("oversized", f"{len(raw)} bytes > {MAX_MESSAGE_BYTES}")
+        return decode_window_fast(raw)
 
     def check_signature(self, raw: bytes, w: Window, site: Site) -> None:
         """WireError unless the window is signed, over its exact bytes, by a key
         the config lists for its site (or the site may send unsigned windows)."""
+        key = self.signature_key(w, site)
+        if key is not None and not verify_window(raw, key):
+            raise bad_signature(w)
+
+    def signature_key(self, w: Window, site: Site) -> VerifyKey | None:
+        """The key that must have signed ``w`` (None: an unsigned window its site may send),
+        or WireError (``unsigned``, ``unknown_key``)."""
         if w.signature is None:
             if site.allow_unsigned:
-                return
+                return None
             raise WireError("unsigned", f"site {w.site_id} must sign its windows")
         key = self.keys.get((w.site_id, w.key_id or ""))
         if key is None:
             raise WireError("unknown_key", f"key {w.key_id!r} is not a key of site {w.site_id} in config "
                                            f"{self.config.version} (unknown, revoked, or another site's)")
-        if not verify_window(raw, key):
-            raise WireError("bad_signature", f"signature of {w.window_id} does not verify with {w.key_id}")
+        return key
 
-    def _validate(self, raw: bytes, w: Window, now_ns: int | None) -> None:
+    def screen(self, raw: bytes | None, now_ns: int | None = None) -> Screened:
+        """:meth:`check` with the signature left to the caller (who checks it before
+        booking anything: streams/worker.py runs the checks of a batch beside its
+        attribution). WireError for what is refused before the key is known; a
+        later refusal comes back in ``refusal``, to be reported only if the
+        signature verifies (a forged message is ``bad_signature`` whatever else
+        is wrong with it, as with :meth:`check`)."""
+        window = self._decode(present(raw))
+        key = self.signature_key(window, self._site(window))
+        try:
+            self._plausible(window, now_ns)
+        except WireError as exc:
+            return Screened(window, key, exc)
+        return Screened(window, key, None)
+
+    def _site(self, w: Window) -> Site:
         site = self.config.site(w.site_id)
         if site is None:
             raise WireError("unknown_site", f"site_id {w.site_id!r} is not in config {self.config.version}")
-        self.check_signature(raw, w, site)
+        return site
+
+    def _validate(self, raw: bytes, w: Window, now_ns: int | None) -> None:
+        self.check_signature(raw, w, self._site(w))
+        self._plausible(w, now_ns)
+
+    def _plausible(self, w: Window, now_ns: int | None) -> None:
+        """The checks after the signature: time, size, GPUs, energy."""
         if now_ns is not None:
             if w.window_end_ns > now_ns + MAX_FUTURE_SKEW_NS:
                 ahead = (w.window_end_ns - now_ns) / 1e9

@@ -27,6 +27,7 @@ from streams.lease import ChainLease, LeaseError
 from streams.processing import WindowProcessor
 from streams.settings import StreamSettings
 from streams.sink import ClickHouseSink
+from streams.verifier import default_processes, verifier_for
 from streams.worker import LedgerWorker
 
 __all__ = ["StreamService", "prepare_stream", "run_stream", "start_warnings"]
@@ -87,7 +88,12 @@ def prepare_stream(settings: StreamSettings, cfg: ConsortiumConfig, digest: str,
             time.sleep(delay)
             delay = min(delay * 2, settings.retry_max_s)
     sink.on_commit = checkpoints.committed
-    worker = LedgerWorker(WindowProcessor(cfg, digest, max_age_ns=int(settings.max_window_age_s * 1e9)), sink)
+    processes = default_processes() if settings.verify_processes is None else settings.verify_processes
+    verifier = verifier_for(processes)
+    verifier.start()  # the verifying processes before the first batch, not during it
+    say(f"window signatures checked {f'in {processes} verifying process(es)' if processes else 'in the worker'}")
+    worker = LedgerWorker(WindowProcessor(cfg, digest, max_age_ns=int(settings.max_window_age_s * 1e9)), sink,
+                          verifier=verifier)
     worker.load_jobs(jobs_known)
     return StreamService(settings, worker, checkpoints, interrupted, start_warnings(cfg, demo_ledger_key))
 
@@ -105,4 +111,7 @@ def run_stream(service: StreamService, serve_metrics: Callable[..., Any] | None 
                       health=lambda: (True, f"ok: {worker.stats.windows} windows booked"))
     faust_worker = Worker(app, loglevel="info")
     tune_gc()
-    faust_worker.execute_from_commandline()
+    try:
+        faust_worker.execute_from_commandline()
+    finally:
+        worker.verifier.close()

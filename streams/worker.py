@@ -27,8 +27,9 @@ from schemas.telemetry import Window
 from streams import SinkError
 from streams.job_book import JobBook, book_jobs
 from streams.lease import LeaseError
-from streams.processing import Rejection, WindowProcessor, conflicting_duplicate
+from streams.processing import Rejection, Screened, WindowProcessor, bad_signature, conflicting_duplicate
 from streams.sink import LedgerSink
+from streams.verifier import InlineVerifier, SignatureVerifier
 
 __all__ = ["LedgerWorker", "WindowBatch", "WorkerStats", "dlq_record"]
 
@@ -103,10 +104,13 @@ class LedgerWorker:
         processor: WindowProcessor,
         sink: LedgerSink,
         clock_ns: Callable[[], int] = time.time_ns,
+        verifier: SignatureVerifier | None = None,
     ) -> None:
         self.processor = processor
         self.sink = sink
         self.clock_ns = clock_ns
+        # where the batch's signatures are checked (streams/verifier.py): here, or beside the worker
+        self.verifier = verifier or InlineVerifier()
         self.jobs = JobBook()
         self.stats = WorkerStats()
 
@@ -132,34 +136,87 @@ class LedgerWorker:
         window id seen twice in the batch is a resend if the bytes are the
         same (skipped) and ``conflicting_duplicate`` if they differ. Reads the
         job book: call it from the thread that updates the book
-        (:meth:`load_jobs`), the Faust event loop in the worker."""
-        batch = WindowBatch()
-        seen: dict[str, bytes] = {}
-        check, attribute = self.processor.check, self.processor.attribute_rows
-        entries, rejections = batch.entries, batch.rejections
+        (:meth:`load_jobs`), the Faust event loop in the worker.
+
+        The batch's signatures are checked by the worker's verifier
+        (streams/verifier.py) while its windows are attributed; only then, in
+        message order, is each window accepted or refused, so the outcome is
+        the same as :meth:`WindowProcessor.check` then ``attribute_rows``
+        message by message (a forged window is ``bad_signature`` whatever
+        else is wrong with it, and never becomes the "first" of a window id)."""
         t_start = time.monotonic()
         clock_now = self.clock_ns()
+        screen = self.processor.screen
+        screened: list[Screened | Rejection] = []
+        signed: list[tuple[bytes, bytes]] = []
         for i, raw in enumerate(raws):
             stamp = stamps_ns[i] if stamps_ns else None
-            n_entries = len(entries)
             try:
-                window = check(raw, clock_now if stamp is None else stamp)
-                assert raw is not None  # check refuses a missing value
-                first = seen.get(window.window_id)
-                if first is not None:
-                    if first != raw:
-                        rejections.append(conflicting_duplicate(window.window_id, raw, first))
-                    continue
-                seen[window.window_id] = raw
-                attribute(window, self.jobs, entries)
-                batch.accepted.append((window, raw))
+                s = screen(raw, clock_now if stamp is None else stamp)
+                if s.key is not None:
+                    assert raw is not None  # screen refuses a missing value
+                    signed.append((raw, bytes(s.key)))
+                screened.append(s)
             except WireError as exc:
-                rejections.append(Rejection.of(exc.reason, exc.detail, raw))
+                screened.append(Rejection.of(exc.reason, exc.detail, raw))
             except Exception as exc:  # a bug costs this message, never the worker
-                del entries[n_entries:]
-                rejections.append(Rejection.internal(exc, raw))
+                screened.append(Rejection.internal(exc, raw))
                 log.exception("internal error on one message (dead-lettered)")
+        verdicts = self.verifier.submit(signed)
+        # attributed while the signatures are checked; kept only once they verify
+        rows: list[EntryRow] = []
+        spans: list[tuple[int, int] | Rejection | None] = []
+        attribute, jobs = self.processor.attribute_rows, self.jobs
+        for raw, sc in zip(raws, screened, strict=True):
+            if isinstance(sc, Rejection) or sc.refusal is not None:
+                spans.append(None)
+                continue
+            n = len(rows)
+            try:
+                attribute(sc.window, jobs, rows)
+                spans.append((n, len(rows)))
+            except Exception as exc:
+                del rows[n:]
+                spans.append(Rejection.internal(exc, raw))
+                log.exception("internal error on one message (dead-lettered)")
+        batch = self._decide(raws, screened, spans, rows, verdicts())
         self.stats.process_seconds += time.monotonic() - t_start
+        return batch
+
+    @staticmethod
+    def _decide(raws: Sequence[bytes | None], screened: list[Screened | Rejection],
+                spans: list[tuple[int, int] | Rejection | None], rows: list[EntryRow],
+                verdicts: list[bool]) -> WindowBatch:
+        """Accept or refuse each message in order, with its signature's verdict."""
+        batch = WindowBatch()
+        rejections, accepted = batch.rejections, batch.accepted
+        kept: list[tuple[int, int]] = []
+        seen: dict[str, bytes] = {}
+        signed = iter(verdicts)
+        for raw, s, span in zip(raws, screened, spans, strict=True):
+            if isinstance(s, Rejection):
+                rejections.append(s)
+                continue
+            assert raw is not None
+            w = s.window
+            if s.key is not None and not next(signed):
+                rejections.append(Rejection.of("bad_signature", bad_signature(w).detail, raw))
+            elif s.refusal is not None:
+                rejections.append(Rejection.of(s.refusal.reason, s.refusal.detail, raw))
+            elif isinstance(span, Rejection):
+                rejections.append(span)
+            elif (first := seen.get(w.window_id)) is not None:
+                if first != raw:
+                    rejections.append(conflicting_duplicate(w.window_id, raw, first))
+            else:
+                assert span is not None
+                seen[w.window_id] = raw
+                accepted.append((w, raw))
+                kept.append(span)
+        if len(kept) == len(screened) or sum(b - a for a, b in kept) == len(rows):
+            batch.entries = rows  # every attributed window kept
+        else:
+            batch.entries = [r for a, b in kept for r in rows[a:b]]
         return batch
 
     def write(self, batch: WindowBatch) -> list[Rejection]:

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from hypothesis import strategies as st
 
 from schemas.consortium import parse_config
 from schemas.signing import new_key, sign_window
+from schemas.telemetry import MAX_DEPTH, MAX_TIME_NS
 from streams.processing import MAX_MESSAGE_BYTES, WindowProcessor
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,3 +164,66 @@ POISON = {
     "an empty value": (b"", "malformed_json"),
     "oversized": (b"[" + b"1," * (MAX_MESSAGE_BYTES // 2) + b"1]", "oversized"),
 }
+
+
+# -- hostile messages (hypothesis strategies) --------------------------------------------------------------------------
+def _mutate(data: bytes, rnd: random.Random) -> bytes:
+    b = bytearray(data)
+    for _ in range(rnd.randint(1, 4)):
+        op = rnd.randrange(5)
+        i = rnd.randrange(len(b) + 1)
+        if op == 0 and b:  # flip a byte
+            b[min(i, len(b) - 1)] = rnd.randrange(256)
+        elif op == 1:  # truncate
+            del b[i:]
+        elif op == 2:  # insert an edge-case token
+            b[i:i] = rnd.choice([b"\\ud800", b"\xff", b"\xc3(", b"\x00", b"NaN", b"1e400", b"-0", b'"', b"[" * 40,
+                                 b"18446744073709551616", b"true", b"1.0", b"\\u0000", b"\xed\xa0\x80"])
+        elif op == 3 and b:  # duplicate a slice
+            j = rnd.randrange(len(b))
+            b[i:i] = b[j:j + rnd.randrange(1, 64)]
+        else:  # drop a slice
+            del b[i:i + rnd.randrange(1, 32)]
+    return bytes(b)
+
+
+EDGE_NUMBERS = st.sampled_from([-1, 0, 1, 2**31, 2**32, 2**53 + 1, 2**63 - 1, 2**63, 2**64, 10**30, -(2**63),
+                                MAX_TIME_NS, MAX_TIME_NS + 1, 1.0, 0.5, 1e308, -0.0, True, False, "5000000", None])
+FIELDS = ["seq", "window_start_ns", "window_end_ns", "schema_version", "gpus.energy_mj", "gpus.gpu_seconds",
+          "gpus.power_limit_mw", "gpus.mem_used_bytes", "gpus.util_gpu", "processes.pid", "processes.sm_share"]
+TEXTS = st.one_of(st.text(max_size=40), st.sampled_from(["", " a", "a ", "a/b", "a\nb", "\x00", "\ud800", "é",
+                                                         "x" * 129, "GPU-1", "\u202e", "a\tb"]))
+TEXT_FIELDS = ["agent_id", "site_id", "node", "boot_id", "epoch", "gpus.uuid", "gpus.model", "processes.job_id",
+               "processes.account", "signature", "key_id", "gpus.flags"]
+
+
+KINDS = ["bytes", "mutated", "number", "text", "deep", "wide", "unknown", "empty"]
+
+
+@st.composite
+def hostile(draw: st.DrawFn, kinds: tuple[str, ...] = tuple(KINDS)) -> bytes | None:
+    """A hostile message. Documents are signed by their site as they are (any code
+    point, as a hostile producer can send them), so the checks after the signature
+    are reached."""
+    kind = draw(st.sampled_from(kinds))
+    seq = draw(st.integers(0, 50))
+    if kind == "bytes":
+        return draw(st.binary(max_size=600))
+    if kind == "mutated":
+        return _mutate(good(seq), random.Random(draw(st.integers())))
+    if kind == "number":
+        return wire(set_field(window(seq=seq), draw(st.sampled_from(FIELDS)), draw(EDGE_NUMBERS)))
+    if kind == "text":
+        return wire(set_field(window(seq=seq), draw(st.sampled_from(TEXT_FIELDS)), draw(TEXTS)))
+    if kind == "deep":
+        n = draw(st.integers(MAX_DEPTH - 2, 5000))
+        inner = b"[" * n + b"]" * n
+        return good(seq)[:-1] + b',"extra":' + inner + b"}"
+    if kind == "wide":
+        n = draw(st.sampled_from([65, 1025, 20_000]))
+        doc = window(seq=seq)
+        doc["gpus"][0]["processes"] = [{"pid": i, "sm_share": 0.0} for i in range(n)]
+        return wire(doc)
+    if kind == "unknown":
+        return wire({**window(seq=seq), draw(TEXTS): draw(st.one_of(TEXTS, EDGE_NUMBERS))})
+    return draw(st.sampled_from([None, b"", b" ", b"null", b"{}", b"[]", b"\n"]))

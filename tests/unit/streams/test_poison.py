@@ -19,11 +19,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.telemetry import MAX_DEPTH, MAX_TIME_NS, json_depth
+from schemas.telemetry import json_depth
 from streams.processing import MAX_DETAIL_CHARS, Rejection
 from streams.sink import MemorySink
 from streams.worker import MAX_DLQ_RAW_BYTES, LedgerWorker, dlq_record
-from tests.builders import NOW_NS, POISON, good, processor, set_field, window, wire
+from tests.builders import NOW_NS, POISON, good, hostile, processor, window, wire
 
 
 def worker() -> LedgerWorker:
@@ -42,72 +42,6 @@ def accounted(w: LedgerWorker, raws: list[bytes | None]) -> tuple[int, list[Reje
         assert doc["raw_len"] == len(r.raw)
         assert base64.b64decode(doc["raw_b64"]) == r.raw[:MAX_DLQ_RAW_BYTES]
     return len(batch.accepted), rejections
-
-
-# -- strategies --------------------------------------------------------------------------
-def _mutate(data: bytes, rnd: random.Random) -> bytes:
-    b = bytearray(data)
-    for _ in range(rnd.randint(1, 4)):
-        op = rnd.randrange(5)
-        i = rnd.randrange(len(b) + 1)
-        if op == 0 and b:  # flip a byte
-            b[min(i, len(b) - 1)] = rnd.randrange(256)
-        elif op == 1:  # truncate
-            del b[i:]
-        elif op == 2:  # insert an edge-case token
-            b[i:i] = rnd.choice([b"\\ud800", b"\xff", b"\xc3(", b"\x00", b"NaN", b"1e400", b"-0", b'"', b"[" * 40,
-                                 b"18446744073709551616", b"true", b"1.0", b"\\u0000", b"\xed\xa0\x80"])
-        elif op == 3 and b:  # duplicate a slice
-            j = rnd.randrange(len(b))
-            b[i:i] = b[j:j + rnd.randrange(1, 64)]
-        else:  # drop a slice
-            del b[i:i + rnd.randrange(1, 32)]
-    return bytes(b)
-
-
-EDGE_NUMBERS = st.sampled_from([-1, 0, 1, 2**31, 2**32, 2**53 + 1, 2**63 - 1, 2**63, 2**64, 10**30, -(2**63),
-                                MAX_TIME_NS, MAX_TIME_NS + 1, 1.0, 0.5, 1e308, -0.0, True, False, "5000000", None])
-FIELDS = ["seq", "window_start_ns", "window_end_ns", "schema_version", "gpus.energy_mj", "gpus.gpu_seconds",
-          "gpus.power_limit_mw", "gpus.mem_used_bytes", "gpus.util_gpu", "processes.pid", "processes.sm_share"]
-TEXTS = st.one_of(st.text(max_size=40), st.sampled_from(["", " a", "a ", "a/b", "a\nb", "\x00", "\ud800", "é",
-                                                         "x" * 129, "GPU-1", "\u202e", "a\tb"]))
-TEXT_FIELDS = ["agent_id", "site_id", "node", "boot_id", "epoch", "gpus.uuid", "gpus.model", "processes.job_id",
-               "processes.account", "signature", "key_id", "gpus.flags"]
-
-
-def _encode(doc: Any) -> bytes:
-    # signed by its site as it is (surrogates and any code point: what a hostile
-    # producer can put on the wire), so the checks after the signature are reached
-    return wire(doc)
-
-
-KINDS = ["bytes", "mutated", "number", "text", "deep", "wide", "unknown", "empty"]
-
-
-@st.composite
-def hostile(draw: st.DrawFn, kinds: tuple[str, ...] = tuple(KINDS)) -> bytes | None:
-    kind = draw(st.sampled_from(kinds))
-    seq = draw(st.integers(0, 50))
-    if kind == "bytes":
-        return draw(st.binary(max_size=600))
-    if kind == "mutated":
-        return _mutate(good(seq), random.Random(draw(st.integers())))
-    if kind == "number":
-        return _encode(set_field(window(seq=seq), draw(st.sampled_from(FIELDS)), draw(EDGE_NUMBERS)))
-    if kind == "text":
-        return _encode(set_field(window(seq=seq), draw(st.sampled_from(TEXT_FIELDS)), draw(TEXTS)))
-    if kind == "deep":
-        n = draw(st.integers(MAX_DEPTH - 2, 5000))
-        inner = b"[" * n + b"]" * n
-        return good(seq)[:-1] + b',"extra":' + inner + b"}"
-    if kind == "wide":
-        n = draw(st.sampled_from([65, 1025, 20_000]))
-        doc = window(seq=seq)
-        doc["gpus"][0]["processes"] = [{"pid": i, "sm_share": 0.0} for i in range(n)]
-        return _encode(doc)
-    if kind == "unknown":
-        return _encode({**window(seq=seq), draw(TEXTS): draw(st.one_of(TEXTS, EDGE_NUMBERS))})
-    return draw(st.sampled_from([None, b"", b" ", b"null", b"{}", b"[]", b"\n"]))
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -194,7 +128,7 @@ def test_json_depth_ignores_brackets_in_strings() -> None:
 def test_conflicting_duplicate_in_one_batch_and_across_batches() -> None:
     w = worker()
     first = good(seq=5)
-    other = _encode({**window(seq=5), "gpus": [{**window()["gpus"][0], "energy_mj": 6000}]})
+    other = wire({**window(seq=5), "gpus": [{**window()["gpus"][0], "energy_mj": 6000}]})
     _, rejections = accounted(w, [first, first, other])  # a resend (skipped) and a conflict
     assert [r.reason for r in rejections] == ["conflicting_duplicate"]
     assert "differs" in rejections[0].detail
