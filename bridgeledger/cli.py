@@ -335,8 +335,17 @@ def ledger_reconcile(start: str | None, end: str | None, record: bool) -> None:
         click.echo(f"gap: agent {agent} boot/epoch {boot} seq {a}..{b} missing ({b - a + 1} window(s))")
     for site, reason, n in rep.dlq:
         click.echo(f"dead letters: site {site}: {n} × {reason}")
+    for group, want, got in rep.rollup[:100]:
+        click.echo(f"ROLLUP {group}: the ledger sums to {_sums_text(want)}, the dashboards' rollup says "
+                   f"{_sums_text(got)}")
+    click.echo(f"rollup: {rep.rollup_groups} hourly group(s) checked, {len(rep.rollup)} differ from the ledger")
     if not rep.ok:
         sys.exit(1)
+
+
+def _sums_text(sums: tuple[object, ...]) -> str:
+    entries, mj, ms, hours, cost, carbon = sums
+    return f"{entries} entries, {mj} mJ, {ms} GPU-ms, {hours} h, {cost} EUR, {carbon} g"
 
 
 @ledger.command("recompute")

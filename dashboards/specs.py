@@ -1,7 +1,11 @@
 """What the dashboards show: every panel's SQL, unit and meaning, in one place.
 
 SQL runs on ClickHouse 18.16 and current releases (one JOIN per SELECT,
-aliases distinct from column names) and reads the committed views. Grafana
+aliases distinct from column names) and reads the committed views: the
+hourly rollup (``rollup``, ledger/migrations/0010_hourly_rollup.sql) wherever
+a panel sums entries, so a panel's range counts the whole hours that start
+in it; the entries themselves (``ledger``) where a panel needs them one by
+one (entries counted twice, corrections). Grafana
 macros of the ClickHouse plugin (``$__timeFilter``) and dashboard variables
 (``${member:singlequote}``) are expanded by Grafana, and by
 :func:`dashboards.build.expand` in tests and previews.
@@ -46,7 +50,7 @@ class DashboardSpec:
 
 # every member of the configs, usage or not (a member that used nothing is owed the most)
 MEMBER = Variable("member", "Member", "SELECT DISTINCT member FROM config_members ORDER BY member")
-SITE = Variable("site", "Site", "SELECT DISTINCT site_id FROM ledger ORDER BY site_id")
+SITE = Variable("site", "Site", "SELECT DISTINCT site_id FROM rollup ORDER BY site_id")
 JOBS = "account_kind = 'job' AND $__timeFilter(window_start)"
 # In kind (docs/contributions.md): per hosting member, the normalised GPU-hours at its sites, the GPU-seconds
 # its agents reported and the declared GPUs x the range's seconds (the latest recorded config's sites).
@@ -62,7 +66,7 @@ FROM
         FROM (SELECT site_id, argMax(country, recorded_at) AS country,
                      toFloat64(argMax(gpus, recorded_at)) * {_RANGE_S} AS cal FROM config_sites GROUP BY site_id) AS s
         ANY LEFT JOIN
-        (SELECT site_id, toFloat64(sum(normalised_gpu_hours)) AS h FROM ledger WHERE $__timeFilter(window_start)
+        (SELECT site_id, toFloat64(sum(normalised_gpu_hours)) AS h FROM rollup WHERE $__timeFilter(window_start)
          GROUP BY site_id) AS d USING site_id
     ) AS sd
     ANY LEFT JOIN
@@ -95,7 +99,7 @@ FROM
     FROM
     (
         SELECT month, member, share
-        FROM (SELECT DISTINCT toStartOfMonth(window_start) AS month FROM ledger WHERE {BILLED}) AS months
+        FROM (SELECT DISTINCT toStartOfMonth(window_start) AS month FROM rollup WHERE {BILLED}) AS months
         CROSS JOIN
         (SELECT member, toFloat64(argMax(contribution_share, recorded_at)) AS share FROM config_members
          GROUP BY member) AS contrib
@@ -103,26 +107,27 @@ FROM
     ANY LEFT JOIN
     (SELECT toStartOfMonth(window_start) AS month, member, sumIf(normalised_gpu_hours, account_kind = 'job') AS used_h,
             sumIf(cost_eur, account_kind = 'idle') AS idle_c
-     FROM ledger WHERE {BILLED} AND member != '' GROUP BY month, member) AS used USING (month, member)
+     FROM rollup WHERE {BILLED} AND member != '' GROUP BY month, member) AS used USING (month, member)
 ) AS per_month
 ANY LEFT JOIN
 (SELECT toStartOfMonth(window_start) AS month,
         toFloat64(sumIf(normalised_gpu_hours, account_kind = 'job')) AS month_h,
         toFloat64(sumIf(cost_eur, account_kind = 'job')) AS month_cost,
         toFloat64(sumIf(cost_eur, account_kind = 'idle' AND member != '')) AS month_idle
- FROM ledger WHERE {BILLED} GROUP BY month) AS totals USING month
+ FROM rollup WHERE {BILLED} GROUP BY month) AS totals USING month
 GROUP BY member"""
 
 
 def _by_member(pid: int, title: str, unit: str, description: str, expr: str, column: str) -> PanelSpec:
     """A bar per member of one job quantity, filtered by the member and site variables."""
-    sql = (f"SELECT member, {expr} AS {column}\nFROM ledger WHERE {JOBS} AND member IN (${{member:singlequote}}) "
+    sql = (f"SELECT member, {expr} AS {column}\nFROM rollup WHERE {JOBS} AND member IN (${{member:singlequote}}) "
            f"AND site_id IN (${{site:singlequote}})\nGROUP BY member ORDER BY member")
     return PanelSpec(pid, title, "barchart", unit, description, sql, ("member", column))
 
 FINANCE = DashboardSpec(
     uid="bl-finance", title="Finance — member contributions and usage", folder="Finance",
-    description="Usage of the pooled GPUs by member country against what each member contributes.",
+    description="Usage of the pooled GPUs by member country against what each member contributes. A time range "
+                "counts the whole hours that start in it (the panels read the ledger's exact hourly rollup).",
     variables=(MEMBER, SITE),
     panels=(
         PanelSpec(
@@ -148,14 +153,14 @@ FROM
           GROUP BY member) AS contrib
     ANY LEFT JOIN
     (SELECT member, sumIf(normalised_gpu_hours, account_kind = 'job') AS used_h,
-            sumIf(cost_eur, account_kind = 'idle') AS idle_c FROM ledger
+            sumIf(cost_eur, account_kind = 'idle') AS idle_c FROM rollup
      WHERE {BILLED} AND site_id IN (${{site:singlequote}}) GROUP BY member) AS used USING member
 ) AS per_member
 CROSS JOIN
 (SELECT toFloat64(sumIf(normalised_gpu_hours, account_kind = 'job')) AS total_h,
         toFloat64(sumIf(cost_eur, account_kind = 'job')) AS total_cost,
         toFloat64(sumIf(cost_eur, account_kind = 'idle' AND member != '')) AS idle_total
- FROM ledger WHERE {BILLED} AND site_id IN (${{site:singlequote}})) AS totals
+ FROM rollup WHERE {BILLED} AND site_id IN (${{site:singlequote}})) AS totals
 WHERE member IN (${{member:singlequote}})
 ORDER BY member""",
             ("member", "usage_pct", "contribution_pct", "normalised_gpu_hours", "balance_eur"), 24),
@@ -181,7 +186,7 @@ ORDER BY member""",
             "Normalised GPU-hours of jobs per member and calendar month (UTC), over the range.",
             f"""SELECT toDateTime(toStartOfMonth(window_start)) AS time, member,
        toFloat64(sum(normalised_gpu_hours)) AS normalised_gpu_hours
-FROM ledger WHERE {JOBS} AND member IN (${{member:singlequote}}) AND site_id IN (${{site:singlequote}})
+FROM rollup WHERE {JOBS} AND member IN (${{member:singlequote}}) AND site_id IN (${{site:singlequote}})
 GROUP BY time, member ORDER BY time, member""", ("time", "member", "normalised_gpu_hours"), 24),
         PanelSpec(
             7, "Top projects per member", "table", "h",
@@ -189,7 +194,7 @@ GROUP BY time, member ORDER BY time, member""", ("time", "member", "normalised_g
             "(EUR) and energy (kWh).",
             f"""SELECT member, project, toFloat64(sum(normalised_gpu_hours)) AS normalised_gpu_hours,
        toFloat64(sum(cost_eur)) AS cost_eur, sum(energy_mj) / 3600000000 AS energy_kwh
-FROM ledger WHERE {JOBS} AND member IN (${{member:singlequote}}) AND site_id IN (${{site:singlequote}})
+FROM rollup WHERE {JOBS} AND member IN (${{member:singlequote}}) AND site_id IN (${{site:singlequote}})
 GROUP BY member, project ORDER BY member, normalised_gpu_hours DESC LIMIT 5 BY member""",
             ("member", "project", "normalised_gpu_hours", "cost_eur", "energy_kwh"), 24),
         PanelSpec(
@@ -242,7 +247,7 @@ ORDER BY member""",
 FROM
 (
     SELECT member, carbon_g, energy_mj, hourly
-    FROM (SELECT member, config_hash, site_id, toStartOfHour(window_start) AS hour, carbon_g, energy_mj FROM ledger
+    FROM (SELECT member, config_hash, site_id, toStartOfHour(window_start) AS hour, carbon_g, energy_mj FROM rollup
           WHERE {JOBS} AND member IN (${{member:singlequote}}) AND site_id IN (${{site:singlequote}})) AS e
     ANY LEFT JOIN
     (SELECT config_hash, site_id, hour, toUInt8(1) AS hourly
@@ -255,7 +260,8 @@ GROUP BY member, method ORDER BY member, method""",
 
 OPERATIONS = DashboardSpec(
     uid="bl-operations", title="Operations — sites and agents", folder="Operations",
-    description="How the sites' GPUs are used and whether every agent reports.",
+    description="How the sites' GPUs are used and whether every agent reports. A time range counts the whole "
+                "hours that start in it (panels 1 and 2 read the ledger's exact hourly rollup).",
     variables=(SITE,),
     panels=(
         PanelSpec(
@@ -265,7 +271,7 @@ OPERATIONS = DashboardSpec(
             """SELECT site_id, gpu_model, sum(gpu_ms) / 3600000 AS gpu_hours,
        sumIf(gpu_ms, account_kind = 'job') / 3600000 AS job_gpu_hours,
        100 * sumIf(gpu_ms, account_kind = 'job') / sum(gpu_ms) AS utilisation_pct
-FROM ledger WHERE $__timeFilter(window_start) AND site_id IN (${site:singlequote})
+FROM rollup WHERE $__timeFilter(window_start) AND site_id IN (${site:singlequote})
 GROUP BY site_id, gpu_model ORDER BY site_id, gpu_model""",
             ("site_id", "gpu_model", "gpu_hours", "job_gpu_hours", "utilisation_pct"), 24),
         PanelSpec(
@@ -275,7 +281,7 @@ GROUP BY site_id, gpu_model ORDER BY site_id, gpu_model""",
             """SELECT site_id, sumIf(energy_mj, account_kind = 'job') / 3600000000 AS attributed_kwh,
        sumIf(energy_mj, account_kind = 'idle') / 3600000000 AS idle_kwh,
        sumIf(energy_mj, account_kind = 'unresolved') / 3600000000 AS unresolved_kwh
-FROM ledger WHERE $__timeFilter(window_start) AND site_id IN (${site:singlequote})
+FROM rollup WHERE $__timeFilter(window_start) AND site_id IN (${site:singlequote})
 GROUP BY site_id ORDER BY site_id""", ("site_id", "attributed_kwh", "idle_kwh", "unresolved_kwh")),
         PanelSpec(
             3, "Agents: last seen and missing windows", "table", "short",
@@ -311,13 +317,16 @@ AUDIT = DashboardSpec(
     panels=(
         PanelSpec(
             1, "Conservation residual", "stat", "suffix: mJ",
-            "Energy in the committed raw windows minus energy in their ledger entries, over the range. Must be 0: "
-            "every measured millijoule is booked exactly once.",
-            """SELECT toInt64(sum(energy_mj) - sum(b_mj)) AS residual_mj
-FROM windows
-ANY LEFT JOIN (SELECT window_id, sum(energy_mj) AS b_mj FROM ledger GROUP BY window_id) AS booked
-USING window_id
-WHERE $__timeFilter(window_start)""", ("residual_mj",), 8, 5),
+            "Energy in the committed raw windows minus energy in their ledger entries (the hourly rollup), over "
+            "the hours that start in the range. Must be 0: every measured millijoule is booked exactly once. "
+            "`ledger reconcile` checks it window by window and GPU by GPU.",
+            """SELECT toInt64(measured_mj - booked_mj) AS residual_mj
+FROM (SELECT sum(energy_mj) AS measured_mj
+      FROM (SELECT toStartOfHour(window_start) AS hour_start, energy_mj FROM windows
+            WHERE window_start >= $__fromTime - 3600 AND window_start <= $__toTime)
+      WHERE $__timeFilter(hour_start)) AS w
+CROSS JOIN (SELECT sum(energy_mj) AS booked_mj FROM rollup WHERE $__timeFilter(window_start)) AS r""",
+            ("residual_mj",), 8, 5),
         PanelSpec(
             2, "Entries counted twice", "stat", "short",
             "Ledger entry ids that occur more than once among the committed entries of the range (an entry id "
@@ -332,7 +341,7 @@ FROM (SELECT entry_id FROM ledger WHERE $__timeFilter(window_start) GROUP BY ent
             "(booked to the sites' unresolved accounts, no member billed), over the range. Candidates for "
             "corrections.",
             """SELECT sum(energy_mj) / 3600000000 AS unresolved_kwh
-FROM ledger WHERE account_kind = 'unresolved' AND $__timeFilter(window_start)""",
+FROM rollup WHERE account_kind = 'unresolved' AND $__timeFilter(window_start)""",
             ("unresolved_kwh",), 8, 5),
         PanelSpec(
             4, "Chain heads", "table", "short",

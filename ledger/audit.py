@@ -48,10 +48,14 @@ class ReconcileReport:
     gaps: list[tuple[str, str, int, int]] = field(default_factory=list)
     dlq: list[tuple[str, str, int]] = field(default_factory=list)  # site, reason, count
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # window, why its stored payload does not parse
+    # the hourly rollup the dashboards read against the ledger: (hour/site/model/member/project/kind/source/
+    # config/corrected, what the ledger sums to, what the rollup says); empty when they agree
+    rollup: list[tuple[str, tuple[object, ...], tuple[object, ...]]] = field(default_factory=list)
+    rollup_groups: int = 0
 
     @property
     def ok(self) -> bool:
-        return not self.residuals and not self.unreadable
+        return not self.residuals and not self.unreadable and not self.rollup
 
     @property
     def residual_mj(self) -> int:
@@ -104,6 +108,7 @@ def reconcile(client: Any, db: str, start: datetime, end: datetime,
     seqs: dict[tuple[str, str], list[int]] = defaultdict(list)  # (site/agent, boot/epoch): seqs
     for a, b, _ in slices:
         _reconcile_slice(client, db, a, b, rep, seqs)
+        _check_rollup(client, db, a, b, rep)
         if progress is not None:
             progress(rep.windows, total)
     for (agent, boot), ss in sorted(seqs.items()):
@@ -146,6 +151,41 @@ def _reconcile_slice(client: Any, db: str, start: datetime, end: datetime, rep: 
         measured, in_ledger = raw.get(key, [0, 0]), booked.get(key, [0, 0])
         if measured != in_ledger:
             rep.residuals.append((key[0], key[1], measured[0] - in_ledger[0], measured[1] - in_ledger[1]))
+
+
+# The rollup's groups (ledger/migrations/0010_hourly_rollup.sql) and its sums, in the same order on both sides.
+_GROUPS = "site_id, gpu_model, member, project, account_kind, account_source, config_hash"
+_SUMS = "count(), sum(energy_mj), sum(gpu_ms), sum(normalised_gpu_hours), sum(cost_eur), sum(carbon_g)"
+_ROLLUP_SUMS = "sum(entries), sum(energy_mj), sum(gpu_ms), sum(normalised_gpu_hours), sum(cost_eur), sum(carbon_g)"
+
+
+def _check_rollup(client: Any, db: str, start: datetime, end: datetime, rep: ReconcileReport) -> None:
+    """The rollup equals the ledger in every group of every hour the slice touches (whole
+    hours: the slices are cut at hours, the period's ends widened to theirs)."""
+    lo = _naive_utc(start).replace(minute=0, second=0, microsecond=0)
+    hi = _naive_utc(end)
+    if hi != hi.replace(minute=0, second=0, microsecond=0):
+        hi = hi.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    period = _period(lo, hi)
+
+    def sums(query: str) -> dict[tuple[object, ...], tuple[object, ...]]:
+        # the driver may give an hour time-zone aware on one side only: keyed as naive UTC
+        return {(_naive_utc(r[0]), *r[1:9]): tuple(int(x) if i < 3 else Decimal(x) for i, x in enumerate(r[9:]))
+                for r in client.execute(query, period)}
+
+    ledger = sums(f"SELECT toStartOfHour(window_start) AS h, {_GROUPS}, toUInt8(corrects != '') AS c, {_SUMS} "
+                  f"FROM {db}.ledger WHERE window_start >= %(start)s AND window_start < %(end)s "
+                  f"GROUP BY h, {_GROUPS}, c")
+    rollup = sums(f"SELECT window_start AS h, {_GROUPS}, corrected, {_ROLLUP_SUMS} "
+                  f"FROM {db}.rollup WHERE window_start >= %(start)s AND window_start < %(end)s "
+                  f"GROUP BY h, {_GROUPS}, corrected")
+    rep.rollup_groups += len(ledger)
+    none = (0, 0, 0, Decimal(0), Decimal(0), Decimal(0))
+    for key in sorted(set(ledger) | set(rollup), key=str):
+        want, got = ledger.get(key, none), rollup.get(key, none)
+        if want != got:
+            hour = key[0].isoformat() if isinstance(key[0], datetime) else str(key[0])
+            rep.rollup.append(("/".join([hour, *map(str, key[1:])]), want, got))
 
 
 @dataclass

@@ -39,6 +39,16 @@ def split_statements(sql: str) -> list[str]:
     return [s.strip() for s in re.split(r";\s*(?:\n|$)", body) if s.strip()]
 
 
+def qualify(stmt: str, database: str) -> str:
+    """The statement with the tables it creates, changes or fills, and the ledger's tables it reads,
+    in ``database`` (the files name tables without one)."""
+    stmt = re.sub(r"((?:CREATE TABLE|CREATE VIEW|CREATE MATERIALIZED VIEW) IF NOT EXISTS |ALTER TABLE "
+                  r"|DROP TABLE IF EXISTS |INSERT INTO )(\w+)", rf"\g<1>{database}.\g<2>", stmt)
+    stmt = re.sub(r"^(CREATE MATERIALIZED VIEW IF NOT EXISTS \S+ TO )(\w+)", rf"\g<1>{database}.\g<2>", stmt)
+    return re.sub(r"(\b(?:FROM|JOIN)\s+)(ledger_entries|raw_windows|ledger_batches|ledger_hourly|ledger)\b",
+                  rf"\g<1>{database}.\g<2>", stmt)
+
+
 def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     out = []
     for f in sorted(directory.glob("*.sql")):
@@ -71,10 +81,7 @@ def apply_migrations(client: Any, database: str, migrations: list[Migration] | N
                 )
             continue
         for stmt in split_statements(m.sql):
-            stmt = re.sub(r"((?:CREATE TABLE|CREATE VIEW) IF NOT EXISTS |ALTER TABLE |DROP TABLE IF EXISTS )(\w+)",
-                          rf"\g<1>{database}.\g<2>", stmt)
-            stmt = re.sub(r"(\b(?:FROM|JOIN)\s+)(ledger_entries|raw_windows|ledger_batches|ledger)\b",
-                          rf"\g<1>{database}.\g<2>", stmt)
+            stmt = qualify(stmt, database)
             try:
                 client.execute(stmt)
             except Exception as exc:  # the driver raises its own hierarchy

@@ -21,7 +21,7 @@ from schemas.topics import WINDOWS_TOPIC
 from streams.processing import WindowProcessor
 from streams.sink import ClickHouseSink
 from tests.builders import ALL
-from tests.helpers import book_messages
+from tests.helpers import book_messages, qualify
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -505,7 +505,6 @@ def test_idle_borne_by_the_host_shows_on_its_statement_and_settles(chdb_engine, 
             assert s.exact(member) == -share * (F(str(kr.consortium_cost)) + F(str(idle_cost)))
 
     # the Finance dashboard says the same: panel 1's balances and panel 8's transfers
-    import re
 
     from dashboards.build import expand
     from dashboards.specs import DASHBOARDS
@@ -515,9 +514,7 @@ def test_idle_borne_by_the_host_shows_on_its_statement_and_settles(chdb_engine, 
 
     def run(sql: str, variables: dict[str, list[str]]) -> list[tuple[object, ...]]:
         sql = expand(sql, 1_793_491_200, 1_796_083_199, variables)  # November 2026
-        for t in ("config_members", "ledger"):
-            sql = re.sub(rf"\b(FROM|JOIN)\s+{t}\b", rf"\1 {db}.{t}", sql)
-        return chdb_engine.execute(sql)
+        return chdb_engine.execute(qualify(sql, db))
 
     members = sorted(s.balances)
     sites = [r[0] for r in chdb_engine.execute(f"SELECT DISTINCT site_id FROM {db}.ledger")]
@@ -569,7 +566,7 @@ def test_delivered_capacity_is_the_ledgers_gpu_time_and_an_outage_costs_availabi
     apply_migrations(chdb_engine, db)
     sink = ClickHouseSink(chdb_engine, db)
     sink.record_config(digest, cfg.version, text, [(m.code, m.name, m.contribution_share) for m in cfg.members])
-    start = 1_795_000_000 * 10**9  # a multiple of 10 s: windows from here to start + 600 s, 60 of them
+    start = 1_794_999_600 * 10**9  # a whole hour (the panel counts whole hours): 60 windows of 10 s from here
     pub = MemoryPublisher()
     clock = FleetClock(start)
     fleet = build_sim_fleet(cfg, pub, clock, start_ns=start, horizon_ns=600 * 10**9, nodes_per_site=1,
@@ -611,9 +608,7 @@ def test_delivered_capacity_is_the_ledgers_gpu_time_and_an_outage_costs_availabi
 
     panel = next(p for d in DASHBOARDS if d.uid == "bl-finance" for p in d.panels if p.id == 9)
     sql = expand(panel.sql, start // 10**9, start // 10**9 + 600, {"member": ["DE", "KR"]})
-    for t in ("config_sites", "config_pledges", "windows", "ledger"):
-        sql = re.sub(rf"\b(FROM|JOIN)\s+{t}\b", rf"\1 {db}.{t}", sql)
-    shown = {r[0]: [float(v) for v in r[1:]] for r in chdb_engine.execute(sql)}
+    shown = {r[0]: [float(v) for v in r[1:]] for r in chdb_engine.execute(qualify(sql, db))}
     pledged, delivered, delivered_pct, availability_pct = shown["DE"]
     assert abs(pledged - float(de.pledged_h)) < 1e-9 and abs(delivered - float(de.delivered_h)) < 1e-9
     assert abs(availability_pct - 80.0) < 1e-9 and abs(delivered_pct - 100 * float(de.delivered_share)) < 1e-6

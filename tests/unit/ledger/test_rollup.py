@@ -1,0 +1,90 @@
+"""The dashboards' hourly rollup (ledger/migrations/0010_hourly_rollup.sql) is the
+ledger summed, exactly, and `ledger reconcile` catches it when it is not.
+
+On a current ClickHouse engine (chdb); tests/integration/test_pipeline.py runs
+reconcile, with its rollup check, on ClickHouse 18.16.
+"""
+
+from __future__ import annotations
+
+import itertools
+from decimal import Decimal
+
+from ledger.audit import reconcile
+from ledger.migrate import apply_migrations, load_migrations
+from ledger.verify import verify_ledger
+from streams.processing import WindowProcessor
+from streams.sink import ClickHouseSink
+from tests.builders import ALL
+from tests.conftest import ledger_messages
+from tests.helpers import book_messages
+
+_dbs = itertools.count()
+GROUPS = "toStartOfHour(window_start) AS h, site_id, gpu_model, member, project, account_kind, account_source"
+SUMS = "sum(energy_mj), sum(gpu_ms), sum(normalised_gpu_hours), sum(cost_eur), sum(carbon_g)"
+
+
+def by_group(engine, db: str, table: str, count: str) -> dict[tuple, tuple]:
+    rows = engine.execute(f"SELECT {GROUPS}, {count}, {SUMS} FROM {db}.{table} "
+                          f"GROUP BY h, site_id, gpu_model, member, project, account_kind, account_source")
+    return {tuple(r[:7]): tuple(int(x) if i < 3 else Decimal(str(x)) for i, x in enumerate(r[7:])) for r in rows}
+
+
+def test_the_rollup_is_the_ledger_summed_by_hour_and_group(ledger_db) -> None:
+    engine, db = ledger_db
+    ledger = by_group(engine, db, "ledger", "count()")
+    assert len(ledger) > 1 and by_group(engine, db, "rollup", "sum(entries)") == ledger
+    # and far fewer rows than entries: what makes the panels fast
+    rows, entries = engine.execute(f"SELECT count(), sum(entries) FROM {db}.rollup")[0]
+    assert entries == engine.execute(f"SELECT count() FROM {db}.ledger")[0][0] > 3 * rows
+    r = reconcile(engine, db, *ALL)
+    assert r.ok and r.rollup == [] and r.rollup_groups == len(ledger)
+
+
+def test_a_rollup_changed_in_the_database_is_named_by_reconcile(ledger_db) -> None:
+    """An insider inflates one member's cost in the table the dashboards read and adds a
+    row for another, under a committed batch: the ledger still verifies (the rollup is
+    not in the chain); reconcile names both groups with the ledger's and the rollup's sums."""
+    engine, db = ledger_db
+    batch, hour, project, member = engine.execute(
+        f"SELECT batch_id, hour, project, member FROM {db}.ledger_hourly WHERE account_kind = 'job' "
+        f"AND cost_eur > 0 ORDER BY hour, project LIMIT 1")[0]
+    engine.execute(f"ALTER TABLE {db}.ledger_hourly UPDATE cost_eur = cost_eur * 2 WHERE member = '{member}' "
+                   f"AND project = '{project}' AND hour = toDateTime('{hour}') SETTINGS mutations_sync = 2")
+    cols = ", ".join(c[0] for c in engine.execute(f"DESCRIBE TABLE {db}.ledger_hourly"))
+    engine.execute(f"INSERT INTO {db}.ledger_hourly ({cols}) SELECT "
+                   + cols.replace("member", "'XX' AS member", 1)
+                   + f" FROM (SELECT * FROM {db}.ledger_hourly WHERE batch_id = '{batch}' LIMIT 1)")
+    assert verify_ledger(engine, db, *ALL).ok
+    r = reconcile(engine, db, *ALL)
+    assert not r.ok and r.residuals == []
+    assert {group.split("/")[3] for group, _, _ in r.rollup} == {member, "XX"}  # hour/site/model/member/...
+    inflated = next((want, got) for group, want, got in r.rollup if group.split("/")[3] == member)
+    assert inflated[1][:3] == inflated[0][:3] and inflated[1][4] == 2 * inflated[0][4]  # same entries, twice the cost
+    invented = next((want, got) for group, want, got in r.rollup if group.split("/")[3] == "XX")
+    assert invented[0] == (0, 0, 0, 0, 0, 0) and invented[1][0] > 0
+
+
+def test_rows_of_an_interrupted_write_stay_outside_the_rollup(ledger_db) -> None:
+    engine, db = ledger_db
+    before = engine.execute(f"SELECT sum(entries), sum(cost_eur) FROM {db}.rollup")[0]
+    cols = ", ".join(c[0] for c in engine.execute(f"DESCRIBE TABLE {db}.ledger_entries"))
+    # rows of a batch whose commit record never came (the writer crashed before it)
+    engine.execute(f"INSERT INTO {db}.ledger_entries ({cols}) SELECT "
+                   + cols.replace("batch_id", "'interrupted' AS batch_id", 1)
+                   + f" FROM (SELECT * FROM {db}.ledger_entries LIMIT 5)")
+    assert engine.execute(f"SELECT count() FROM {db}.ledger_hourly WHERE batch_id = 'interrupted'")[0][0] > 0
+    assert engine.execute(f"SELECT sum(entries), sum(cost_eur) FROM {db}.rollup")[0] == before
+    assert reconcile(engine, db, *ALL).rollup == []
+
+
+def test_the_migration_sums_the_entries_written_before_it(chdb_engine, trace_dir, config_and_hash) -> None:
+    db = f"bl_rollup{next(_dbs)}"
+    before_rollup = [m for m in load_migrations() if m.name != "hourly_rollup"]
+    apply_migrations(chdb_engine, db, before_rollup)
+    cfg, digest = config_and_hash
+    book_messages(ledger_messages(trace_dir, cfg), WindowProcessor(cfg, digest), ClickHouseSink(chdb_engine, db))
+    assert apply_migrations(chdb_engine, db) == ["0010_hourly_rollup"]
+    ledger = by_group(chdb_engine, db, "ledger", "count()")
+    assert ledger and by_group(chdb_engine, db, "rollup", "sum(entries)") == ledger
+    assert reconcile(chdb_engine, db, *ALL).rollup == []
