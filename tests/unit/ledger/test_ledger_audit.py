@@ -163,11 +163,7 @@ def test_cookbook_queries_run_on_current_engine(ledger_db) -> None:
 
     engine, db = ledger_db
     for sql in cookbook_queries():
-        qualified = sql
-        for table in ("ledger_batches", "ledger_entries", "config_versions", "dlq_records", "rollup_monthly",
-                      "windows", "ledger"):
-            qualified = re.sub(rf"\b(FROM|JOIN)\s+{table}\b", rf"\1 {db}.{table}", qualified)
-        engine.execute(qualified)
+        engine.execute(qualify(sql, db))
 
 
 def test_correction_moves_an_entry_and_keeps_everything_verifiable(ledger_db) -> None:
