@@ -46,6 +46,7 @@ from bridgeledger.stack import Stack, StackPorts  # noqa: E402
 from dashboards.build import expand  # noqa: E402
 from dashboards.specs import DASHBOARDS  # noqa: E402
 from ledger.audit import recompute, reconcile  # noqa: E402
+from ledger.chunk_pool import ChunkPool  # noqa: E402
 from ledger.corrections import move_entry  # noqa: E402
 from ledger.migrate import apply_migrations  # noqa: E402
 from ledger.statement import build_statement  # noqa: E402
@@ -179,7 +180,7 @@ def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - t, out
 
 
-def measure(client: Any, db: str, days: float, audits: bool = True) -> dict[str, float]:
+def measure(client: Any, db: str, days: float, audits: bool = True, pool: ChunkPool | None = None) -> dict[str, float]:
     start, end = MONTH_START, MONTH_START + timedelta(days=days)
     s0, s1 = int(start.timestamp()), int(end.timestamp())
     out: dict[str, float] = {}
@@ -197,11 +198,11 @@ def measure(client: Any, db: str, days: float, audits: bool = True) -> dict[str,
     out["statement (KR, month)"], _ = timed(lambda: build_statement(client, db, "KR", month))
     if not audits:
         return out
-    out["verify (month)"], v = timed(lambda: verify_ledger(client, db, start, end))
+    out["verify (month)"], v = timed(lambda: verify_ledger(client, db, start, end, pool=pool))
     assert v.ok, [p.line() for p in v.problems[:5]]
-    out["reconcile (month)"], r = timed(lambda: reconcile(client, db, start, end))
+    out["reconcile (month)"], r = timed(lambda: reconcile(client, db, start, end, pool=pool))
     assert r.ok, (r.residuals[:3], r.gaps[:3])
-    out["recompute (month)"], rc = timed(lambda: recompute(client, db, start, end))
+    out["recompute (month)"], rc = timed(lambda: recompute(client, db, start, end, pool=pool))
     assert rc.ok, rc.differences[:3]
     return out
 
@@ -215,9 +216,13 @@ def main() -> None:
                          "(comma-separated, e.g. 1,3,10) of the month, as three sizes; the ledger's migrations "
                          "are applied first (timed: a new rollup is filled from the entries)")
     ap.add_argument("--no-audits", action="store_true", help="the panels and the statement only")
+    ap.add_argument("--processes", type=int, default=1,
+                    help="processes for verify, reconcile and recompute (ledger/chunk_pool.py; the CLI's default "
+                         "is one per core)")
     args = ap.parse_args()
     if args.measure_only:
-        measure_only([float(x) for x in args.measure_only.split(",")], audits=not args.no_audits)
+        measure_only([float(x) for x in args.measure_only.split(",")], audits=not args.no_audits,
+                     processes=args.processes)
         return
     sizes = [int(x) for x in args.nodes.split(",")]
     state = ROOT / ".state-bench"
@@ -259,12 +264,14 @@ def main() -> None:
     report(results)
 
 
-def measure_only(ranges: list[float], audits: bool = True) -> None:
+def measure_only(ranges: list[float], audits: bool = True, processes: int = 1) -> None:
     state = ROOT / ".state-bench"
     stack = Stack(state, StackPorts.offset(20000))
     stack.up(timeout_s=240)
     port = stack.ports.clickhouse_tcp
-    auditor = connect(ClickHouseSettings(port=port, user="auditor", password_file=stack.password_file("auditor")))
+    settings = ClickHouseSettings(port=port, user="auditor", password_file=stack.password_file("auditor"))
+    auditor = connect(settings)
+    pool = ChunkPool(settings, processes)
     db = "bridgeledger"
     migrator = connect(ClickHouseSettings(port=port, user="migrator", password_file=stack.password_file("migrator")),
                        database="system")
@@ -277,7 +284,7 @@ def measure_only(ranges: list[float], audits: bool = True) -> None:
         end = MONTH_START + timedelta(days=days)
         n = auditor.execute(f"SELECT count() FROM {db}.ledger WHERE window_start < %(e)s", {"e": end})[0][0]
         print(f"first {days:g} day(s): {n:,} entries; measuring", flush=True)
-        results.append((int(days), int(n), measure(auditor, db, days, audits)))
+        results.append((int(days), int(n), measure(auditor, db, days, audits, pool)))
     report(results)
 
 

@@ -215,13 +215,25 @@ def _ledger_client() -> tuple[Any, str]:
     return connect(s), s.database
 
 
-def _with_progress(label: str, unit: str, audit: Callable[..., Any], *args: Any) -> Any:
+_processes_opt = click.option(
+    "--processes", type=click.IntRange(1, 64), default=None,
+    help="Processes working through the period's chunks at once, each with its own connection (default: one per "
+         "core, at most 8); the report is the same with any number.")
+
+
+def _audit_pool(processes: int | None) -> Any:
+    from ledger.chunk_pool import ChunkPool, default_audit_processes
+
+    return ChunkPool(_ch_settings(), processes or default_audit_processes())
+
+
+def _with_progress(label: str, unit: str, audit: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """An audit with a progress bar on the terminal (none when stderr is redirected)."""
     from bridgeledger.progress import terminal_progress
 
     bar = terminal_progress(label, unit)
     try:
-        return audit(*args, progress=bar)
+        return audit(*args, progress=bar, **kwargs)
     finally:
         if bar is not None:
             bar.done()
@@ -233,13 +245,15 @@ def _with_progress(label: str, unit: str, audit: Callable[..., Any], *args: Any)
 @_record_opt
 @click.option("--witness", "witness_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Also check the database against the checkpoints this witness directory holds.")
-def ledger_verify(start: str | None, end: str | None, record: bool, witness_dir: Path | None) -> None:
+@_processes_opt
+def ledger_verify(start: str | None, end: str | None, record: bool, witness_dir: Path | None,
+                  processes: int | None) -> None:
     """Walk the hash chain and its entries; name the first broken link; exit 1 if any."""
     from ledger.verify import verify_ledger
 
     client, db = _ledger_client()
     lo, hi = _when(start, EPOCH), _when(end, END_OF_TIME)
-    report = _with_progress("verify", "entries", verify_ledger, client, db, lo, hi)
+    report = _with_progress("verify", "entries", verify_ledger, client, db, lo, hi, pool=_audit_pool(processes))
     click.echo(f"{report.batches} batches, {report.entries} entries checked")
     if witness_dir is not None:
         from ledger.witness import Witness, compare, database_batches
@@ -314,17 +328,18 @@ def ledger_witness(out: Path, config_path: Path | None, follow: bool, poll_s: fl
 @_from_opt
 @_to_opt
 @_record_opt
-def ledger_reconcile(start: str | None, end: str | None, record: bool) -> None:
+@_processes_opt
+def ledger_reconcile(start: str | None, end: str | None, record: bool, processes: int | None) -> None:
     """Conservation: raw window energy and GPU time vs ledger entries, per GPU window."""
     from ledger.audit import reconcile
 
     client, db = _ledger_client()
     lo, hi = _when(start, EPOCH), _when(end, END_OF_TIME)
-    rep = _with_progress("reconcile", "windows", reconcile, client, db, lo, hi)
+    rep = _with_progress("reconcile", "windows", reconcile, client, db, lo, hi, pool=_audit_pool(processes))
     click.echo(f"{rep.windows} windows, {rep.gpu_windows} GPU windows reconciled")
     if record:
         _record(client, db, "reconcile", rep.ok, f"{rep.gpu_windows} GPU windows, residual "
-                f"{rep.residual_mj} mJ, {len(rep.gaps)} gap(s)", lo, hi)
+                f"{rep.residual_mj} mJ, {len(rep.gaps)} gap(s), {len(rep.rollup)} rollup difference(s)", lo, hi)
     for window_id, gpu, d_mj, d_ms in rep.residuals[:100]:
         click.echo(f"RESIDUAL {window_id} {gpu}: {d_mj:+d} mJ, {d_ms:+d} GPU-ms not in the ledger")
     click.echo(f"residual: {rep.residual_mj:+d} mJ, {rep.residual_gpu_ms:+d} GPU-ms "
@@ -352,13 +367,14 @@ def _sums_text(sums: tuple[object, ...]) -> str:
 @_from_opt
 @_to_opt
 @_record_opt
-def ledger_recompute(start: str | None, end: str | None, record: bool) -> None:
+@_processes_opt
+def ledger_recompute(start: str | None, end: str | None, record: bool, processes: int | None) -> None:
     """Re-derive entries from the raw windows with their recorded config; diff with the ledger."""
     from ledger.audit import recompute
 
     client, db = _ledger_client()
     lo, hi = _when(start, EPOCH), _when(end, END_OF_TIME)
-    rep = _with_progress("recompute", "windows", recompute, client, db, lo, hi)
+    rep = _with_progress("recompute", "windows", recompute, client, db, lo, hi, pool=_audit_pool(processes))
     click.echo(f"{rep.windows} windows recomputed into {rep.entries} entries; {rep.signatures} site signatures "
                f"verified again")
     if record:

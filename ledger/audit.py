@@ -15,12 +15,14 @@ changed, which is what a correction is for.)
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from ledger.chunk_pool import ChunkPool
 from ledger.configs import all_configs
 from ledger.verify import Progress
 from schemas import WireError
@@ -101,14 +103,22 @@ def _naive_utc(t: datetime) -> datetime:
 
 
 def reconcile(client: Any, db: str, start: datetime, end: datetime,
-              progress: Progress | None = None) -> ReconcileReport:
+              progress: Progress | None = None, pool: ChunkPool | None = None) -> ReconcileReport:
+    """``pool``: the period's slices in several processes (the same report)."""
     rep = ReconcileReport()
     slices = time_slices(client, db, start, end)
     total = sum(n for _, _, n in slices)
     seqs: dict[tuple[str, str], list[int]] = defaultdict(list)  # (site/agent, boot/epoch): seqs
-    for a, b, _ in slices:
-        _reconcile_slice(client, db, a, b, rep, seqs)
-        _check_rollup(client, db, a, b, rep)
+    tasks = [(db, a, b) for a, b, _ in slices]
+    for part, part_seqs in (pool or ChunkPool(None, 1)).map(client, _reconcile_part, tasks):
+        rep.windows += part.windows
+        rep.gpu_windows += part.gpu_windows
+        rep.residuals += part.residuals
+        rep.unreadable += part.unreadable
+        rep.rollup += part.rollup
+        rep.rollup_groups += part.rollup_groups
+        for key, ss in part_seqs.items():
+            seqs[key] += ss
         if progress is not None:
             progress(rep.windows, total)
     for (agent, boot), ss in sorted(seqs.items()):
@@ -122,6 +132,16 @@ def reconcile(client: Any, db: str, start: datetime, end: datetime,
         f"WHERE received_at >= %(start)s AND received_at < %(end)s GROUP BY site_id, reason ORDER BY site_id, reason",
         _period(start, end))]
     return rep
+
+
+def _reconcile_part(client: Any, db: str, start: datetime, end: datetime
+                    ) -> tuple[ReconcileReport, dict[tuple[str, str], list[int]]]:
+    """One slice: its report and the sequence numbers it saw (the gaps need every slice)."""
+    part = ReconcileReport()
+    seqs: dict[tuple[str, str], list[int]] = defaultdict(list)
+    _reconcile_slice(client, db, start, end, part, seqs)
+    _check_rollup(client, db, start, end, part)
+    return part, dict(seqs)
 
 
 def _reconcile_slice(client: Any, db: str, start: datetime, end: datetime, rep: ReconcileReport,
@@ -205,17 +225,40 @@ COMPARED = ("energy_mj", "gpu_ms", "normalised_gpu_hours", "cost_eur", "carbon_g
 
 
 def recompute(client: Any, db: str, start: datetime, end: datetime,
-              progress: Progress | None = None) -> RecomputeReport:
+              progress: Progress | None = None, pool: ChunkPool | None = None) -> RecomputeReport:
+    """``pool``: the period's slices in several processes (the same report; each
+    process loads the configs and the job events once)."""
     rep = RecomputeReport()
-    processors = {h: WindowProcessor(cfg, h) for h, cfg in all_configs(client, db).items()}
-    jobs = book_jobs(load_jobs(client, db))
     slices = time_slices(client, db, start, end)
     total = sum(n for _, _, n in slices)
-    for a, b, _ in slices:
-        _recompute_slice(client, db, a, b, processors, jobs, rep)
-        if progress is not None:
-            progress(rep.windows, total)
+    run = uuid.uuid4().hex  # this run's configs and jobs, loaded once per process
+    try:
+        for part in (pool or ChunkPool(None, 1)).map(client, _recompute_part,
+                                                      [(db, run, a, b) for a, b, _ in slices]):
+            rep.windows += part.windows
+            rep.entries += part.entries
+            rep.signatures += part.signatures
+            rep.differences += part.differences
+            if progress is not None:
+                progress(rep.windows, total)
+    finally:
+        _RUNS.pop(run, None)
     return rep
+
+
+# per process: the configs' processors and the job book of a recompute run
+_RUNS: dict[str, tuple[dict[str, WindowProcessor], Any]] = {}
+
+
+def _recompute_part(client: Any, db: str, run: str, start: datetime, end: datetime) -> RecomputeReport:
+    state = _RUNS.get(run)
+    if state is None:
+        _RUNS.clear()  # one run at a time per process
+        state = _RUNS[run] = ({h: WindowProcessor(cfg, h) for h, cfg in all_configs(client, db).items()},
+                              book_jobs(load_jobs(client, db)))
+    part = RecomputeReport()
+    _recompute_slice(client, db, start, end, state[0], state[1], part)
+    return part
 
 
 def _recompute_slice(client: Any, db: str, start: datetime, end: datetime, processors: dict[str, WindowProcessor],

@@ -15,9 +15,9 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
+from ledger.chunk_pool import ChunkPool
 from schemas.chain import ENTRY_FIELDS, GENESIS, batch_hash, entries_hash, entry_digest, entry_line, windows_hash
 
 __all__ = ["Problem", "Progress", "VerifyReport", "verify_ledger"]
@@ -55,9 +55,9 @@ class VerifyReport:
 
 def _digest(row: tuple[Any, ...]) -> str:
     (eid, wid, site, gpu, job, kind, account, project, member, e_mj, g_ms, ngh, cost, carbon, chash, source) = row
+    # decimals as the driver gives them (Decimal, or text on some engines): entry_line prints them exactly
     return entry_digest(entry_line(eid, wid, site, gpu, job, kind, account, project, member, int(e_mj),
-                                   int(g_ms), Decimal(str(ngh)), Decimal(str(cost)), Decimal(str(carbon)), chash,
-                                   source))
+                                   int(g_ms), ngh, cost, carbon, chash, source))
 
 
 def _check_windows(client: Any, db: str, batches: dict[str, tuple[str, int, str, int]]) -> list[Problem]:
@@ -85,20 +85,27 @@ CHUNK_BATCHES = 400
 
 
 def verify_ledger(client: Any, db: str, start: datetime | None = None, end: datetime | None = None,
-                  progress: Progress | None = None) -> VerifyReport:
+                  progress: Progress | None = None, pool: ChunkPool | None = None) -> VerifyReport:
     """Verify the chains; ``start``/``end`` limit the entry checks to batches whose
     windows fall in that period (the links are always checked from the start).
-    Reads the chain a chunk of batches at a time; ``progress(done, total)`` counts entries."""
-    heads = client.execute(f"SELECT chain_id, seq, entry_count, min_window_start, max_window_start "
+    Reads the chain a chunk of batches at a time, in ``pool``'s processes if it has
+    several (the same report); ``progress(done, total)`` counts entries."""
+    heads = client.execute(f"SELECT chain_id, seq, entry_count, min_window_start, max_window_start, batch_hash "
                            f"FROM {db}.ledger_batches ORDER BY chain_id, seq")
-    total = sum(int(n) for _, _, n, lo, hi in heads
+    total = sum(int(n) for _, _, n, lo, hi, _ in heads
                 if (start is None or hi >= start) and (end is None or lo < end))
+    # each chunk's link to the batch before it, as the stored chain has it
+    before: dict[tuple[str, int], tuple[int, str]] = {}
+    for (chain, seq, *_), previous in zip(heads, [None, *heads[:-1]], strict=True):
+        if previous is not None and previous[0] == chain:
+            before[(chain, int(seq))] = (int(previous[1]), previous[5])
+    tasks = [(db, chunk, start, end, before.get((chunk[0], chunk[1]), (-1, GENESIS)))
+             for chunk in _chunks(heads, CHUNK_BATCHES)]
     problems: list[Problem] = []
-    prev: dict[str, tuple[int, str]] = {}
     entries = 0
-    for chunk in _chunks(heads, CHUNK_BATCHES):
-        checked = _verify_chunk(client, db, chunk, start, end, prev, problems)
+    for checked, found in (pool or ChunkPool(None, 1)).map(client, _verify_alone, tasks):
         entries += checked
+        problems += found
         if progress is not None:
             progress(entries, total)
     outside = client.execute(
@@ -112,6 +119,14 @@ def verify_ledger(client: Any, db: str, start: datetime | None = None, end: date
             problems.append(Problem("-", None, "entry_outside_chain",
                                     f"entry {eid} (batch_id {bid!r}) belongs to no batch of any chain"))
     return VerifyReport(len(heads), entries, problems, sorted(set(interrupted)))
+
+
+def _verify_alone(client: Any, db: str, chunk: tuple[str, int, int], start: datetime | None, end: datetime | None,
+                  before: tuple[int, str]) -> tuple[int, list[Problem]]:
+    """One chunk, given the (seq, hash) of the batch before it: (entries checked, problems)."""
+    problems: list[Problem] = []
+    checked = _verify_chunk(client, db, chunk, start, end, {chunk[0]: before}, problems)
+    return checked, problems
 
 
 def _chunks(heads: list[tuple[Any, ...]], size: int) -> list[tuple[str, int, int]]:

@@ -58,7 +58,8 @@ _FIXED = {k: (f"%d.%0{k}d", 10**k) for k in range(1, 19)}
 
 def to_units(v: Decimal | str | int, scale: int) -> int:
     """A stored decimal (already at its scale, as ClickHouse returns it) in units of 10^-scale."""
-    return int(Decimal(str(v)).scaleb(scale).to_integral_value())
+    d = v if type(v) is Decimal else Decimal(str(v))
+    return int(d.scaleb(scale).to_integral_value())
 
 
 def decimal_text(v: Decimal | str | int, scale: int) -> str:
@@ -67,7 +68,7 @@ def decimal_text(v: Decimal | str | int, scale: int) -> str:
 
 def entry_line(entry_id: str, window_id: str, site_id: str, gpu_uuid: str, job_id: str | None,
                account_kind: str, account: str, project: str, member: str, energy_mj: int, gpu_ms: int,
-               normalised_gpu_hours: Decimal, cost_eur: Decimal, carbon_g: Decimal, config_hash: str,
+               normalised_gpu_hours: Decimal | str, cost_eur: Decimal | str, carbon_g: Decimal | str, config_hash: str,
                account_source: str) -> bytes:
     hours, cost, carbon = (decimal_text(v, k) for v, k in zip((normalised_gpu_hours, cost_eur, carbon_g), _SCALES,
                                                               strict=True))
@@ -86,10 +87,8 @@ def entry_digest(line: bytes) -> str:
 
 
 def entries_hash(digests_in_entry_id_order: Iterable[str]) -> str:
-    h = hashlib.sha256()
-    for d in digests_in_entry_id_order:
-        h.update(d.encode())
-    return h.hexdigest()
+    """SHA-256 of the digests' texts one after the other (hashed in one call: the same bytes)."""
+    return hashlib.sha256("".join(digests_in_entry_id_order).encode()).hexdigest()
 
 
 def window_digest(raw: bytes) -> str:
