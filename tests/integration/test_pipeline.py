@@ -152,3 +152,29 @@ def test_audit_tools_are_clean_on_the_pipeline_output(stack, worker, ch) -> None
         assert words in res.stdout
     batches = ch.execute("SELECT count() FROM ledger_batches")[0][0]
     assert batches > 0
+
+
+def test_audits_in_two_processes_report_what_one_process_does(stack, worker, ch, ch_settings,
+                                                              monkeypatch) -> None:
+    """verify, reconcile and recompute cut into many small chunks (a few batches, a few
+    windows each) and run in two processes, each on its own connection to 18.16: the
+    same reports as in one process, and as uncut."""
+    from ledger import audit, verify
+    from ledger.audit import recompute, reconcile
+    from ledger.chunk_pool import ChunkPool
+    from ledger.verify import verify_ledger
+    from tests.builders import ALL
+
+    db = ch_settings.database
+    whole = (verify_ledger(ch, db, *ALL), reconcile(ch, db, *ALL), recompute(ch, db, *ALL))
+    assert whole[0].ok and whole[1].ok and whole[2].ok
+    monkeypatch.setattr(verify, "CHUNK_BATCHES", 3)
+    monkeypatch.setattr(audit, "SLICE_WINDOWS", 40)
+    assert len(audit.time_slices(ch, db, *ALL)) > 2
+    pool = ChunkPool(ch_settings, 2)
+    for one, two in ((verify_ledger(ch, db, *ALL), verify_ledger(ch, db, *ALL, pool=pool)),
+                     (reconcile(ch, db, *ALL), reconcile(ch, db, *ALL, pool=pool)),
+                     (recompute(ch, db, *ALL), recompute(ch, db, *ALL, pool=pool))):
+        assert one == two
+    assert (verify_ledger(ch, db, *ALL, pool=pool), reconcile(ch, db, *ALL, pool=pool),
+            recompute(ch, db, *ALL, pool=pool)) == whole
