@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import re
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -722,3 +723,25 @@ def test_time_slices_take_the_drivers_time_zone_aware_hours_as_utc() -> None:
     # 09:00 +09:00 is 00:00 UTC: cut after each full hour, the rest up to the end
     assert [(a.hour, b.hour if b.day == 1 else 24, n) for a, b, n in got] == [(0, 1, 3), (1, 2, 3), (2, 24, 1)]
     assert time_slices(Aware(), "db", dt(2026, 11, 1, tzinfo=UTC), dt(2026, 11, 2, tzinfo=UTC), target=3) == got
+
+
+def test_a_periods_verify_checks_the_whole_chains_records_and_the_periods_manifests(ledger_db) -> None:
+    """verify --from --to reads the manifests (the large columns) of the period's batches
+    only; the links and batch records of every batch are checked all the same."""
+    engine, db = ledger_db
+    lo, hi = engine.execute(f"SELECT min_window_start, max_window_start FROM {db}.ledger_batches "
+                            f"WHERE chain_id = 'main' ORDER BY max_window_start LIMIT 1")[0]
+    period = (lo, hi + timedelta(seconds=1))  # the windows of the earliest batch
+    (outside,) = engine.execute(f"SELECT seq FROM {db}.ledger_batches WHERE chain_id = 'main' "
+                                f"AND min_window_start > toDateTime('{hi}') ORDER BY seq LIMIT 1")[0]
+    # that batch's manifest rewritten: its own hash no longer matches
+    mutate(engine, f"ALTER TABLE {db}.ledger_batches UPDATE entry_digests = arrayReverse(entry_digests) "
+                   f"WHERE chain_id = 'main' AND seq = {outside}")
+    whole = verify_ledger(engine, db, *ALL).problems  # the manifest, and the entries it no longer pairs
+    assert whole[0].kind == "bad_entries_hash" and {p.kind for p in whole} == {"bad_entries_hash", "entry_changed"}
+    assert {p.seq for p in whole} == {outside}
+    assert verify_ledger(engine, db, *period).ok  # outside the period: not read
+    # a batch record altered outside the period is found by the period's verify too
+    mutate(engine, f"ALTER TABLE {db}.ledger_batches UPDATE energy_mj = energy_mj + 1 "
+                   f"WHERE chain_id = 'main' AND seq = {outside}")
+    assert [(p.kind, p.seq) for p in verify_ledger(engine, db, *period).problems] == [("bad_batch_hash", outside)]
