@@ -26,10 +26,12 @@ ChunkFn = Callable[..., T]
 _client: Any = None
 
 
-def _connect(settings: Any) -> None:
+def _connect(settings: Any, parent: int) -> None:
     global _client
     from streams.clickhouse import connect
+    from streams.verifier import exit_with_parent
 
+    exit_with_parent(parent)
     _client = connect(settings)
 
 
@@ -56,7 +58,7 @@ class ChunkPool:
                 yield fn(client, *task)
             return
         with ProcessPoolExecutor(min(self.processes, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_connect, initargs=(self.settings,)) as pool:
+                                 initializer=_connect, initargs=(self.settings, os.getpid())) as pool:
             futures = [pool.submit(_run, fn, task) for task in tasks]
             try:
                 for f in futures:

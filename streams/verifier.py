@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import Protocol
@@ -25,7 +27,7 @@ from typing import Protocol
 from schemas.signing import VerifyKey, verify_window
 
 __all__ = ["InlineVerifier", "PoolVerifier", "SignatureVerifier", "Verdicts", "default_processes",
-           "verify_signed", "verifier_for"]
+           "exit_with_parent", "verify_signed", "verifier_for"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +37,18 @@ Signed = tuple[bytes, bytes]
 Verdicts = Callable[[], list[bool]]
 
 _KEYS: dict[bytes, VerifyKey] = {}
+
+
+def exit_with_parent(parent: int) -> None:
+    """In a pool's process: exit once ``parent`` is gone (a worker killed with SIGKILL
+    leaves no verifying process behind, whatever supervises it)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def verify_signed(items: Sequence[Signed]) -> list[bool]:
@@ -88,7 +102,8 @@ class PoolVerifier:
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=exit_with_parent, initargs=(os.getpid(),))
         return self._pool
 
     def pids(self) -> list[int]:

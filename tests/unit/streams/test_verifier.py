@@ -145,3 +145,34 @@ def test_the_worker_checks_signatures_in_its_verifier(monkeypatch: pytest.Monkey
     b = w.prepare([raw])
     assert not b.accepted and not b.entries and [r.reason for r in b.rejections] == ["bad_signature"]
     assert json.loads(raw)["signature"]
+
+
+def test_a_worker_killed_with_sigkill_leaves_no_verifying_process() -> None:
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    script = "\n".join(("import sys, time", f"sys.path.insert(0, {str(root)!r})",
+                         "from streams.verifier import PoolVerifier", "v = PoolVerifier(1)", "v.start()",
+                         "print(*v.pids(), flush=True)", "time.sleep(600)"))
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        (child,) = (int(x) for x in parent.stdout.readline().split())
+        os.kill(child, 0)  # running
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                return
+            if Path(f"/proc/{child}/stat").read_text().rpartition(")")[2].split()[0] == "Z":
+                return  # exited, waiting for init to reap it
+            time.sleep(0.2)
+        raise AssertionError(f"verifying process {child} outlived its worker")
+    finally:
+        parent.kill()
