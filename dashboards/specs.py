@@ -5,7 +5,7 @@ aliases distinct from column names) and reads the committed views: the
 hourly rollup (``rollup``, ledger/migrations/0010_hourly_rollup.sql) wherever
 a panel sums entries, so a panel's range counts the whole hours that start
 in it; the entries themselves (``ledger``) where a panel needs them one by
-one (entries counted twice, corrections). Grafana
+one (the corrections). Grafana
 macros of the ClickHouse plugin (``$__timeFilter``) and dashboard variables
 (``${member:singlequote}``) are expanded by Grafana, and by
 :func:`dashboards.build.expand` in tests and previews.
@@ -329,11 +329,19 @@ CROSS JOIN (SELECT sum(energy_mj) AS booked_mj FROM rollup WHERE $__timeFilter(w
             ("residual_mj",), 8, 5),
         PanelSpec(
             2, "Entries counted twice", "stat", "short",
-            "Ledger entry ids that occur more than once among the committed entries of the range (an entry id "
-            "derives from its window, so a double count falls in its window's range). Must be 0. `ledger "
-            "verify` checks the whole chain.",
-            """SELECT count() AS duplicated_entries
-FROM (SELECT entry_id FROM ledger WHERE $__timeFilter(window_start) GROUP BY entry_id HAVING count() > 1) AS dup""",
+            "Double counts among the committed ledger in the range, two ways: windows booked in more than one "
+            "committed batch (every entry of such a window counts twice), and committed batches holding more "
+            "entry rows than their manifest lists (a row stored twice; from the hourly rollup, whose rows "
+            "`ledger reconcile` checks). Must be 0. `ledger verify` checks every entry against its manifest.",
+            """SELECT toUInt64(windows_twice + batches_over) AS duplicated_entries
+FROM (SELECT count() AS windows_twice
+      FROM (SELECT window_id FROM windows WHERE $__timeFilter(window_start) GROUP BY window_id HAVING count() > 1)) AS w
+CROSS JOIN
+(SELECT count() AS batches_over
+ FROM (SELECT batch_id, sum(entries) AS rows_held FROM ledger_hourly
+       WHERE batch_id IN (SELECT batch_id FROM ledger_hourly WHERE $__timeFilter(hour)) GROUP BY batch_id) AS held
+ ANY INNER JOIN (SELECT batch_id, entry_count FROM ledger_batches) AS listed USING batch_id
+ WHERE rows_held > entry_count) AS b""",
             ("duplicated_entries",), 8, 5),
         PanelSpec(
             3, "Energy with no job", "stat", "kwatth",

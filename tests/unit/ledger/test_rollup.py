@@ -88,3 +88,30 @@ def test_the_migration_sums_the_entries_written_before_it(chdb_engine, trace_dir
     ledger = by_group(chdb_engine, db, "ledger", "count()")
     assert ledger and by_group(chdb_engine, db, "rollup", "sum(entries)") == ledger
     assert reconcile(chdb_engine, db, *ALL).rollup == []
+
+
+def counted_twice(engine, db: str) -> int:
+    from dashboards.build import expand
+    from dashboards.specs import DASHBOARDS
+    from tests.helpers import qualify
+
+    panel = next(p for d in DASHBOARDS if d.uid == "bl-audit" for p in d.panels if p.title == "Entries counted twice")
+    return int(engine.execute(qualify(expand(panel.sql, 0, 4_000_000_000, {}), db))[0][0])
+
+
+def test_the_audit_panel_counts_a_row_stored_twice_and_a_window_booked_twice(ledger_db) -> None:
+    engine, db = ledger_db
+    assert counted_twice(engine, db) == 0
+    cols = ", ".join(c[0] for c in engine.execute(f"DESCRIBE TABLE {db}.ledger_entries"))
+    eid = engine.execute(f"SELECT entry_id FROM {db}.ledger ORDER BY entry_id LIMIT 1")[0][0]
+    engine.execute(f"INSERT INTO {db}.ledger_entries ({cols}) SELECT {cols} FROM {db}.ledger_entries "
+                   f"WHERE entry_id = '{eid}'")  # the same row again, in its committed batch
+    assert counted_twice(engine, db) == 1
+    # a window booked again under another committed batch
+    wcols = ", ".join(c[0] for c in engine.execute(f"DESCRIBE TABLE {db}.raw_windows"))
+    wid, bid = engine.execute(f"SELECT window_id, batch_id FROM {db}.windows ORDER BY window_id LIMIT 1")[0]
+    other = engine.execute(f"SELECT batch_id FROM {db}.ledger_batches WHERE batch_id != '{bid}' LIMIT 1")[0][0]
+    engine.execute(f"INSERT INTO {db}.raw_windows ({wcols}) SELECT "
+                   + wcols.replace("batch_id", f"'{other}' AS batch_id", 1)
+                   + f" FROM {db}.raw_windows WHERE window_id = '{wid}'")
+    assert counted_twice(engine, db) == 2
