@@ -199,10 +199,10 @@ class LedgerWorker:
                 continue
             assert raw is not None
             w = s.window
-            if s.key is not None and not next(signed):
-                rejections.append(Rejection.of("bad_signature", bad_signature(w).detail, raw))
-            elif s.refusal is not None:
-                rejections.append(Rejection.of(s.refusal.reason, s.refusal.detail, raw))
+            # a forgery is bad_signature, whatever else is wrong with it
+            refusal = bad_signature(w) if s.key is not None and not next(signed) else s.refusal
+            if refusal is not None:
+                rejections.append(Rejection.of(refusal.reason, refusal.detail, raw))
             elif isinstance(span, Rejection):
                 rejections.append(span)
             elif (first := seen.get(w.window_id)) is not None:
@@ -213,7 +213,7 @@ class LedgerWorker:
                 seen[w.window_id] = raw
                 accepted.append((w, raw))
                 kept.append(span)
-        if len(kept) == len(screened) or sum(b - a for a, b in kept) == len(rows):
+        if sum(b - a for a, b in kept) == len(rows):
             batch.entries = rows  # every attributed window kept
         else:
             batch.entries = [r for a, b in kept for r in rows[a:b]]
