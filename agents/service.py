@@ -1,5 +1,9 @@
 """The production agent loop: sample → window → sign → spool → send.
 
+The energy counter is read once per window (where a window closes; it is
+the dearest NVML call on some nodes), the cheap readings at every sample;
+agents/windowing.py shares each counter delta among the samples it covers.
+
 Sampling never waits for the network: windows are committed to the spool
 first, then drained in order whenever Kafka answers. A failed send keeps the
 windows and backs off; a dead broker for hours just grows the spool.
@@ -18,14 +22,14 @@ from agents import AgentError, PublishError
 from agents.job_resolver import JobResolver
 from agents.metrics import AgentMetrics
 from agents.publisher import Publisher
-from agents.readers.base import GpuReader
+from agents.readers.base import GpuReader, GpuSample
 from agents.spool import Spool
 from agents.windowing import Windower
 from schemas import TelemetryWindow
 from schemas.signing import SigningKey, sign_window
 from schemas.topics import WINDOWS_TOPIC
 
-__all__ = ["AgentService", "encode_window"]
+__all__ = ["AgentService", "encode_window", "read_once"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,13 @@ def encode_window(w: TelemetryWindow, key_id: str | None = None, key: SigningKey
         return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
     doc["key_id"] = key_id
     return sign_window(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode(), key)
+
+
+def read_once(reader: GpuReader, windower: Windower, every_sample: bool = False) -> list[GpuSample]:
+    """One reading of every GPU for ``windower``: the counter only where it needs
+    it, unless ``every_sample``."""
+    samples = reader.sample(energy=every_sample)
+    return reader.add_energy(samples) if windower.needs_energy(samples) else samples
 
 
 class AgentService:
@@ -61,8 +72,10 @@ class AgentService:
         clock_ns: Callable[[], int] = time.time_ns,
         monotonic: Callable[[], float] = time.monotonic,
         metrics: AgentMetrics | None = None,
+        counter_every_sample: bool = False,
     ) -> None:
         self.reader = reader
+        self.counter_every_sample = counter_every_sample
         self.spool = spool
         self.publisher_factory = publisher_factory
         self.sample_s = sample_s
@@ -82,6 +95,7 @@ class AgentService:
             log.info("new boot %s (spool was at boot %s): windows start at seq 0",
                      self.windower.boot_id, checkpoint.get("boot_id"))
         self._publisher: Publisher | None = None
+        self._last_samples: list[GpuSample] = []
         self.last_sample_at: float | None = None
         self._retry_at = 0.0
         self._backoff = 1.0
@@ -90,7 +104,8 @@ class AgentService:
 
     # -- one step ------------------------------------------------------------------
     def tick(self, drain: bool = True) -> list[TelemetryWindow]:
-        samples = self.reader.sample()
+        samples = read_once(self.reader, self.windower, self.counter_every_sample)
+        self._last_samples = samples or self._last_samples
         self.metrics.samples += 1
         self.last_sample_at = self.monotonic()
         windows = self.windower.add(samples)
@@ -196,7 +211,10 @@ class AgentService:
             stop.wait(0.2)
 
     def close_open_window(self) -> TelemetryWindow | None:
-        """Close the partial window and spool it."""
+        """Close the partial window and spool it, its energy measured: the last
+        reading is completed with the counter first."""
+        if self.windower.pending() and self._last_samples:
+            self._spool(self.windower.add(self.reader.add_energy(self._last_samples)))
         last = self.windower.flush()
         if last is not None:
             self._spool([last])

@@ -68,6 +68,9 @@ class AgentSettings(BaseSettings):
     sim_epoch_ns: int | None = None
     window_s: float = Field(default=10.0, gt=0, le=3600)
     sample_s: float = Field(default=1.0, gt=0, le=60)
+    # read the energy counter at every sample instead of once per window (where the
+    # call is cheap: a sharper split at window boundaries; docs/operators.md)
+    counter_every_sample: bool = False
     kafka_bootstrap: str = "127.0.0.1:19092"
     kafka_security: KafkaSecurity = Field(default_factory=KafkaSecurity)
     spool_path: Path = Path("/var/lib/bridgeledger/spool.sqlite")

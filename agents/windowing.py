@@ -7,6 +7,15 @@ that straddles a boundary is split in proportion to time with integer
 arithmetic, so the windows' energies telescope to exactly the counter's delta
 over the covered span.
 
+The counter need not be read at every sample (the agent reads it once per
+window, where it is dear; agents/readers/base.py): a reading without it
+(``energy_skipped``) is weighed by its power reading (power × interval) and
+measured at the next counter reading, whose delta is shared among the
+intervals it covers in proportion to their weights. Every window boundary
+and clock step needs a counter reading (``needs_energy`` says when, and the
+agent completes the reading with ``add_energy``), so each window's energy is
+still a counter delta, and the windows still telescope to the counter.
+
 Counter trouble never produces negative or huge energy: a counter that goes
 backwards, or jumps more than the power limit allows, starts a new baseline;
 that interval is estimated from the power reading and the window is flagged
@@ -75,6 +84,10 @@ class _GpuState:
     since: int = 0
     # how long the counter has stood still while the GPU drew power
     still_ns: int = 0
+    # timeline time of last_counter: before last_t when readings since skipped the
+    # counter; their intervals' weights (power mW × ns) wait for the next counter
+    counter_t: int = 0
+    pending_w: int = 0
 
     def reset_window(self) -> None:
         self.energy_mj = 0
@@ -124,14 +137,36 @@ class Windower:
         monos = [s.mono_ns for s in samples]
         if any(m is None for m in monos):
             return samples, 0
-        wall = max(s.t_ns for s in samples)
-        mono = max(m for m in monos if m is not None)
         if self._offset is None:
-            self._offset = wall - mono
+            self._offset = max(s.t_ns for s in samples) - max(m for m in monos if m is not None)
         offset = self._offset
-        step = wall - (mono + offset)
+        step = max(s.t_ns for s in samples) - (max(m for m in monos if m is not None) + offset)
         timed = [replace(s, t_ns=m + offset) for s, m in zip(samples, monos, strict=True) if m is not None]
         return timed, (step if abs(step) > STEP_TOLERANCE_NS else 0)
+
+    def needs_energy(self, samples: list[GpuSample]) -> bool:
+        """Whether readings that skipped the counter must be completed with it
+        (``GpuReader.add_energy``) before :meth:`add`: they close a window, meet a
+        clock step, or a GPU has no counter baseline yet."""
+        if not any(s.energy_skipped for s in samples):
+            return False
+        if self.win_start is None or self._offset is None and all(s.mono_ns is not None for s in samples):
+            return True
+        for s in samples:
+            st = self.gpus.get(s.uuid)
+            if s.energy_skipped and (st is None or st.last_counter is None):
+                return True
+        t = max(s.t_ns for s in samples)
+        if self._offset is not None and all(s.mono_ns is not None for s in samples):
+            placed = max(s.mono_ns or 0 for s in samples) + self._offset
+            if abs(t - placed) > STEP_TOLERANCE_NS:
+                return True  # a clock step closes the window
+            t = placed
+        return t >= self._next_boundary(self.win_start)
+
+    def pending(self) -> bool:
+        """Whether readings since the last counter reading wait for the next one."""
+        return any(st.last_t > st.counter_t for st in self.gpus.values() if st.last_counter is not None)
 
     def add(self, samples: list[GpuSample]) -> list[TelemetryWindow]:
         """Feed one reading of all GPUs; return the windows it closed (usually none)."""
@@ -154,12 +189,23 @@ class Windower:
                 if missing.seen:
                     log.warning("GPU %s missing from the reading on %s", uuid, self.node)
                 missing.flags.add("gpu_missing")
+        b = self._next_boundary(self.win_start)
+        # readings without the counter inside the window wait for the next counter
+        # reading; one that would close a window or meet a step cannot wait
+        waits = not step and t < b
         deltas: dict[str, int] = {}
         measured: dict[str, bool] = {}  # False: estimated, so the counter at a boundary is unknown
+        weighed: set[str] = set()
         for s in samples:
-            deltas[s.uuid], measured[s.uuid] = self._delta(s)
+            st = self.gpus.get(s.uuid)
+            if st is not None and s.energy_skipped and waits and st.last_counter is not None:
+                if s.t_ns > st.last_t:
+                    st.pending_w += self._weight(st, s, s.t_ns - st.last_t)
+                weighed.add(s.uuid)
+                deltas[s.uuid], measured[s.uuid] = 0, True
+            else:
+                deltas[s.uuid], measured[s.uuid] = self._delta(s)
         closed: list[TelemetryWindow] = []
-        b = self._next_boundary(self.win_start)
         while b <= t:
             for s in samples:
                 st = self.gpus.get(s.uuid)
@@ -171,7 +217,7 @@ class Windower:
                 deltas[s.uuid] = d - part
                 # the rest of the interval now starts at the boundary, where the
                 # counter read (interpolated) its old value plus the part
-                st.last_t = b
+                st.last_t = st.counter_t = b
                 if st.last_counter is not None:
                     st.last_counter = st.last_counter + part if measured[s.uuid] else None
             self._emit(closed, b)
@@ -185,7 +231,9 @@ class Windower:
             else:
                 st.energy_mj += deltas[s.uuid]
                 st.last_t = s.t_ns
-                st.last_counter = s.energy_mj
+                if s.uuid not in weighed:
+                    st.last_counter = s.energy_mj
+                    st.counter_t = st.last_t
                 st.last_power_mw = s.power_mw
             self._observe(st, s)
         for uuid, st in self.gpus.items():
@@ -209,6 +257,7 @@ class Windower:
         self.win_start = t + step
         for st in self.gpus.values():
             st.last_t += step
+            st.counter_t += step
             st.since += step
             st.flags.add("clock_step")  # the first window on the new clock says so too
 
@@ -249,7 +298,7 @@ class Windower:
         self.win_start = int(state["win_start"])  # type: ignore[call-overload]
         self.gpus = {
             u: _GpuState(g["model"], g["last_t"], g["last_counter"], g["last_power_mw"],
-                         g["power_limit_mw"], flags={"agent_restart"}, since=g["last_t"])
+                         g["power_limit_mw"], flags={"agent_restart"}, since=g["last_t"], counter_t=g["last_t"])
             for u, g in gpus.items()
         }
         offset = state.get("offset")
@@ -263,40 +312,68 @@ class Windower:
         end = max(st.last_t for st in self.gpus.values())
         if end <= self.win_start:
             return None
+        for st in self.gpus.values():
+            if st.last_counter is not None and st.last_t > st.counter_t:
+                # readings since the last counter reading and no counter after them
+                # (the agent completes its last reading first): estimated, and the
+                # next start counts from an unknown counter (estimated again)
+                st.energy_mj += st.pending_w // 1_000_000_000
+                st.pending_w = 0
+                st.flags.add("energy_estimated")
+                st.last_counter, st.counter_t = None, st.last_t
         return self._close(end)
 
     # -- internals ------------------------------------------------------------------
     @staticmethod
     def _new_state(s: GpuSample) -> _GpuState:
-        return _GpuState(s.model, s.t_ns, s.energy_mj, s.power_mw, s.power_limit_mw, since=s.t_ns)
+        return _GpuState(s.model, s.t_ns, s.energy_mj, s.power_mw, s.power_limit_mw, since=s.t_ns,
+                         counter_t=s.t_ns)
+
+    @staticmethod
+    def _power(st: _GpuState, s: GpuSample) -> int:
+        return s.power_mw if s.power_mw is not None else (st.last_power_mw or 0)
+
+    @classmethod
+    def _weight(cls, st: _GpuState, s: GpuSample, dt: int) -> int:
+        """An interval's weight in its counter delta: the power readings at its
+        two ends, averaged, times its length (mW × ns)."""
+        now = cls._power(st, s)
+        before = st.last_power_mw if st.last_power_mw is not None else now
+        return (before + now) * dt // 2
 
     def _delta(self, s: GpuSample) -> tuple[int, bool]:
         """Energy of the interval since this GPU's last sample, in mJ, never negative,
-        and whether it was measured by the counter (True) or estimated (False)."""
+        and whether it was measured by the counter (True) or estimated (False).
+        Readings since the last counter reading that skipped it (``pending_w``)
+        get their share of the counter's delta here, in the open window."""
         st = self.gpus.get(s.uuid)
         if st is None:
             return 0, True
-        dt = s.t_ns - st.last_t
-        if dt <= 0:
+        dt = max(0, s.t_ns - st.last_t)
+        if dt == 0 and st.last_t == st.counter_t:
             return 0, True
-        power = s.power_mw if s.power_mw is not None else (st.last_power_mw or 0)
+        power = self._power(st, s)
         estimate = power * dt // 1_000_000_000  # mW × s = mJ
+        waited, st.pending_w = st.pending_w, 0
         if s.energy_mj is None or st.last_counter is None:
             st.flags.add("energy_estimated")
+            st.energy_mj += waited // 1_000_000_000
             return estimate, False
         d = s.energy_mj - st.last_counter
+        span = s.t_ns - st.counter_t
         limit = s.power_limit_mw or st.power_limit_mw or DEFAULT_LIMIT_MW
-        if d < 0 or d > limit * dt * JUMP_FACTOR / 1e9 + 1000:
+        if d < 0 or d > limit * span * JUMP_FACTOR / 1e9 + 1000:
             log.warning(
                 "GPU %s energy counter went from %d to %d mJ in %.3f s: counter reset, "
                 "new baseline, interval estimated from power",
-                s.uuid, st.last_counter, s.energy_mj, dt / 1e9,
+                s.uuid, st.last_counter, s.energy_mj, span / 1e9,
             )
             st.flags.update(("counter_reset", "energy_estimated"))
             st.still_ns = 0
+            st.energy_mj += waited // 1_000_000_000
             return estimate, False
         if d == 0 and (s.power_mw or 0) >= FROZEN_MIN_MW:
-            st.still_ns += dt
+            st.still_ns += span
             if st.still_ns >= FROZEN_AFTER_NS:
                 if "counter_frozen" not in st.flags:
                     log.warning("GPU %s energy counter has not moved for %.1f s at %d mW: frozen",
@@ -304,6 +381,15 @@ class Windower:
                 st.flags.add("counter_frozen")
         else:
             st.still_ns = 0
+        if st.last_t > st.counter_t:
+            # the waiting readings' share of the delta, by power × time (by time
+            # where no power was read); the rest is this interval's
+            w_last, n_wait = self._weight(st, s, dt), st.last_t - st.counter_t
+            share = d * waited // (waited + w_last) if waited + w_last else d * n_wait // (n_wait + dt)
+            st.energy_mj += share
+            d -= share
+            st.last_counter += share
+            st.counter_t = st.last_t
         return d, True
 
     def _observe(self, st: _GpuState, s: GpuSample) -> None:

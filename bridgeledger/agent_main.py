@@ -59,6 +59,7 @@ def build_service(settings: AgentSettings) -> tuple[AgentService, Callable[[], N
         agent_id=settings.agent_id, site_id=settings.site_id, node=settings.node,
         window_s=settings.window_s, sample_s=settings.sample_s, key_id=settings.key_id, key=key,
         send_batch=settings.send_batch, send_timeout_s=settings.send_timeout_s, metrics=metrics,
+        counter_every_sample=settings.counter_every_sample,
     )
     server = (serve_text(metrics.render, settings.metrics_port, settings.metrics_host, health=service.health)
               if settings.metrics_port else None)

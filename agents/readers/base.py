@@ -3,6 +3,12 @@
 A reader returns, per call, one :class:`GpuSample` per GPU at one instant.
 Energy is the device's cumulative counter (mJ since driver load); the
 windowing code turns counter readings into per-window deltas.
+
+The counter is the dearest reading on some nodes (4.1 ms a call in the
+sandbox of the H100 we measured; docs/benchmarks.md), so the agent reads it
+once per window: ``sample(energy=False)`` skips it (``energy_skipped``), and
+``add_energy`` completes a reading with the counter, read now, when the
+windower needs it (a window boundary, a new baseline).
 """
 
 from __future__ import annotations
@@ -41,6 +47,9 @@ class GpuSample:
     # monotonic clock of the reading (ns); None when the reader has none (a
     # trace without it, the simulator's virtual clock): then t_ns is the time
     mono_ns: int | None = None
+    # True: the counter was not asked for at this reading (energy_mj is None, as
+    # asked); False with energy_mj None: asked, and the device had no answer
+    energy_skipped: bool = False
 
 
 class GpuReader(Protocol):
@@ -50,8 +59,13 @@ class GpuReader(Protocol):
         """Identity of the counter epoch: changes when counters may reset (reboot)."""
         ...
 
-    def sample(self) -> list[GpuSample]:
-        """Read every GPU once, now."""
+    def sample(self, energy: bool = True) -> list[GpuSample]:
+        """Read every GPU once, now; without the energy counter when ``energy`` is False."""
+        ...
+
+    def add_energy(self, samples: list[GpuSample]) -> list[GpuSample]:
+        """The same readings with the energy counter of each GPU whose reading
+        skipped it, read now (the reading's time becomes the counter's)."""
         ...
 
     def close(self) -> None: ...

@@ -1,10 +1,11 @@
 """The real GPUs through NVML (nvidia-ml-py). The only module that imports pynvml.
 
-What is read, per GPU and sample: the total-energy counter (mJ; the
-measurement), power, utilisation, memory, running compute processes, and at
-most once per ``proc_util_interval_s`` the per-process SM utilisation since
-the last read (NVML "Not Found" there means "no process ran": an empty
-reading, not an error).
+What is read, per GPU and sample: power, utilisation, memory, running
+compute processes, the total-energy counter (mJ; the measurement) when asked
+(the agent asks once per window: ``sample(energy=False)`` and
+``add_energy``), and at most once per ``proc_util_interval_s`` the
+per-process SM utilisation since the last read (NVML "Not Found" there means
+"no process ran": an empty reading, not an error).
 
 MIG: on a partitioned GPU the energy counter exists only for the parent, and
 per-process utilisation is not available inside instances. Each process on
@@ -27,6 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +87,7 @@ class NvmlReader:
                 "name": _text(self.nv.nvmlDeviceGetName(h)),
                 "limit": self._call("power_limit", "", self.nv.nvmlDeviceGetEnforcedPowerLimit, h),
                 "last_ts": 0,
-                "had_procs": True,  # read utilisation at the first sample whatever runs
+                "last_pids": None,  # read utilisation at the first sample whatever runs
                 "mig_next": 0.0,
                 "mig_on": False,
             })
@@ -126,6 +128,20 @@ class NvmlReader:
             dev["last_ts"] = max(dev["last_ts"], max(r.timeStamp for r in rows))
         return tuple(ProcessUtil(int(r.pid), int(r.smUtil)) for r in rows)
 
+    def _shares(self, dev: dict[str, Any], pids: list[int], util: Any) -> tuple[ProcessUtil, ...]:
+        """Per-process utilisation is one of the dearest calls (2.5 ms on an H100,
+        docs/benchmarks.md), needed only to tell processes apart: with no process
+        now and none at the last reading it is "read, nothing ran" without asking;
+        a process alone on the GPU now and at the last reading is given the GPU's
+        own utilisation (the recorded H100 trace: within 2 points of its SM
+        utilisation once running)."""
+        last = dev["last_pids"]
+        if not pids and last == []:
+            return ()
+        if len(pids) == 1 and last == pids and util is not None:
+            return (ProcessUtil(pids[0], int(util.gpu)),)
+        return self._proc_util(dev)
+
     def _mig(self, dev: dict[str, Any], now: float) -> tuple[list[int], tuple[ProcessUtil, ...], bool] | None:
         h, uuid = dev["handle"], dev["uuid"]
         if now >= dev["mig_next"]:  # MIG mode changes only with a GPU reset: checked once a minute
@@ -157,7 +173,21 @@ class NvmlReader:
                 shares.append(ProcessUtil(int(p.pid), int(slice_pct / len(procs)), mig_uuid))
         return pids, tuple(shares), unreadable
 
-    def sample(self) -> list[GpuSample]:
+    def add_energy(self, samples: list[GpuSample]) -> list[GpuSample]:
+        t = self.clock_ns()
+        mono = int(self.monotonic() * 1e9)
+        handles = {d["uuid"]: d["handle"] for d in self.devices}
+        out = []
+        for s in samples:
+            if s.energy_skipped and s.uuid in handles:
+                energy = self._call("total_energy", s.uuid, self.nv.nvmlDeviceGetTotalEnergyConsumption,
+                                    handles[s.uuid])
+                s = replace(s, energy_mj=int(energy) if energy is not None else None, energy_skipped=False,
+                            t_ns=t, mono_ns=mono)
+            out.append(s)
+        return out
+
+    def sample(self, energy: bool = True) -> list[GpuSample]:
         t = self.clock_ns()
         now = self.monotonic()
         read_util = now >= self._next_util
@@ -166,9 +196,12 @@ class NvmlReader:
         out = []
         for dev in self.devices:
             h, uuid = dev["handle"], dev["uuid"]
-            energy = self._call("total_energy", uuid, self.nv.nvmlDeviceGetTotalEnergyConsumption, h)
             power = self._call("power", uuid, self.nv.nvmlDeviceGetPowerUsage, h)
-            if energy is None and power is None:
+            # without a power reading the counter is all there is to weigh the window with
+            asked = energy or power is None
+            counter = (self._call("total_energy", uuid, self.nv.nvmlDeviceGetTotalEnergyConsumption, h)
+                       if asked else None)
+            if counter is None and power is None:
                 continue  # the device answers nothing we can account with: flagged missing
             util = self._call("utilization", uuid, self.nv.nvmlDeviceGetUtilizationRates, h)
             mem = self._call("memory", uuid, self.nv.nvmlDeviceGetMemoryInfo, h)
@@ -183,14 +216,11 @@ class NvmlReader:
                 flags = ()
                 util_reading = None
                 if read_util:
-                    # Per-process utilisation is one of the dearest calls (2.5 ms on an H100,
-                    # docs/benchmarks.md); with no process now and none at the last reading
-                    # there is nothing to share, so it is "read, nothing ran" without asking.
-                    util_reading = self._proc_util(dev) if pids or dev["had_procs"] else ()
-                dev["had_procs"] = bool(pids)
+                    util_reading = self._shares(dev, pids, util)
+                dev["last_pids"] = pids
             out.append(GpuSample(
                 uuid=uuid, model=dev["name"], t_ns=t, mono_ns=int(now * 1e9),
-                energy_mj=int(energy) if energy is not None else None,
+                energy_mj=int(counter) if counter is not None else None, energy_skipped=not asked,
                 power_mw=int(power) if power is not None else None,
                 util_gpu=int(util.gpu) if util is not None else None,
                 mem_used_bytes=int(mem.used) if mem is not None else None,

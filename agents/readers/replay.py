@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -98,12 +99,19 @@ class ReplayReader:
     def exhausted(self) -> bool:
         return self._i >= len(self.samples)
 
-    def sample(self) -> list[GpuSample]:
+    def sample(self, energy: bool = True) -> list[GpuSample]:
         if self.exhausted:
             return []
         s = self.samples[self._i]
         self._i += 1
+        if not energy and s.energy_mj is not None and s.power_mw is not None:
+            return [replace(s, energy_mj=None, energy_skipped=True)]
         return [s]
+
+    def add_energy(self, samples: list[GpuSample]) -> list[GpuSample]:
+        # the recording's counter at the reading's own time: a replay asked for the
+        # counter only at window boundaries sees what a live agent would have read
+        return [self.samples[self._i - 1] if s.energy_skipped else s for s in samples]
 
     def close(self) -> None:
         self._i = len(self.samples)

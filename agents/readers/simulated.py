@@ -17,7 +17,7 @@ import bisect
 import hashlib
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from agents.job_resolver import JobRef
@@ -143,7 +143,12 @@ class SimulatedReader:
         frac = max(0, t_ns - sec * S)
         return g.base_mj + g.cum_mj + self._power_mw(g, sec) * frac // S
 
-    def sample(self) -> list[GpuSample]:
+    def add_energy(self, samples: list[GpuSample]) -> list[GpuSample]:
+        counters = {g.uuid: g.counter_mj for g in self.gpus}
+        return [replace(s, energy_mj=counters[s.uuid], energy_skipped=False) if s.energy_skipped else s
+                for s in samples]
+
+    def sample(self, energy: bool = True) -> list[GpuSample]:
         t = self.clock_ns()
         out = []
         for g in self.gpus:
@@ -157,7 +162,8 @@ class SimulatedReader:
                     uuid=g.uuid,
                     model=g.model,
                     t_ns=t,
-                    energy_mj=g.counter_mj,
+                    energy_mj=g.counter_mj if energy else None,
+                    energy_skipped=not energy,
                     power_mw=self._power_mw(g, t // S),
                     util_gpu=round(load * 100),
                     mem_used_bytes=sum(8 << 30 for _ in active),

@@ -10,93 +10,9 @@ from types import SimpleNamespace
 import pytest
 
 from agents import ReaderError
+from agents.readers.base import ProcessUtil
 from agents.readers.nvml import NvmlReader, probe_nvml
-
-
-class NVMLError(Exception):
-    pass
-
-
-class NVMLError_NotFound(NVMLError):  # noqa: N801 (the binding's name)
-    pass
-
-
-class NVMLError_NotSupported(NVMLError):  # noqa: N801
-    pass
-
-
-class NVMLError_NoPermission(NVMLError):  # noqa: N801
-    pass
-
-
-class FakeNvml:
-    NVMLError = NVMLError
-    NVMLError_NotFound = NVMLError_NotFound
-    NVML_DEVICE_MIG_ENABLE = 1
-
-    def __init__(self, gpus: int = 2) -> None:
-        self.energy = {i: 1_000_000 + i for i in range(gpus)}
-        self.gpus = gpus
-        self.util_rows: dict[int, list] = {}
-        self.broken: set[tuple[int, str]] = set()
-        self.mig: dict[int, list[tuple[str, int, list[int]]]] = {}
-        self.mig_monitor = True  # the MIG monitor capability (/dev/nvidia-caps) reaches the agent
-
-    def _chk(self, h, call):
-        if (h, call) in self.broken:
-            raise NVMLError_NotSupported("Not Supported")
-
-    def nvmlInit(self): pass
-    def nvmlShutdown(self): pass
-    def nvmlDeviceGetCount(self): return self.gpus
-    def nvmlDeviceGetHandleByIndex(self, i): return i
-    def nvmlDeviceGetUUID(self, h): return f"GPU-{h}" if isinstance(h, int) else h
-    def nvmlDeviceGetName(self, h): return b"NVIDIA H100 80GB HBM3"
-    def nvmlDeviceGetEnforcedPowerLimit(self, h): return 700_000
-
-    def nvmlDeviceGetTotalEnergyConsumption(self, h):
-        self._chk(h, "energy")
-        return self.energy[h]
-
-    def nvmlDeviceGetPowerUsage(self, h):
-        self._chk(h, "power")
-        return 300_000
-
-    def nvmlDeviceGetUtilizationRates(self, h): return SimpleNamespace(gpu=40, memory=10)
-    def nvmlDeviceGetMemoryInfo(self, h): return SimpleNamespace(used=1 << 30)
-
-    def nvmlDeviceGetComputeRunningProcesses(self, h):
-        if isinstance(h, str):
-            if not self.mig_monitor:
-                raise NVMLError_NoPermission("Insufficient Permissions")
-            return [SimpleNamespace(pid=p) for name, _, pids in self.mig.get(int(h.split("/")[0][4:]), [])
-                    if name == h for p in pids]
-        return [SimpleNamespace(pid=r.pid) for r in self.util_rows.get(h, [])]
-
-    def nvmlDeviceGetProcessUtilization(self, h, ts):
-        rows = [r for r in self.util_rows.get(h, []) if r.timeStamp > ts]
-        if not rows:
-            raise NVMLError_NotFound("Not Found")
-        return rows
-
-    def nvmlDeviceGetMigMode(self, h):
-        if isinstance(h, int) and h in self.mig:
-            return (1, 1)
-        raise NVMLError_NotSupported("Not Supported")
-
-    def nvmlDeviceGetAttributes(self, h):
-        if isinstance(h, int):
-            return SimpleNamespace(multiprocessorCount=132)
-        parent = int(h.split("/")[0][4:])
-        return SimpleNamespace(multiprocessorCount=next(s for n, s, _ in self.mig[parent] if n == h))
-
-    def nvmlDeviceGetMaxMigDeviceCount(self, h): return 7
-
-    def nvmlDeviceGetMigDeviceHandleByIndex(self, h, i):
-        inst = self.mig.get(h, [])
-        if i >= len(inst):
-            raise NVMLError_NotFound("Not Found")
-        return inst[i][0]
+from tests.fake_nvml import FakeNvml, NVMLError
 
 
 @pytest.fixture()
@@ -122,7 +38,24 @@ def test_reads_counter_processes_and_utilisation(boot) -> None:
     assert s1.process_util == ()  # "Not Found": nothing ran, not an error
     assert s0.power_limit_mw == 700_000
     again = r.sample()[0]
-    assert again.process_util == ()  # no sample newer than the last timestamp
+    # still alone on the GPU: its share is the GPU's utilisation (40 %), without the dear call
+    assert again.process_util == (ProcessUtil(7, 40),)
+
+
+def test_per_process_utilisation_is_asked_only_to_tell_processes_apart(boot) -> None:
+    nv = CountingNvml(gpus=1)
+    nv.util_rows[0] = [SimpleNamespace(pid=7, timeStamp=5, smUtil=60)]
+    r = make(nv, boot)  # utilisation read at every sample (2 s apart)
+    assert r.sample()[0].process_util == (ProcessUtil(7, 60),)  # first reading: asked
+    for _ in range(5):
+        assert r.sample()[0].process_util == (ProcessUtil(7, 40),)  # alone: the GPU's own utilisation
+    assert nv.calls["proc_util"] == 1
+    nv.util_rows[0] = [SimpleNamespace(pid=7, timeStamp=9, smUtil=70), SimpleNamespace(pid=8, timeStamp=9, smUtil=20)]
+    assert r.sample()[0].process_util == (ProcessUtil(7, 70), ProcessUtil(8, 20))  # two: asked
+    nv.util_rows[0] = [SimpleNamespace(pid=8, timeStamp=11, smUtil=30)]
+    assert r.sample()[0].process_util == (ProcessUtil(8, 30),)  # alone, but not at the last reading: asked
+    assert r.sample()[0].process_util == (ProcessUtil(8, 40),)
+    assert nv.calls["proc_util"] == 3
 
 
 def test_unsupported_counter_is_none_and_counted(boot, caplog) -> None:
@@ -232,3 +165,50 @@ def test_idle_gpu_skips_the_dear_calls_and_busy_gpu_makes_them(boot) -> None:
         r.sample()
     assert nv.calls["proc_util"] == 3
     assert nv.calls["mig_mode"] == 2  # rechecked once the minute was up
+
+
+class EnergyCountingNvml(FakeNvml):
+    """A GPU drawing 300 W whose counter moves with the bench clock; counts counter reads."""
+
+    def __init__(self, now: list[int]) -> None:
+        super().__init__(gpus=2)
+        self.now = now
+        self.counter_reads = 0
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, h):
+        self.counter_reads += 1
+        return 1_000_000 + 300 * self.now[0] // 1_000_000  # 300 W × ns → mJ
+
+
+def test_the_agent_reads_the_counter_once_per_window_and_the_windows_still_add_up(boot, tmp_path) -> None:
+    from agents.job_resolver import ProcResolver
+    from agents.publisher import MemoryPublisher
+    from agents.service import AgentService
+    from agents.spool import Spool
+
+    start = 1_800_000_000 * 10**9
+    now = [start]
+    nv = EnergyCountingNvml(now)
+    reader = NvmlReader(nv, boot_id_path=boot, clock_ns=lambda: now[0], monotonic=lambda: now[0] / 1e9)
+    svc = AgentService(reader=reader, resolver=ProcResolver(tmp_path), spool=Spool(tmp_path / "s.sqlite"),
+                       publisher_factory=MemoryPublisher, agent_id="a", site_id="s", node="n",
+                       window_s=10, sample_s=1, clock_ns=lambda: now[0])
+    windows = []
+    for k in range(60):
+        now[0] = start + k * 10**9
+        windows += svc.tick(drain=False)
+    now[0] += 300_000_000  # the shutdown's own reading, 0.3 s later
+    windows.append(svc.close_open_window())
+    # 2 GPUs × (the first reading, the readings at 10, 20, ..., 50 s, the last one at shutdown)
+    assert nv.counter_reads == 2 * 7
+    energy = [g.energy_mj for w in windows for g in w.gpus]
+    assert energy == [3_000_000] * 10 + [2_790_000] * 2  # 300 W × 10 s each; the last window 9.3 s
+    assert all(g.flags == [] for w in windows for g in w.gpus)
+
+
+def test_a_reading_without_power_reads_the_counter_after_all(boot) -> None:
+    nv = FakeNvml(gpus=2)
+    nv.broken.add((1, "power"))
+    s0, s1 = make(nv, boot).sample(energy=False)
+    assert (s0.energy_mj, s0.energy_skipped) == (None, True)
+    assert (s1.energy_mj, s1.energy_skipped) == (1_000_001, False)  # nothing else to weigh it with
