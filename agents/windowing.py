@@ -191,8 +191,8 @@ class Windower:
                 missing.flags.add("gpu_missing")
         b = self._next_boundary(self.win_start)
         # readings without the counter inside the window wait for the next counter
-        # reading; one that would close a window or meet a step cannot wait
-        waits = not step and t < b
+        # reading (one that closes a window cannot: see _close)
+        waits = t < b
         deltas: dict[str, int] = {}
         measured: dict[str, bool] = {}  # False: estimated, so the counter at a boundary is unknown
         weighed: set[str] = set()
@@ -312,15 +312,6 @@ class Windower:
         end = max(st.last_t for st in self.gpus.values())
         if end <= self.win_start:
             return None
-        for st in self.gpus.values():
-            if st.last_counter is not None and st.last_t > st.counter_t:
-                # readings since the last counter reading and no counter after them
-                # (the agent completes its last reading first): estimated, and the
-                # next start counts from an unknown counter (estimated again)
-                st.energy_mj += st.pending_w // 1_000_000_000
-                st.pending_w = 0
-                st.flags.add("energy_estimated")
-                st.last_counter, st.counter_t = None, st.last_t
         return self._close(end)
 
     # -- internals ------------------------------------------------------------------
@@ -438,6 +429,16 @@ class Windower:
         start = self.win_start
         length = end - start
         gpus = []
+        for st in self.gpus.values():
+            if st.last_counter is not None and st.last_t > st.counter_t:
+                # readings since the last counter reading and none after them (a GPU
+                # missing from the reading that closes the window; a flush without a
+                # last counter reading, which the agent avoids): estimated, and the
+                # counter from which the next interval counts is unknown
+                st.energy_mj += st.pending_w // 1_000_000_000
+                st.pending_w = 0
+                st.flags.add("energy_estimated")
+                st.last_counter, st.counter_t = None, st.last_t
         for uuid, st in list(self.gpus.items()):
             # a GPU accrues from its first reading to its last: one that fell off
             # the bus stops at its last reading, one that appeared starts at its first

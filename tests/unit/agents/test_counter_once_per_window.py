@@ -246,3 +246,56 @@ def test_property_once_per_window_adds_up_to_the_counter_and_closes_the_same_win
     assert not any(g.flags for x in once for g in x.gpus)
     for a, b in itertools.pairwise(once):
         assert a.window_end_ns == b.window_start_ns
+
+
+def test_a_gpu_missing_when_the_window_closes_keeps_its_readings_in_that_window() -> None:
+    # GPU-2 is read without its counter at 3 s and then drops out; the window closes at 10 s
+    # without a counter reading of it: its 3 s are in that window, estimated and flagged.
+    w = windower()
+    other = [replace(s, uuid="GPU-2") for s in reading(0, 200_000, counter=0)]
+    w.add(reading(0, 100_000, counter=0) + other)
+    w.add(reading(3, 100_000) + [replace(s, uuid="GPU-2") for s in reading(3, 200_000)])
+    (closed,) = w.add(reading(10, 100_000, counter=1_000_000))
+    by = {g.uuid: g for g in closed.gpus}
+    assert by["GPU-1"].energy_mj == 1_000_000 and by["GPU-1"].flags == []
+    assert by["GPU-2"].energy_mj == 600_000  # 200 W × 3 s
+    assert by["GPU-2"].flags == ["energy_estimated", "gpu_missing"]
+
+
+def test_a_crash_mid_window_and_a_restart_still_add_up_to_the_counter(tmp_path: Path) -> None:
+    readings = [(T0 + k * S, 5_000 * k + (k * k) % 7, 100_000 + 1000 * k) for k in range(31)]
+
+    def service(reader: ScriptedReader) -> AgentService:
+        return AgentService(reader=reader, resolver=NoJobs(), spool=Spool(tmp_path / "s.sqlite"),
+                            publisher_factory=MemoryPublisher, agent_id="a", site_id="s", node="n",
+                            window_s=10, sample_s=1, clock_ns=lambda: T0)
+
+    first = service(ScriptedReader(readings[:15]))
+    windows = [x for _ in range(15) for x in first.tick(drain=False)]  # then killed: nothing flushed
+    second_reader = ScriptedReader(readings[15:])
+    second = service(second_reader)
+    windows += [x for _ in range(16) for x in second.tick(drain=False)]
+    last = second.close_open_window()
+    assert last is None  # the last reading (30 s) closed its window itself
+    assert [(x.window_start_ns - T0) // S for x in windows] == [0, 10, 20]
+    assert sum(energies(windows)) == readings[-1][1] - readings[0][1]
+    assert windows[1].gpus[0].flags == ["agent_restart"]
+    assert second_reader.counter_reads == 2  # at 20 and 30 s; 15..19 s waited for the one at 20 s
+
+
+def test_without_power_the_delta_is_shared_by_time() -> None:
+    # Power reads 0 throughout: the weights are all 0, so the 1,050,000 mJ of 0..10.5 s are
+    # shared by time: the waiting 9 s get 900,000, the last 1.5 s 150,000, of which its
+    # 1 s before the boundary 100,000. Window 0 = 1,000,000; window 1 opens with 50,000.
+    readings = [(T0 + k * S, 0, 0) for k in range(10)] + [(T0 + 10 * S + S // 2, 1_050_000, 0)]
+    assert energies(drive(ScriptedReader(readings), windower())) == [1_000_000, 50_000]
+
+
+def test_a_clock_step_is_read_with_the_counter(tmp_path: Path) -> None:
+    w = windower()
+    mono = [replace(s, mono_ns=0) for s in reading(0, 100_000, counter=0)]
+    w.add(mono)
+    stepped = [replace(s, mono_ns=4 * S) for s in reading(4 + 30, 100_000)]  # wall clock 30 s ahead
+    assert w.needs_energy(stepped)
+    (closed,) = w.add([replace(s, energy_mj=400_000, energy_skipped=False) for s in stepped])
+    assert (closed.gpus[0].energy_mj, closed.gpus[0].flags) == (400_000, ["clock_step"])
