@@ -20,12 +20,15 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any
 
 from ledger.chunk_pool import ChunkPool
 from ledger.configs import all_configs
+from ledger.periods import committed_in_period
 from ledger.verify import Progress
 from schemas import WireError
+from schemas.ledger import ENTRY_ROW_FIELDS, EntryRow
 from schemas.telemetry import decode_window_fast
 from streams.job_book import book_jobs
 from streams.ledger_tables import load_jobs
@@ -87,8 +90,8 @@ def time_slices(client: Any, db: str, start: datetime, end: datetime,
     acc = 0
     start, end = _naive_utc(start), _naive_utc(end)
     for hour, n in client.execute(
-            f"SELECT toStartOfHour(window_start) AS h, count() FROM {db}.windows "
-            f"WHERE window_start >= %(start)s AND window_start < %(end)s GROUP BY h ORDER BY h", _period(start, end)):
+            f"SELECT toStartOfHour(window_start) AS h, count() FROM {committed_in_period(db, 'raw_windows')} "
+            f"GROUP BY h ORDER BY h", _period(start, end)):
         acc += int(n)
         if acc >= target:  # the driver may give the hour time-zone aware: compared as naive UTC
             bounds.append((min(_naive_utc(hour) + timedelta(hours=1), end), acc))
@@ -148,8 +151,8 @@ def _reconcile_slice(client: Any, db: str, start: datetime, end: datetime, rep: 
                      seqs: dict[tuple[str, str], list[int]]) -> None:
     raw: dict[tuple[str, str], list[int]] = {}
     for window_id, agent, boot, seq, payload in client.execute(
-            f"SELECT window_id, agent_id, boot_id, seq, payload FROM {db}.windows "
-            f"WHERE window_start >= %(start)s AND window_start < %(end)s", _period(start, end)):
+            f"SELECT window_id, agent_id, boot_id, seq, payload FROM {committed_in_period(db, 'raw_windows')}",
+            _period(start, end)):
         rep.windows += 1
         parts = window_id.split("/")  # site/agent/boot/epoch/seq
         seqs[(f"{parts[0]}/{agent}", f"{boot}/{parts[3] if len(parts) == 5 else ''}")].append(int(seq))
@@ -162,8 +165,8 @@ def _reconcile_slice(client: Any, db: str, start: datetime, end: datetime, rep: 
             raw[(window_id, g.uuid)] = [g.energy_mj, g.gpu_ms]
     booked: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     for window_id, gpu, e_mj, g_ms in client.execute(
-            f"SELECT window_id, gpu_uuid, sum(energy_mj), sum(gpu_ms) FROM {db}.ledger "
-            f"WHERE window_start >= %(start)s AND window_start < %(end)s GROUP BY window_id, gpu_uuid",
+            f"SELECT window_id, gpu_uuid, sum(energy_mj), sum(gpu_ms) FROM {committed_in_period(db, 'ledger_entries')} "
+            f"GROUP BY window_id, gpu_uuid",
             _period(start, end)):
         booked[(window_id, gpu)] = [int(e_mj), int(g_ms)]
     rep.gpu_windows += len(raw)
@@ -194,8 +197,7 @@ def _check_rollup(client: Any, db: str, start: datetime, end: datetime, rep: Rec
                 for r in client.execute(query, period)}
 
     ledger = sums(f"SELECT toStartOfHour(window_start) AS h, {_GROUPS}, toUInt8(corrects != '') AS c, {_SUMS} "
-                  f"FROM {db}.ledger WHERE window_start >= %(start)s AND window_start < %(end)s "
-                  f"GROUP BY h, {_GROUPS}, c")
+                  f"FROM {committed_in_period(db, 'ledger_entries')} GROUP BY h, {_GROUPS}, c")
     rollup = sums(f"SELECT window_start AS h, {_GROUPS}, corrected, {_ROLLUP_SUMS} "
                   f"FROM {db}.rollup WHERE window_start >= %(start)s AND window_start < %(end)s "
                   f"GROUP BY h, {_GROUPS}, corrected")
@@ -222,6 +224,28 @@ class RecomputeReport:
 
 COMPARED = ("energy_mj", "gpu_ms", "normalised_gpu_hours", "cost_eur", "carbon_g", "member", "project",
             "account_kind", "account", "account_source", "config_hash")
+# where each compared field sits in the stream's entry rows (schemas/ledger.py), and which are decimals
+# (chain text in a row, a Decimal or text from the driver: compared as numbers)
+_ROW_AT = tuple(ENTRY_ROW_FIELDS.index(name) for name in COMPARED)
+_DECIMAL = tuple(name in ("normalised_gpu_hours", "cost_eur", "carbon_g") for name in COMPARED)
+assert _DECIMAL[:5] == (False, False, True, True, True) and not any(_DECIMAL[5:])
+_HASH_AT = COMPARED.index("config_hash")
+_pick_rest = itemgetter(*_ROW_AT[5:])
+_E, _G, _H, _C, _K = _ROW_AT[:5]
+
+
+def _dec(v: Any) -> Decimal:
+    return v if type(v) is Decimal else Decimal(str(v))
+
+
+def _stored(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A stored entry's compared fields, its decimals as Decimal (the driver may give text)."""
+    return (row[0], row[1], _dec(row[2]), _dec(row[3]), _dec(row[4]), *row[5:])
+
+
+def _recomputed(row: EntryRow) -> tuple[Any, ...]:
+    """A recomputed row's compared fields, in the same form (its decimals are chain text)."""
+    return (row[_E], row[_G], Decimal(row[_H]), Decimal(row[_C]), Decimal(row[_K]), *_pick_rest(row))
 
 
 def recompute(client: Any, db: str, start: datetime, end: datetime,
@@ -263,17 +287,18 @@ def _recompute_part(client: Any, db: str, run: str, start: datetime, end: dateti
 
 def _recompute_slice(client: Any, db: str, start: datetime, end: datetime, processors: dict[str, WindowProcessor],
                      jobs: Any, rep: RecomputeReport) -> None:
-    stored: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    stored: dict[str, dict[str, tuple[Any, ...]]] = defaultdict(dict)
     cols = ", ".join(("window_id", "entry_id", *COMPARED))
-    for row in client.execute(f"SELECT {cols} FROM {db}.ledger WHERE window_start >= %(start)s "
-                              f"AND window_start < %(end)s AND corrects = ''", _period(start, end)):
-        stored[row[0]][row[1]] = dict(zip(COMPARED, row[2:], strict=True))
+    for row in client.execute(f"SELECT {cols} FROM {committed_in_period(db, 'ledger_entries')} AND corrects = ''",
+                              _period(start, end)):
+        stored[row[0]][row[1]] = _stored(row[2:])
+    rows: list[EntryRow] = []
     for window_id, payload in client.execute(
-            f"SELECT window_id, payload FROM {db}.windows WHERE window_start >= %(start)s "
-            f"AND window_start < %(end)s ORDER BY window_id", _period(start, end)):
+            f"SELECT window_id, payload FROM {committed_in_period(db, 'raw_windows')} ORDER BY window_id",
+            _period(start, end)):
         rep.windows += 1
         mine = stored.get(window_id, {})
-        hashes = {e["config_hash"] for e in mine.values()}
+        hashes = {e[_HASH_AT] for e in mine.values()}
         if len(hashes) != 1 or next(iter(hashes)) not in processors:
             rep.differences.append(f"{window_id}: cannot tell which config it was computed with ({hashes})")
             continue
@@ -289,18 +314,20 @@ def _recompute_slice(client: Any, db: str, start: datetime, end: datetime, proce
             rep.differences.append(f"{window_id}: stored window refused ({exc.reason}: {exc.detail})")
             continue
         rep.signatures += window.signature is not None
-        expected = {e.entry_id: e for e in processor.attribute(window, jobs)}
+        rows.clear()
+        processor.attribute_rows(window, jobs, rows)  # the stream's own rule, its own rows
+        expected = {r[0]: r for r in rows}
         rep.entries += len(expected)
+        if expected.keys() == mine.keys() and all(_recomputed(expected[eid]) == s for eid, s in mine.items()):
+            continue
         for eid in sorted(set(expected) | set(mine)):
             if eid not in mine:
                 rep.differences.append(f"{window_id}: entry {eid} recomputes but is not in the ledger")
             elif eid not in expected:
                 rep.differences.append(f"{window_id}: entry {eid} is in the ledger but does not recompute")
             else:
-                e, s = expected[eid], mine[eid]
-                for name in COMPARED:
-                    want, got = getattr(e, name), s[name]
-                    if isinstance(want, Decimal):
-                        got = Decimal(str(got))
+                e, s = _recomputed(expected[eid]), mine[eid]
+                for name, want, got in zip(COMPARED, e, s, strict=True):
                     if want != got:
                         rep.differences.append(f"{window_id}: entry {eid} {name}: ledger {got}, recomputed {want}")
+

@@ -70,6 +70,23 @@ def test_changed_energy_is_named(ledger_db) -> None:
     assert any(eid in d and "energy_mj" in d for d in recompute(engine, db, *ALL).differences)
 
 
+@pytest.mark.parametrize(("field", "value"), [
+    ("gpu_ms", "gpu_ms + 1"),
+    ("normalised_gpu_hours", "normalised_gpu_hours + toDecimal64('0.000000001', 9)"),
+    ("cost_eur", "cost_eur + toDecimal64('0.000001', 6)"),
+    ("carbon_g", "carbon_g + toDecimal64('0.001', 3)"),
+    ("account_kind", "concat(account_kind, '-x')"),
+    ("account", "concat(account, '-x')"),
+    ("account_source", "'claim'"),
+])
+def test_recompute_names_the_one_field_an_insider_changed(ledger_db, field: str, value: str) -> None:
+    engine, db = ledger_db
+    eid, _ = one_entry(engine, db)
+    mutate(engine, f"ALTER TABLE {db}.ledger_entries UPDATE {field} = {value} WHERE entry_id = '{eid}'")
+    differences = recompute(engine, db, *ALL).differences
+    assert len(differences) == 1 and f"entry {eid} {field}: ledger " in differences[0], differences
+
+
 def test_deleted_entry_is_named_and_reconcile_locates_the_residual(ledger_db) -> None:
     engine, db = ledger_db
     eid, energy = one_entry(engine, db)
