@@ -30,6 +30,7 @@ from typing import Any
 
 from ledger.balance import contributed_shares
 from ledger.months import prorated
+from ledger.periods import committed_in_period, period_source
 from schemas.consortium import ConsortiumConfig, Pledge
 
 __all__ = ["Contributions", "MemberCapacity", "SiteCapacity", "capacity", "config_of_period", "contributions",
@@ -125,10 +126,10 @@ def site_hours(client: Any, source: str, start: datetime, end: datetime,
 
 def capacity(client: Any, db: str, cfg: ConsortiumConfig, start: datetime, end: datetime) -> list[MemberCapacity]:
     p = {"start": start, "end": end}
-    delivered = site_hours(client, f"{db}.ledger", start, end)
+    delivered = site_hours(client, period_source(db, "ledger_entries"), start, end)
     reported = {site: int(ns) // 10**9 for site, ns in client.execute(
-        f"SELECT site_id, sum(gpu_count * (window_end_ns - window_start_ns)) FROM {db}.windows "
-        f"WHERE window_start >= %(start)s AND window_start < %(end)s GROUP BY site_id", p)}
+        f"SELECT site_id, sum(gpu_count * (window_end_ns - window_start_ns)) "
+        f"FROM {committed_in_period(db, 'raw_windows')} GROUP BY site_id", p)}
     seconds = int((end - start).total_seconds())
     members = {m.code: m for m in cfg.members}
     out: dict[str, MemberCapacity] = {}

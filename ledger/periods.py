@@ -14,12 +14,25 @@ the same rows as the views give.
 
 from __future__ import annotations
 
-__all__ = ["committed_in_period"]
+__all__ = ["committed_in_period", "period_source"]
+
+PERIOD = "window_start >= %(start)s AND window_start < %(end)s"
 
 
-def committed_in_period(db: str, table: str) -> str:
+def committed_in_period(db: str, table: str, batches: str | None = None) -> str:
     """A FROM clause: the committed rows of ``table`` (``ledger_entries`` or
     ``raw_windows``) whose window starts in [%(start)s, %(end)s). More
-    conditions follow with ``AND``."""
-    return (f"{db}.{table} PREWHERE window_start >= %(start)s AND window_start < %(end)s "
-            f"WHERE batch_id IN (SELECT batch_id FROM {db}.ledger_batches)")
+    conditions follow with ``AND``. ``batches``: a query of the batch ids to
+    count as committed (default: every batch in ``ledger_batches``)."""
+    return (f"{db}.{table} PREWHERE {PERIOD} "
+            f"WHERE batch_id IN ({batches or f'SELECT batch_id FROM {db}.ledger_batches'})")
+
+
+def period_source(db: str, table: str, batches: str | None = None, where: str | None = None) -> str:
+    """The same rows as a subquery, for readers that take a source expression
+    (statements, settlement, capacity): every query on it passes start and end.
+    ``where``: more conditions inside it (18.16 does not push an outer WHERE
+    into a subquery; ``member = %(m)s`` there uses the sort key: a fifth of the
+    time of the same filter outside, measured)."""
+    more = f" AND {where}" if where else ""
+    return f"(SELECT * FROM {committed_in_period(db, table, batches)}{more})"

@@ -22,6 +22,7 @@ from ledger.balance import member_balance
 from ledger.capacity import contributions
 from ledger.configs import config_by_hash, period_config_hashes
 from ledger.months import month_bounds
+from ledger.periods import period_source
 from schemas import units
 
 __all__ = ["Line", "Statement", "build_statement", "figure"]
@@ -171,20 +172,25 @@ def _line(site: str, project: str, gpu_ms: Any, ngh: Any, mj: Any, cost: Any, ca
                 Decimal(int(mj)) / MJ_PER_KWH, Decimal(str(cost)), Decimal(str(carbon_g)) / 1000)
 
 
-def _sources(db: str, cover: Mapping[str, int] | None, p: dict[str, Any]) -> tuple[str, str, str]:
-    """What the statement reads: the ledger, windows and batch records, all of
-    them or (``cover``: chain -> last seq) only batches up to those seqs."""
-    if cover is None:
-        return f"{db}.ledger", f"{db}.windows", f"{db}.ledger_batches"
-    terms = []
-    for i, (chain, seq) in enumerate(sorted(cover.items())):
-        p[f"cc{i}"], p[f"cs{i}"] = chain, seq
-        terms.append(f"(chain_id = %(cc{i})s AND seq <= %(cs{i})s)")
-    where = " OR ".join(terms) or "0"
-    ids = f"SELECT batch_id FROM {db}.ledger_batches WHERE {where}"
-    return (f"(SELECT * FROM {db}.ledger_entries WHERE batch_id IN ({ids}))",
-            f"(SELECT * FROM {db}.raw_windows WHERE batch_id IN ({ids}))",
-            f"(SELECT * FROM {db}.ledger_batches WHERE {where})")
+def _sources(db: str, cover: Mapping[str, int] | None, p: dict[str, Any]) -> tuple[str, str, str, str, str]:
+    """What the statement reads: the ledger's entries and windows of the period
+    (every query on them passes %(start)s and %(end)s: ledger/periods.py), the
+    member's entries of the period, the batch records and the entries of any
+    time; of all committed batches or (``cover``: chain -> last seq) only of
+    batches up to those seqs."""
+    ids = None
+    bat = f"{db}.ledger_batches"
+    if cover is not None:
+        terms = []
+        for i, (chain, seq) in enumerate(sorted(cover.items())):
+            p[f"cc{i}"], p[f"cs{i}"] = chain, seq
+            terms.append(f"(chain_id = %(cc{i})s AND seq <= %(cs{i})s)")
+        where = " OR ".join(terms) or "0"
+        ids = f"SELECT batch_id FROM {db}.ledger_batches WHERE {where}"
+        bat = f"(SELECT * FROM {db}.ledger_batches WHERE {where})"
+    any_time = f"(SELECT * FROM {db}.ledger_entries WHERE batch_id IN ({ids}))" if ids else f"{db}.ledger"
+    return (period_source(db, "ledger_entries", ids), period_source(db, "raw_windows", ids),
+            period_source(db, "ledger_entries", ids, "member = %(m)s"), bat, any_time)
 
 
 def build_statement(client: Any, db: str, member: str, month: str, cover: Mapping[str, int] | None = None,
@@ -193,10 +199,10 @@ def build_statement(client: Any, db: str, member: str, month: str, cover: Mappin
     ones its signature's checkpoints name; None: all the database holds."""
     start, end = month_bounds(month)
     p: dict[str, Any] = {"m": member, "start": start, "end": end}
-    led, win, bat = _sources(db, cover, p)
+    led, win, mine, bat, led_any_time = _sources(db, cover, p)
     rows = client.execute(
         f"SELECT site_id, project, sum(gpu_ms), sum(normalised_gpu_hours), sum(energy_mj), sum(cost_eur), "
-        f"sum(carbon_g) FROM {led} WHERE member = %(m)s AND window_start >= %(start)s "
+        f"sum(carbon_g) FROM {mine} WHERE member = %(m)s AND window_start >= %(start)s "
         f"AND window_start < %(end)s GROUP BY site_id, project ORDER BY site_id, project", p)
     lines = [_line(*r) for r in rows]
     hashes = period_config_hashes(client, db, start, end, led, p)
@@ -246,7 +252,7 @@ def build_statement(client: Any, db: str, member: str, month: str, cover: Mappin
     st.corrections = [
         (eid, corrects, project, Decimal(int(mj)) / MJ_PER_KWH, Decimal(str(cost)), reason)
         for eid, corrects, project, mj, cost, reason in client.execute(
-            f"SELECT entry_id, corrects, project, energy_mj, cost_eur, reason FROM {led} "
+            f"SELECT entry_id, corrects, project, energy_mj, cost_eur, reason FROM {mine} AS e "
             f"ANY LEFT JOIN (SELECT corrects, any(reason) AS reason FROM {db}.corrections GROUP BY corrects) "
             f"AS c USING corrects WHERE member = %(m)s AND corrects != '' AND window_start >= %(start)s "
             f"AND window_start < %(end)s ORDER BY corrects, entry_id", p)]
@@ -258,7 +264,7 @@ def build_statement(client: Any, db: str, member: str, month: str, cover: Mappin
     st.unsigned_sites = [x.id for x in cfg.sites if x.allow_unsigned]
     st.self_declaring_sites = [x.id for x in cfg.sites if x.self_declared_accounts]
     st.sources = [(src, Decimal(str(h))) for src, h in client.execute(
-        f"SELECT account_source, sum(normalised_gpu_hours) AS h FROM {led} WHERE member = %(m)s "
+        f"SELECT account_source, sum(normalised_gpu_hours) AS h FROM {mine} WHERE member = %(m)s "
         f"AND account_kind = 'job' AND window_start >= %(start)s AND window_start < %(end)s "
         f"GROUP BY account_source ORDER BY account_source", p)]
     st.dead_letters = [(s or "(unknown)", r, int(n)) for s, r, n in client.execute(
@@ -268,10 +274,10 @@ def build_statement(client: Any, db: str, member: str, month: str, cover: Mappin
         f"SELECT chain_id, min(seq), argMin(batch_hash, seq), max(seq), argMax(batch_hash, seq) "
         f"FROM {bat} WHERE max_window_start >= %(start)s AND min_window_start < %(end)s "
         f"GROUP BY chain_id ORDER BY chain_id", p)]
-    st.carbon_methods, st.series_gaps = _carbon_methods(client, db, led, p, {hashes[0]: cfg})
+    st.carbon_methods, st.series_gaps = _carbon_methods(client, db, mine, p, {hashes[0]: cfg})
     hist = client.execute(
         f"SELECT toStartOfMonth(window_start) AS mon, sumIf(normalised_gpu_hours, member = %(m)s), "
-        f"sum(normalised_gpu_hours) FROM {led} WHERE account_kind = 'job' AND window_start < %(end)s "
+        f"sum(normalised_gpu_hours) FROM {led_any_time} WHERE account_kind = 'job' AND window_start < %(end)s "
         f"GROUP BY mon ORDER BY mon DESC LIMIT 12", p)
     st.history = [(f"{mon:%Y-%m}", Decimal(str(mine)), Decimal(str(allm)) * st.contribution_share)
                   for mon, mine, allm in reversed(hist)]
