@@ -55,6 +55,14 @@ JOBS = "account_kind = 'job' AND $__timeFilter(window_start)"
 # In kind (docs/contributions.md): per hosting member, the normalised GPU-hours at its sites, the GPU-seconds
 # its agents reported and the declared GPUs x the range's seconds (the latest recorded config's sites).
 _RANGE_S = "(toInt64(toUInt32($__toTime)) - toInt64(toUInt32($__fromTime)))"
+
+
+def _committed(table: str, period: str = "$__timeFilter(window_start)") -> str:
+    """The committed rows of a base table in a period, as the ``windows`` and ``ledger`` views
+    give them, read period first: through a view, ClickHouse 18.16 reads the whole table for a
+    range (ledger/periods.py). More conditions follow with AND."""
+    return f"{table} PREWHERE {period} WHERE batch_id IN (SELECT batch_id FROM ledger_batches)"
+
 _HOSTED = f"""SELECT country AS member, sum(h) AS delivered_h, sumIf(reported_s, cal > 0) AS reported_s,
        sum(cal) AS calendar_s
 FROM
@@ -70,8 +78,8 @@ FROM
          GROUP BY site_id) AS d USING site_id
     ) AS sd
     ANY LEFT JOIN
-    (SELECT site_id, sum(gpu_count * (window_end_ns - window_start_ns)) / 1000000000 AS reported_s FROM windows
-     WHERE $__timeFilter(window_start) GROUP BY site_id) AS r USING site_id
+    (SELECT site_id, sum(gpu_count * (window_end_ns - window_start_ns)) / 1000000000 AS reported_s
+     FROM {_committed("raw_windows")} GROUP BY site_id) AS r USING site_id
 )
 GROUP BY member"""
 _PLEDGE_START = ("if(length(period) = 4, toDateTime(concat(period, '-01-01 00:00:00')), "
@@ -287,11 +295,11 @@ GROUP BY site_id ORDER BY site_id""", ("site_id", "attributed_kwh", "idle_kwh", 
             3, "Agents: last seen and missing windows", "table", "short",
             "Per agent: the end of its latest window in the ledger, windows received in the range, and windows "
             "missing from its sequence numbers (gaps) in the range.",
-            """SELECT agent_id, site_id, toDateTime(intDiv(max(last_end_ns), 1000000000)) AS last_seen,
+            f"""SELECT agent_id, site_id, toDateTime(intDiv(max(last_end_ns), 1000000000)) AS last_seen,
        sum(n) AS windows, sum(gap) AS missing
 FROM (SELECT agent_id, site_id, max(window_end_ns) AS last_end_ns, count() AS n,
              max(seq) - min(seq) + 1 - count() AS gap
-      FROM windows WHERE $__timeFilter(window_start) AND site_id IN (${site:singlequote})
+      FROM {_committed("raw_windows")} AND site_id IN (${{site:singlequote}})
       GROUP BY agent_id, site_id, boot_id, splitByChar('/', window_id)[4])
 GROUP BY agent_id, site_id ORDER BY missing DESC, agent_id""",
             ("agent_id", "site_id", "last_seen", "windows", "missing")),
@@ -305,8 +313,8 @@ GROUP BY site_id, reason ORDER BY messages DESC""", ("site_id", "reason", "messa
             5, "Windows per hour", "timeseries", "short",
             "Telemetry windows committed to the ledger per hour of window start: a drop means agents stopped "
             "reporting.",
-            """SELECT toStartOfHour(window_start) AS time, count() AS windows
-FROM windows WHERE $__timeFilter(window_start) AND site_id IN (${site:singlequote})
+            f"""SELECT toStartOfHour(window_start) AS time, count() AS windows
+FROM {_committed("raw_windows")} AND site_id IN (${{site:singlequote}})
 GROUP BY time ORDER BY time""", ("time", "windows"), 24),
     ),
 )
@@ -320,10 +328,10 @@ AUDIT = DashboardSpec(
             "Energy in the committed raw windows minus energy in their ledger entries (the hourly rollup), over "
             "the hours that start in the range. Must be 0: every measured millijoule is booked exactly once. "
             "`ledger reconcile` checks it window by window and GPU by GPU.",
-            """SELECT toInt64(measured_mj - booked_mj) AS residual_mj
+            f"""SELECT toInt64(measured_mj - booked_mj) AS residual_mj
 FROM (SELECT sum(energy_mj) AS measured_mj
-      FROM (SELECT toStartOfHour(window_start) AS hour_start, energy_mj FROM windows
-            WHERE window_start >= $__fromTime - 3600 AND window_start <= $__toTime)
+      FROM (SELECT toStartOfHour(window_start) AS hour_start, energy_mj
+            FROM {_committed("raw_windows", "window_start >= $__fromTime - 3600 AND window_start <= $__toTime")})
       WHERE $__timeFilter(hour_start)) AS w
 CROSS JOIN (SELECT sum(energy_mj) AS booked_mj FROM rollup WHERE $__timeFilter(window_start)) AS r""",
             ("residual_mj",), 8, 5),
@@ -333,9 +341,9 @@ CROSS JOIN (SELECT sum(energy_mj) AS booked_mj FROM rollup WHERE $__timeFilter(w
             "committed batch (every entry of such a window counts twice), and committed batches holding more "
             "entry rows than their manifest lists (a row stored twice; from the hourly rollup, whose rows "
             "`ledger reconcile` checks). Must be 0. `ledger verify` checks every entry against its manifest.",
-            """SELECT toUInt64(windows_twice + batches_over) AS duplicated_entries
+            f"""SELECT toUInt64(windows_twice + batches_over) AS duplicated_entries
 FROM (SELECT count() AS windows_twice
-      FROM (SELECT window_id FROM windows WHERE $__timeFilter(window_start) GROUP BY window_id HAVING count() > 1)) AS w
+      FROM (SELECT window_id FROM {_committed("raw_windows")} GROUP BY window_id HAVING count() > 1)) AS w
 CROSS JOIN
 (SELECT count() AS batches_over
  FROM (SELECT batch_id, sum(entries) AS rows_held FROM ledger_hourly
@@ -369,11 +377,10 @@ FROM audit_runs GROUP BY kind ORDER BY kind""", ("kind", "last_run", "ok", "summ
             6, "Corrections", "table", "currencyEUR",
             "Correcting entries (reversals and re-bookings) in the range, with the entry they correct and the "
             "reason given; cost in EUR.",
-            """SELECT window_start, corrects, member, project, energy_mj, toFloat64(cost_eur) AS cost_eur, reason
-FROM ledger
+            f"""SELECT window_start, corrects, member, project, energy_mj, toFloat64(cost_eur) AS cost_eur, reason
+FROM (SELECT * FROM {_committed("ledger_entries")} AND corrects != '') AS e
 ANY LEFT JOIN (SELECT corrects, any(reason) AS reason FROM corrections GROUP BY corrects) AS why
 USING corrects
-WHERE corrects != '' AND $__timeFilter(window_start)
 ORDER BY window_start, corrects""",
             ("window_start", "corrects", "member", "project", "energy_mj", "cost_eur", "reason"), 24),
     ),

@@ -75,7 +75,7 @@ def qualify(sql: str, db: str) -> str:
     names = ("ledger_batches", "ledger_entries", "config_members", "config_sites", "config_pledges", "config_versions",
              "config_grid", "grid_intensity",
              "dlq_records", "audit_runs",
-             "corrections", "windows", "rollup_monthly", "rollup", "ledger_hourly", "ledger")
+             "corrections", "raw_windows", "windows", "rollup_monthly", "rollup", "ledger_hourly", "ledger")
     for t in names:
         sql = re.sub(rf"\b(FROM|JOIN)\s+{t}\b", rf"\1 {db}.{t}", sql)
     return sql
