@@ -163,17 +163,17 @@ def _reconcile_slice(client: Any, db: str, start: datetime, end: datetime, rep: 
             continue
         for g in gpus:
             raw[(window_id, g.uuid)] = [g.energy_mj, g.gpu_ms]
-    booked: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-    for window_id, gpu, e_mj, g_ms in client.execute(
-            f"SELECT window_id, gpu_uuid, sum(energy_mj), sum(gpu_ms) FROM {committed_in_period(db, 'ledger_entries')} "
-            f"GROUP BY window_id, gpu_uuid",
-            _period(start, end)):
-        booked[(window_id, gpu)] = [int(e_mj), int(g_ms)]
+    booked = {(window_id, gpu): [int(e_mj), int(g_ms)] for window_id, gpu, e_mj, g_ms in client.execute(
+        f"SELECT window_id, gpu_uuid, sum(energy_mj), sum(gpu_ms) FROM {committed_in_period(db, 'ledger_entries')} "
+        f"GROUP BY window_id, gpu_uuid", _period(start, end))}
     rep.gpu_windows += len(raw)
-    for key in sorted(set(raw) | set(booked)):
-        measured, in_ledger = raw.get(key, [0, 0]), booked.get(key, [0, 0])
+    none = [0, 0]
+    for key, measured in raw.items():  # the residuals are sorted once, at the end of the run
+        in_ledger = booked.pop(key, none)
         if measured != in_ledger:
             rep.residuals.append((key[0], key[1], measured[0] - in_ledger[0], measured[1] - in_ledger[1]))
+    for key, in_ledger in booked.items():  # booked under a window or GPU the raw windows do not have
+        rep.residuals.append((key[0], key[1], -in_ledger[0], -in_ledger[1]))
 
 
 # The rollup's groups (ledger/migrations/0010_hourly_rollup.sql) and its sums, in the same order on both sides.

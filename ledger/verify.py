@@ -20,11 +20,25 @@ from datetime import datetime
 from typing import Any
 
 from ledger.chunk_pool import ChunkPool
-from schemas.chain import ENTRY_FIELDS, GENESIS, batch_hash, entries_hash, entry_digest, entry_line, windows_hash
+from schemas.chain import (
+    CARBON_SCALE,
+    COST_SCALE,
+    ENTRY_FIELDS,
+    GENESIS,
+    HOURS_SCALE,
+    batch_hash,
+    entries_hash,
+    entry_digest,
+    entry_line_fixed,
+    fixed_text,
+    windows_hash,
+)
 
 __all__ = ["Problem", "Progress", "VerifyReport", "verify_ledger"]
 
-ENTRY_COLS = ", ".join(ENTRY_FIELDS)  # the chain line's fields, in its order
+# the chain line's fields, in its order; the decimals as the server prints them (schemas.chain.fixed_text)
+ENTRY_COLS = ", ".join(f"toString({f})" if f in ("normalised_gpu_hours", "cost_eur", "carbon_g") else f
+                       for f in ENTRY_FIELDS)
 # progress(done, total): called as an audit works through the ledger (the CLI draws a bar)
 Progress = Callable[[int, int], None]
 
@@ -57,9 +71,11 @@ class VerifyReport:
 
 def _digest(row: tuple[Any, ...]) -> str:
     (eid, wid, site, gpu, job, kind, account, project, member, e_mj, g_ms, ngh, cost, carbon, chash, source) = row
-    # decimals as the driver gives them (Decimal, or text on some engines): entry_line prints them exactly
-    return entry_digest(entry_line(eid, wid, site, gpu, job, kind, account, project, member, int(e_mj),
-                                   int(g_ms), ngh, cost, carbon, chash, source))
+    # the decimals as text (ENTRY_COLS): fixed_text gives the chain's text of the same value
+    return entry_digest(entry_line_fixed(eid, wid, site, gpu, job or "", kind, account, project, member,
+                                         str(int(e_mj)), str(int(g_ms)), fixed_text(ngh, HOURS_SCALE),
+                                         fixed_text(cost, COST_SCALE), fixed_text(carbon, CARBON_SCALE), chash,
+                                         source))
 
 
 def _check_windows(client: Any, db: str, batches: dict[str, tuple[str, int, str, int]]) -> list[Problem]:

@@ -66,6 +66,19 @@ def decimal_text(v: Decimal | str | int, scale: int) -> str:
     return fixed(to_units(v, scale), scale)
 
 
+def fixed_text(text: str, scale: int) -> str:
+    """A stored decimal as ClickHouse's ``toString`` prints it (every digit of its
+    scale, or, on newer servers, without trailing zeros) as the chain's text: the
+    same as :func:`decimal_text` of its value, without a Decimal in between."""
+    dot = text.find(".")
+    if dot > 0 and len(text) - dot - 1 == scale:
+        return text  # every digit of the scale: already the chain's text
+    whole, _, frac = text.partition(".")
+    if text.isascii() and whole.lstrip("-").isdigit() and len(frac) < scale and (not frac or frac.isdigit()):
+        return f"{whole}.{frac.ljust(scale, '0')}"
+    return decimal_text(text, scale)
+
+
 def entry_line(entry_id: str, window_id: str, site_id: str, gpu_uuid: str, job_id: str | None,
                account_kind: str, account: str, project: str, member: str, energy_mj: int, gpu_ms: int,
                normalised_gpu_hours: Decimal | str, cost_eur: Decimal | str, carbon_g: Decimal | str, config_hash: str,

@@ -79,10 +79,12 @@ def test_changed_energy_is_named(ledger_db) -> None:
     ("account", "concat(account, '-x')"),
     ("account_source", "'claim'"),
 ])
-def test_recompute_names_the_one_field_an_insider_changed(ledger_db, field: str, value: str) -> None:
+def test_verify_and_recompute_name_the_one_field_an_insider_changed(ledger_db, field: str, value: str) -> None:
     engine, db = ledger_db
     eid, _ = one_entry(engine, db)
     mutate(engine, f"ALTER TABLE {db}.ledger_entries UPDATE {field} = {value} WHERE entry_id = '{eid}'")
+    problems = verify_ledger(engine, db, *ALL).problems
+    assert [p.kind for p in problems] == ["entry_changed"] and eid in problems[0].detail
     differences = recompute(engine, db, *ALL).differences
     assert len(differences) == 1 and f"entry {eid} {field}: ledger " in differences[0], differences
 

@@ -8,6 +8,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas.chain import (
     GENESIS,
@@ -115,3 +117,15 @@ KNOWN_BATCH_HASHES = [
     "bd5e93d8b09f7faab271c95e4fadb7f16ddda4d12ef4d318c3db14ba8f4596fa",
     "74e99e9048aef06c332a70400717bb6c84c22f9139c3ef55779487c368dcc06f",
 ]
+
+
+@settings(max_examples=500)
+@given(units=st.integers(-(10**18) + 1, 10**18 - 1), scale=st.sampled_from([3, 6, 9]), strip=st.booleans())
+def test_fixed_text_of_the_servers_print_is_the_chains_text(units: int, scale: int, strip: bool) -> None:
+    # ClickHouse 18.16 prints every digit of the scale; newer servers drop trailing zeros (and the point)
+    from schemas.chain import decimal_text, fixed, fixed_text
+
+    text = fixed(units, scale)
+    if strip:
+        text = text.rstrip("0").rstrip(".")
+    assert fixed_text(text, scale) == fixed(units, scale) == decimal_text(Decimal(text), scale)
