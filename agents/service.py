@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from agents import AgentError, PublishError
@@ -29,7 +30,7 @@ from schemas import TelemetryWindow
 from schemas.signing import SigningKey, sign_window
 from schemas.topics import WINDOWS_TOPIC
 
-__all__ = ["AgentService", "encode_window", "read_once"]
+__all__ = ["AgentService", "complete_last", "encode_window", "read_once"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,17 @@ def read_once(reader: GpuReader, windower: Windower, every_sample: bool = False)
     it, unless ``every_sample``."""
     samples = reader.sample(energy=every_sample)
     return reader.add_energy(samples) if windower.needs_energy(samples) else samples
+
+
+def complete_last(reader: GpuReader, windower: Windower, last: list[GpuSample]) -> list[TelemetryWindow]:
+    """Before the open window is flushed: the counter for the readings that wait
+    for one, read now for the last reading (nothing else of it: its
+    utilisation and processes are in the window already)."""
+    if not (windower.pending() and last):
+        return []
+    counters = [replace(s, util_gpu=None, mem_used_bytes=None, running_pids=(), process_util=None, flags=())
+                for s in reader.add_energy(last)]
+    return windower.add(counters)
 
 
 class AgentService:
@@ -213,8 +225,7 @@ class AgentService:
     def close_open_window(self) -> TelemetryWindow | None:
         """Close the partial window and spool it, its energy measured: the last
         reading is completed with the counter first."""
-        if self.windower.pending() and self._last_samples:
-            self._spool(self.windower.add(self.reader.add_energy(self._last_samples)))
+        self._spool(complete_last(self.reader, self.windower, self._last_samples))
         last = self.windower.flush()
         if last is not None:
             self._spool([last])

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from agents.job_resolver import JobRef, ProcInfoResolver
 from agents.publisher import MemoryPublisher
-from agents.readers.base import GpuSample
+from agents.readers.base import GpuSample, ProcessUtil
 from agents.readers.replay import ReplayReader
-from agents.service import AgentService, read_once
+from agents.service import AgentService, complete_last, read_once
 from agents.spool import Spool
 from agents.windowing import Windower
 from schemas import TelemetryWindow
@@ -79,8 +79,7 @@ def drive(reader, w: Windower, every_sample: bool = False) -> list[TelemetryWind
             break
         last = samples
         out += w.add(samples)
-    if w.pending():
-        out += w.add(reader.add_energy(last))
+    out += complete_last(reader, w, last)
     tail = w.flush()
     return out + ([tail] if tail else [])
 
@@ -192,6 +191,7 @@ def test_replayed_trace_once_per_window_sums_to_the_counter_and_keeps_the_shares
     for a, b in zip(every, once, strict=True):
         ga, gb = a.gpus[0], b.gpus[0]
         assert [(p.job_id, p.sm_share) for p in ga.processes] == [(p.job_id, p.sm_share) for p in gb.processes]
+        assert (ga.util_gpu, ga.mem_used_bytes, ga.gpu_seconds) == (gb.util_gpu, gb.mem_used_bytes, gb.gpu_seconds)
         assert gb.flags == ga.flags == []
         # only how each delta is shared between the readings it covers moves: at most 6.5 %
         # of a window here, at the load changes next to the trace's two 5 s gaps between
@@ -299,3 +299,24 @@ def test_a_clock_step_is_read_with_the_counter(tmp_path: Path) -> None:
     assert w.needs_energy(stepped)
     (closed,) = w.add([replace(s, energy_mj=400_000, energy_skipped=False) for s in stepped])
     assert (closed.gpus[0].energy_mj, closed.gpus[0].flags) == (400_000, ["clock_step"])
+
+
+class BusyReader(ScriptedReader):
+    """Readings whose utilisation and process shares vary: what a window sums besides energy."""
+
+    def _sample(self, k: int, energy: bool) -> GpuSample:
+        return replace(super()._sample(k, energy), util_gpu=10 * (k % 7), running_pids=(7,),
+                       process_util=(ProcessUtil(7, 100 if k % 2 else 40),))
+
+
+def test_completing_the_last_reading_adds_its_counter_only() -> None:
+    # the window closed at shutdown averages the same readings either way: the last
+    # reading's utilisation and process share are not counted again with its counter
+    readings = [(T0 + k * S, 1000 * k, 100_000) for k in range(15)]
+    once = drive(BusyReader(readings), windower())
+    every = drive(BusyReader(readings), windower(), every_sample=True)
+    assert [(g.energy_mj, g.util_gpu, [(p.pid, p.sm_share) for p in g.processes]) for x in once for g in x.gpus] == [
+        (g.energy_mj, g.util_gpu, [(p.pid, p.sm_share) for p in g.processes]) for x in every for g in x.gpus]
+    last = once[-1].gpus[0]
+    # 10..14 s: utilisation 30, 40, 50, 60, 0 → 36; shares 40, 100, 40, 100, 40 % → 0.64
+    assert (last.util_gpu, last.processes[0].sm_share) == (36.0, 0.64)
