@@ -89,6 +89,11 @@ class _GpuState:
     counter_t: int = 0
     pending_w: int = 0
 
+    @property
+    def waiting(self) -> bool:
+        """Readings since the last counter reading wait for the next one."""
+        return self.last_counter is not None and self.last_t > self.counter_t
+
     def reset_window(self) -> None:
         self.energy_mj = 0
         self.flags = set()
@@ -166,7 +171,7 @@ class Windower:
 
     def pending(self) -> bool:
         """Whether readings since the last counter reading wait for the next one."""
-        return any(st.last_t > st.counter_t for st in self.gpus.values() if st.last_counter is not None)
+        return any(st.waiting for st in self.gpus.values())
 
     def add(self, samples: list[GpuSample]) -> list[TelemetryWindow]:
         """Feed one reading of all GPUs; return the windows it closed (usually none)."""
@@ -372,7 +377,7 @@ class Windower:
                 st.flags.add("counter_frozen")
         else:
             st.still_ns = 0
-        if st.last_t > st.counter_t:
+        if st.waiting:
             # the waiting readings' share of the delta, by power × time (by time
             # where no power was read); the rest is this interval's
             w_last, n_wait = self._weight(st, s, dt), st.last_t - st.counter_t
@@ -430,7 +435,7 @@ class Windower:
         length = end - start
         gpus = []
         for st in self.gpus.values():
-            if st.last_counter is not None and st.last_t > st.counter_t:
+            if st.waiting:
                 # readings since the last counter reading and none after them (a GPU
                 # missing from the reading that closes the window; a flush without a
                 # last counter reading, which the agent avoids): estimated, and the

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ledger.periods import committed_in_period
+
 __all__ = ["DASHBOARDS", "DashboardSpec", "PanelSpec", "Variable"]
 
 
@@ -58,10 +60,10 @@ _RANGE_S = "(toInt64(toUInt32($__toTime)) - toInt64(toUInt32($__fromTime)))"
 
 
 def _committed(table: str, period: str = "$__timeFilter(window_start)") -> str:
-    """The committed rows of a base table in a period, as the ``windows`` and ``ledger`` views
-    give them, read period first: through a view, ClickHouse 18.16 reads the whole table for a
-    range (ledger/periods.py). More conditions follow with AND."""
-    return f"{table} PREWHERE {period} WHERE batch_id IN (SELECT batch_id FROM ledger_batches)"
+    """The committed rows of a base table in the range, as the ``windows`` and ``ledger`` views
+    give them, read period first (ledger/periods.py: through a view, ClickHouse 18.16 reads the
+    whole table for a range). More conditions follow with AND."""
+    return committed_in_period(None, table, period=period)
 
 _HOSTED = f"""SELECT country AS member, sum(h) AS delivered_h, sumIf(reported_s, cal > 0) AS reported_s,
        sum(cal) AS calendar_s

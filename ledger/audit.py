@@ -224,11 +224,10 @@ class RecomputeReport:
 
 COMPARED = ("energy_mj", "gpu_ms", "normalised_gpu_hours", "cost_eur", "carbon_g", "member", "project",
             "account_kind", "account", "account_source", "config_hash")
-# where each compared field sits in the stream's entry rows (schemas/ledger.py), and which are decimals
-# (chain text in a row, a Decimal or text from the driver: compared as numbers)
+# where each compared field sits in the stream's entry rows (schemas/ledger.py); the decimals, third to
+# fifth (chain text in a row, a Decimal or text from the driver), are compared as numbers
 _ROW_AT = tuple(ENTRY_ROW_FIELDS.index(name) for name in COMPARED)
-_DECIMAL = tuple(name in ("normalised_gpu_hours", "cost_eur", "carbon_g") for name in COMPARED)
-assert _DECIMAL[:5] == (False, False, True, True, True) and not any(_DECIMAL[5:])
+assert COMPARED[2:5] == ("normalised_gpu_hours", "cost_eur", "carbon_g")
 _HASH_AT = COMPARED.index("config_hash")
 _pick_rest = itemgetter(*_ROW_AT[5:])
 _E, _G, _H, _C, _K = _ROW_AT[:5]

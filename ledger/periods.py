@@ -19,13 +19,16 @@ __all__ = ["committed_in_period", "period_source"]
 PERIOD = "window_start >= %(start)s AND window_start < %(end)s"
 
 
-def committed_in_period(db: str, table: str, batches: str | None = None) -> str:
+def committed_in_period(db: str | None, table: str, batches: str | None = None, period: str = PERIOD) -> str:
     """A FROM clause: the committed rows of ``table`` (``ledger_entries`` or
-    ``raw_windows``) whose window starts in [%(start)s, %(end)s). More
-    conditions follow with ``AND``. ``batches``: a query of the batch ids to
-    count as committed (default: every batch in ``ledger_batches``)."""
-    return (f"{db}.{table} PREWHERE {PERIOD} "
-            f"WHERE batch_id IN ({batches or f'SELECT batch_id FROM {db}.ledger_batches'})")
+    ``raw_windows``) whose window starts in [%(start)s, %(end)s) (``period``:
+    another condition on ``window_start``, e.g. Grafana's time filter). More
+    conditions follow with ``AND``. ``db``: None for the connection's database
+    (the dashboards). ``batches``: a query of the batch ids to count as
+    committed (default: every batch in ``ledger_batches``)."""
+    qualified = f"{db}." if db else ""
+    return (f"{qualified}{table} PREWHERE {period} "
+            f"WHERE batch_id IN ({batches or f'SELECT batch_id FROM {qualified}ledger_batches'})")
 
 
 def period_source(db: str, table: str, batches: str | None = None, where: str | None = None) -> str:
