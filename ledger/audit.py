@@ -28,6 +28,7 @@ from ledger.configs import all_configs
 from ledger.periods import committed_in_period
 from ledger.verify import Progress
 from schemas import WireError
+from schemas.chain import as_decimal
 from schemas.ledger import ENTRY_ROW_FIELDS, EntryRow
 from schemas.telemetry import decode_window_fast
 from streams.job_book import book_jobs
@@ -233,13 +234,9 @@ _pick_rest = itemgetter(*_ROW_AT[5:])
 _E, _G, _H, _C, _K = _ROW_AT[:5]
 
 
-def _dec(v: Any) -> Decimal:
-    return v if type(v) is Decimal else Decimal(str(v))
-
-
 def _stored(row: tuple[Any, ...]) -> tuple[Any, ...]:
     """A stored entry's compared fields, its decimals as Decimal (the driver may give text)."""
-    return (row[0], row[1], _dec(row[2]), _dec(row[3]), _dec(row[4]), *row[5:])
+    return (row[0], row[1], as_decimal(row[2]), as_decimal(row[3]), as_decimal(row[4]), *row[5:])
 
 
 def _recomputed(row: EntryRow) -> tuple[Any, ...]:

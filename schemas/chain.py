@@ -33,8 +33,9 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 
 __all__ = [
-    "CARBON_SCALE", "COST_SCALE", "GENESIS", "HOURS_SCALE", "batch_hash", "decimal_text", "entries_hash",
-    "entry_digest", "entry_line", "entry_line_fixed", "fixed", "to_units", "window_digest", "windows_hash",
+    "CARBON_SCALE", "COST_SCALE", "GENESIS", "HOURS_SCALE", "as_decimal", "batch_hash", "decimal_text",
+    "entries_hash", "entry_digest", "entry_line", "entry_line_fixed", "fixed", "fixed_text", "to_units",
+    "window_digest", "windows_hash",
 ]
 
 GENESIS = "0" * 64
@@ -56,10 +57,14 @@ def fixed(units: int, scale: int) -> str:
 _FIXED = {k: (f"%d.%0{k}d", 10**k) for k in range(1, 19)}
 
 
+def as_decimal(v: Decimal | str | int) -> Decimal:
+    """A stored decimal as the driver gives it (a Decimal, or text on some engines) as a Decimal."""
+    return v if type(v) is Decimal else Decimal(str(v))
+
+
 def to_units(v: Decimal | str | int, scale: int) -> int:
     """A stored decimal (already at its scale, as ClickHouse returns it) in units of 10^-scale."""
-    d = v if type(v) is Decimal else Decimal(str(v))
-    return int(d.scaleb(scale).to_integral_value())
+    return int(as_decimal(v).scaleb(scale).to_integral_value())
 
 
 def decimal_text(v: Decimal | str | int, scale: int) -> str:
