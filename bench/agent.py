@@ -80,13 +80,9 @@ class CountingNvml:
 
 
 def fake_nvml(gpus: int, procs: int, now: list[int]) -> Any:
-    from tests.fake_nvml import FakeNvml
+    from tests.fake_nvml import MovingNvml
 
-    class MovingNvml(FakeNvml):  # a counter that moves with the bench clock (300 W)
-        def nvmlDeviceGetTotalEnergyConsumption(self, h):  # noqa: N802 (the binding's name)
-            return 1_000_000 + 300 * now[0] // 1_000_000
-
-    nv = MovingNvml(gpus)
+    nv = MovingNvml(now, gpus)
     for h in range(gpus):
         nv.util_rows[h] = [SimpleNamespace(pid=100 * h + p, timeStamp=2**62, smUtil=90 // procs)
                            for p in range(procs)]

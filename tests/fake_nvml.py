@@ -90,3 +90,16 @@ class FakeNvml:
         if i >= len(inst):
             raise NVMLError_NotFound("Not Found")
         return inst[i][0]
+
+
+class MovingNvml(FakeNvml):
+    """GPUs drawing 300 W whose counters move with a clock (``now[0]``, ns); counts counter reads."""
+
+    def __init__(self, now: list[int], gpus: int = 2) -> None:
+        super().__init__(gpus)
+        self.now = now
+        self.counter_reads = 0
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, h):  # noqa: N802 (the binding's name)
+        self.counter_reads += 1
+        return 1_000_000 + 300 * self.now[0] // 1_000_000  # 300 W × ns → mJ

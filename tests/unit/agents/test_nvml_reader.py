@@ -12,7 +12,7 @@ import pytest
 from agents import ReaderError
 from agents.readers.base import ProcessUtil
 from agents.readers.nvml import NvmlReader, probe_nvml
-from tests.fake_nvml import FakeNvml, NVMLError
+from tests.fake_nvml import FakeNvml, MovingNvml, NVMLError
 
 
 @pytest.fixture()
@@ -167,19 +167,6 @@ def test_idle_gpu_skips_the_dear_calls_and_busy_gpu_makes_them(boot) -> None:
     assert nv.calls["mig_mode"] == 2  # rechecked once the minute was up
 
 
-class EnergyCountingNvml(FakeNvml):
-    """A GPU drawing 300 W whose counter moves with the bench clock; counts counter reads."""
-
-    def __init__(self, now: list[int]) -> None:
-        super().__init__(gpus=2)
-        self.now = now
-        self.counter_reads = 0
-
-    def nvmlDeviceGetTotalEnergyConsumption(self, h):
-        self.counter_reads += 1
-        return 1_000_000 + 300 * self.now[0] // 1_000_000  # 300 W × ns → mJ
-
-
 def test_the_agent_reads_the_counter_once_per_window_and_the_windows_still_add_up(boot, tmp_path) -> None:
     from agents.job_resolver import ProcResolver
     from agents.publisher import MemoryPublisher
@@ -188,7 +175,7 @@ def test_the_agent_reads_the_counter_once_per_window_and_the_windows_still_add_u
 
     start = 1_800_000_000 * 10**9
     now = [start]
-    nv = EnergyCountingNvml(now)
+    nv = MovingNvml(now)
     reader = NvmlReader(nv, boot_id_path=boot, clock_ns=lambda: now[0], monotonic=lambda: now[0] / 1e9)
     svc = AgentService(reader=reader, resolver=ProcResolver(tmp_path), spool=Spool(tmp_path / "s.sqlite"),
                        publisher_factory=MemoryPublisher, agent_id="a", site_id="s", node="n",
