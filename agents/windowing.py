@@ -139,15 +139,22 @@ class Windower:
     def _times(self, samples: list[GpuSample]) -> tuple[list[GpuSample], int]:
         """The samples with t_ns on the windower's timeline, and the wall clock's
         step from it (0 without a monotonic clock, or within tolerance)."""
-        monos = [s.mono_ns for s in samples]
-        if any(m is None for m in monos):
+        if self._offset is None and all(s.mono_ns is not None for s in samples):
+            self._offset = max(s.t_ns for s in samples) - max(s.mono_ns or 0 for s in samples)
+        clock = self._clock(samples)
+        if clock is None:
             return samples, 0
-        if self._offset is None:
-            self._offset = max(s.t_ns for s in samples) - max(m for m in monos if m is not None)
-        offset = self._offset
-        step = max(s.t_ns for s in samples) - (max(m for m in monos if m is not None) + offset)
-        timed = [replace(s, t_ns=m + offset) for s, m in zip(samples, monos, strict=True) if m is not None]
-        return timed, (step if abs(step) > STEP_TOLERANCE_NS else 0)
+        offset = self._offset or 0
+        return [replace(s, t_ns=(s.mono_ns or 0) + offset) for s in samples], clock[1]
+
+    def _clock(self, samples: list[GpuSample]) -> tuple[int, int] | None:
+        """The reading's time on the timeline and the wall clock's step from it (0
+        within tolerance); None without a monotonic clock or a timeline yet."""
+        if self._offset is None or any(s.mono_ns is None for s in samples):
+            return None
+        placed = max(s.mono_ns or 0 for s in samples) + self._offset
+        step = max(s.t_ns for s in samples) - placed
+        return placed, (step if abs(step) > STEP_TOLERANCE_NS else 0)
 
     def needs_energy(self, samples: list[GpuSample]) -> bool:
         """Whether readings that skipped the counter must be completed with it
@@ -161,12 +168,13 @@ class Windower:
             st = self.gpus.get(s.uuid)
             if s.energy_skipped and (st is None or st.last_counter is None):
                 return True
-        t = max(s.t_ns for s in samples)
-        if self._offset is not None and all(s.mono_ns is not None for s in samples):
-            placed = max(s.mono_ns or 0 for s in samples) + self._offset
-            if abs(t - placed) > STEP_TOLERANCE_NS:
-                return True  # a clock step closes the window
-            t = placed
+        clock = self._clock(samples)
+        if clock is None:
+            t = max(s.t_ns for s in samples)
+        elif clock[1]:
+            return True  # a clock step closes the window
+        else:
+            t = clock[0]
         return t >= self._next_boundary(self.win_start)
 
     def pending(self) -> bool:
