@@ -21,15 +21,12 @@ from typing import Any
 
 from ledger.chunk_pool import ChunkPool
 from schemas.chain import (
-    CARBON_SCALE,
-    COST_SCALE,
     ENTRY_FIELDS,
     GENESIS,
-    HOURS_SCALE,
     batch_hash,
     entries_hash,
     entry_digest,
-    entry_line_fixed,
+    entry_line,
     fixed_text,
     windows_hash,
 )
@@ -70,12 +67,8 @@ class VerifyReport:
 
 
 def _digest(row: tuple[Any, ...]) -> str:
-    (eid, wid, site, gpu, job, kind, account, project, member, e_mj, g_ms, ngh, cost, carbon, chash, source) = row
-    # the decimals as text (ENTRY_COLS): fixed_text gives the chain's text of the same value
-    return entry_digest(entry_line_fixed(eid, wid, site, gpu, job or "", kind, account, project, member,
-                                         str(int(e_mj)), str(int(g_ms)), fixed_text(ngh, HOURS_SCALE),
-                                         fixed_text(cost, COST_SCALE), fixed_text(carbon, CARBON_SCALE), chash,
-                                         source))
+    # the decimals as the server prints them (ENTRY_COLS): fixed_text gives the chain's text of the same value
+    return entry_digest(entry_line(*row, to_text=fixed_text))
 
 
 def _check_windows(client: Any, db: str, batches: dict[str, tuple[str, int, str, int]]) -> list[Problem]:

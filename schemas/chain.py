@@ -29,8 +29,9 @@ database breaks the chain, like an edited entry.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
+from typing import Any
 
 __all__ = [
     "CARBON_SCALE", "COST_SCALE", "GENESIS", "HOURS_SCALE", "as_decimal", "batch_hash", "decimal_text",
@@ -43,7 +44,6 @@ GENESIS = "0" * 64
 HOURS_SCALE = 9  # normalised GPU-hours
 COST_SCALE = 6  # EUR
 CARBON_SCALE = 3  # g CO2
-_SCALES = (HOURS_SCALE, COST_SCALE, CARBON_SCALE)
 
 
 def fixed(units: int, scale: int) -> str:
@@ -87,9 +87,11 @@ def fixed_text(text: str, scale: int) -> str:
 def entry_line(entry_id: str, window_id: str, site_id: str, gpu_uuid: str, job_id: str | None,
                account_kind: str, account: str, project: str, member: str, energy_mj: int, gpu_ms: int,
                normalised_gpu_hours: Decimal | str, cost_eur: Decimal | str, carbon_g: Decimal | str, config_hash: str,
-               account_source: str) -> bytes:
-    hours, cost, carbon = (decimal_text(v, k) for v, k in zip((normalised_gpu_hours, cost_eur, carbon_g), _SCALES,
-                                                              strict=True))
+               account_source: str, *, to_text: Callable[[Any, int], str] = decimal_text) -> bytes:
+    """``to_text``: how a decimal becomes the chain's text (:func:`fixed_text` for the
+    server's print of a stored decimal)."""
+    hours, cost, carbon = (to_text(normalised_gpu_hours, HOURS_SCALE), to_text(cost_eur, COST_SCALE),
+                           to_text(carbon_g, CARBON_SCALE))
     return entry_line_fixed(entry_id, window_id, site_id, gpu_uuid, job_id or "", account_kind, account, project,
                             member, str(int(energy_mj)), str(int(gpu_ms)), hours, cost, carbon, config_hash,
                             account_source)
