@@ -478,11 +478,15 @@ def ledger_capacity(from_month: str, to_month: str, member: str | None) -> None:
               help="The signature file (default STATEMENT.sig).")
 @click.option("--witness", "witness_dir", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="Also require each covered checkpoint to be in this witness directory.")
+@click.option("--ledger", "against_ledger", is_flag=True,
+              help="Also draw the statement again from the chained entries (not the hourly rollup) up to the "
+                   "checkpoints it covers, and require the same bytes (reads ClickHouse as the auditor).")
 @_config_opt
-def ledger_statement_verify(statement: Path, signature: Path | None, witness_dir: Path | None,
+def ledger_statement_verify(statement: Path, signature: Path | None, witness_dir: Path | None, against_ledger: bool,
                             config_path: Path | None) -> None:
-    """Check a statement against its signature and, with --witness, the checkpoints it covers."""
-    from ledger.signed_statement import verify_statement
+    """Check a statement against its signature and, with --witness, the checkpoints it covers;
+    with --ledger, its figures against the ledger's entries."""
+    from ledger.signed_statement import redraw_statement, verify_statement
     from ledger.witness import Witness
 
     with needs_extra("streams"):
@@ -494,13 +498,18 @@ def ledger_statement_verify(statement: Path, signature: Path | None, witness_dir
     witness = Witness(witness_dir, None) if witness_dir is not None else None
     try:
         signed = verify_statement(statement.read_bytes(), sig.read_bytes(), ledger_verifiers(cfg), witness)
+        if against_ledger:
+            client, db = _ledger_client()
+            with needs_extra("streams"):  # the PDF needs reportlab
+                redraw_statement(client, db, statement.read_bytes(), signed)
     except LedgerError as exc:
         click.echo(f"NOT VERIFIED: {statement}: {exc}")
         sys.exit(1)
     click.echo(f"verified: {statement} is the {signed.member} {signed.month} statement signed by ledger key "
                f"{signed.key_id}, covering " + (", ".join(f"chain {c.chain_id} to batch {c.seq}"
                                                             for c in signed.checkpoints) or "no checkpoint")
-               + (f"; every checkpoint witnessed in {witness_dir}" if witness_dir else ""))
+               + (f"; every checkpoint witnessed in {witness_dir}" if witness_dir else "")
+               + ("; the ledger's entries give the same statement" if against_ledger else ""))
 
 
 @ledger.command("correct")

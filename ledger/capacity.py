@@ -30,7 +30,7 @@ from typing import Any
 
 from ledger.balance import contributed_shares
 from ledger.months import prorated
-from ledger.periods import committed_in_period, period_source
+from ledger.periods import committed_in_period, sums_source
 from schemas.consortium import ConsortiumConfig, Pledge
 
 __all__ = ["Contributions", "MemberCapacity", "SiteCapacity", "capacity", "config_of_period", "contributions",
@@ -126,7 +126,7 @@ def site_hours(client: Any, source: str, start: datetime, end: datetime,
 
 def capacity(client: Any, db: str, cfg: ConsortiumConfig, start: datetime, end: datetime) -> list[MemberCapacity]:
     p = {"start": start, "end": end}
-    delivered = site_hours(client, period_source(db, "ledger_entries"), start, end)
+    delivered = site_hours(client, sums_source(db, start, end), start, end)
     reported = {site: int(ns) // 10**9 for site, ns in client.execute(
         f"SELECT site_id, sum(gpu_count * (window_end_ns - window_start_ns)) "
         f"FROM {committed_in_period(db, 'raw_windows')} GROUP BY site_id", p)}
@@ -169,7 +169,8 @@ def contributions(client: Any, db: str, cfg: ConsortiumConfig, start: datetime, 
     rate = Fraction(cfg.pricing.gpu_hour_rate)
     hosts = {site.id: site.country for site in cfg.sites if site.country in key}
     in_kind = {m: Fraction(0) for m in key}
-    for site, (hours, _) in site_hours(client, source or f"{db}.ledger", start, end, params).items():
+    delivered = site_hours(client, source or sums_source(db, start, end), start, end, params)
+    for site, (hours, _) in delivered.items():
         if site in hosts:  # delivered: every entry at the member's sites, as ``capacity`` counts it
             in_kind[hosts[site]] += Fraction(hours) * rate
     return Contributions(cfg.balance_rule, contributed_shares(cash, in_kind, key), cash, in_kind)

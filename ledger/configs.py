@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ledger import LedgerError
+from ledger.periods import sums_source
 from schemas import ConfigError, ConsortiumConfig
 from schemas.consortium import grid_series_for, parse_config
 from streams.ledger_tables import stored_grid_series
@@ -55,8 +56,10 @@ def period_config_hashes(client: Any, db: str, start: Any, end: Any, source: str
                          params: dict[str, Any] | None = None) -> list[str]:
     """The config hashes the entries of [start, end) carry, most entries first (ties by
     hash): the first is the period's config for statements, settlement and capacity.
-    ``source``/``params``: read the entries from this expression instead of the ledger."""
+    ``source``/``params``: read the entries from this expression (one with an
+    ``entries`` count: ledger/periods.py ``sums_source``) instead of the ledger."""
     return [r[0] for r in client.execute(
-        f"SELECT config_hash, count() AS n FROM {source or db + '.ledger'} WHERE window_start >= %(start)s "
+        f"SELECT config_hash, sum(entries) AS n FROM {source or sums_source(db, start, end)} "
+        f"WHERE window_start >= %(start)s "
         f"AND window_start < %(end)s GROUP BY config_hash ORDER BY n DESC, config_hash",
         {**(params or {}), "start": start, "end": end})]

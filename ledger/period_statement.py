@@ -49,9 +49,9 @@ class PeriodStatement:
 
 
 def _month_statement(client: Any, db: str, member: str, month: str, cover: Mapping[str, int] | None,
-                     ) -> Statement | None:
+                     from_rollup: bool) -> Statement | None:
     try:
-        return build_statement(client, db, member, month, cover)
+        return build_statement(client, db, member, month, cover, from_rollup)
     except LedgerError as exc:
         if "has no entries" in str(exc):
             return None
@@ -59,11 +59,12 @@ def _month_statement(client: Any, db: str, member: str, month: str, cover: Mappi
 
 
 def build_period_statement(client: Any, db: str, member: str, from_month: str, to_month: str,
-                           cover: Mapping[str, int] | None = None) -> PeriodStatement:
+                           cover: Mapping[str, int] | None = None, from_rollup: bool = True) -> PeriodStatement:
+    """Each month as ``build_statement`` draws it (``cover``, ``from_rollup`` alike)."""
     months = month_range(from_month, to_month)
     statements, empty = [], []
     for month in months:
-        st = _month_statement(client, db, member, month, cover)
+        st = _month_statement(client, db, member, month, cover, from_rollup)
         if st is None:
             empty.append(month)
         else:
@@ -74,7 +75,7 @@ def build_period_statement(client: Any, db: str, member: str, from_month: str, t
     by_month = {s.month: s for s in statements}
     ytd_balance = Decimal(0)
     for month in ytd:
-        st = by_month.get(month) or _month_statement(client, db, member, month, cover)
+        st = by_month.get(month) or _month_statement(client, db, member, month, cover, from_rollup)
         if st is not None:
             ytd_balance += st.balance
     last = statements[-1]

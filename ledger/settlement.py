@@ -37,6 +37,7 @@ from typing import Any
 
 from ledger.balance import member_balance
 from ledger.months import month_bounds, month_range
+from ledger.periods import sums_source
 
 __all__ = ["Settlement", "month_balances", "round_balances", "settle", "transfers"]
 
@@ -125,7 +126,7 @@ def month_balances(client: Any, db: str, months: list[str], source: str | None =
     for month in months:
         start, end = month_bounds(month)
         p = {**(params or {}), "start": start, "end": end}
-        led = source or f"{db}.ledger"
+        led = source or sums_source(db, start, end)  # the rollup (whole months are whole hours)
         hashes = period_config_hashes(client, db, start, end, led, p)
         if not hashes:
             continue  # nothing booked that month: nothing to settle

@@ -13,13 +13,18 @@ key (schemas/signing.py format)::
 ``bridgeledger ledger statement-verify FILE [--witness DIR]`` checks the file
 against the signature, the signature and every embedded checkpoint against
 the config's ledger keys, and (with a witness directory) that each of those
-checkpoints is one the member's witness took from the topic.
+checkpoints is one the member's witness took from the topic. With
+``--ledger`` it also draws the statement again from the chained entries up to
+those checkpoints and requires the same bytes: a statement is drawn from the
+hourly rollup (fast, but outside the chain), so this is what shows its
+figures are the ledger's (the renderings are deterministic, the PDF's too).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,7 +38,8 @@ from schemas.checkpoint import Checkpoint, CheckpointError, checkpoint_id, decod
 from schemas.signing import SigningKey, VerifyKey, sign_window, split_signature
 from streams.chain_writer import ChainWriter
 
-__all__ = ["Issued", "SignedStatement", "issue_statement", "latest_checkpoints", "sign_statement", "verify_statement"]
+__all__ = ["Issued", "SignedStatement", "issue_statement", "latest_checkpoints", "redraw_statement", "sign_statement",
+           "statement_format", "verify_statement"]
 
 MAX_SIGNATURE_FILE_BYTES = 1 << 20
 
@@ -44,6 +50,7 @@ class SignedStatement:
     month: str
     key_id: str
     checkpoints: list[Checkpoint]
+    checkpoint_ids: list[str]  # SHA-256 of each checkpoint message, in the same order
 
 
 def latest_checkpoints(client: Any, db: str, keys: Mapping[str, VerifyKey]) -> dict[str, tuple[Checkpoint, bytes]]:
@@ -98,7 +105,7 @@ def verify_statement(content: bytes, signature_file: bytes, keys: Mapping[str, V
     if doc["sha256"] != hashlib.sha256(content).hexdigest() or doc["bytes"] != len(content):
         raise LedgerError(f"the file is not the statement that was signed ({doc['file']}, {doc['bytes']} bytes, "
                           f"sha256 {doc['sha256'][:16]}…)")
-    cps = []
+    cps, ids = [], []
     for message in doc["checkpoints"]:
         raw = message.encode()
         try:
@@ -109,7 +116,8 @@ def verify_statement(content: bytes, signature_file: bytes, keys: Mapping[str, V
             raise LedgerError(f"checkpoint {cp.where()} ({checkpoint_id(raw)[:16]}…) that the statement covers "
                               f"was not witnessed; run bridgeledger ledger witness, then check again")
         cps.append(cp)
-    return SignedStatement(str(doc["member"]), str(doc["month"]), str(doc["key_id"]), cps)
+        ids.append(checkpoint_id(raw))
+    return SignedStatement(str(doc["member"]), str(doc["month"]), str(doc["key_id"]), cps, ids)
 
 
 @dataclass(frozen=True)
@@ -127,12 +135,10 @@ class Issued:
     covered: dict[str, int]  # chain -> the last batch the statement covers
 
 
-def issue_statement(client: Any, db: str, keys: Mapping[str, VerifyKey], member: str, month: str | None,
-                    from_month: str | None, to_month: str | None, fmt: str, out: Path, key_id: str,
-                    key: SigningKey, now_ns: int | None = None) -> Issued:
-    """A member's statement for a month (``month``) or a period (``from_month``..``to_month``),
-    drawn up to each chain's latest signed checkpoint, written as ``fmt`` (csv, html, pdf) to
-    ``out`` and signed next to it (``OUT.sig``) with the ledger key."""
+def _draw(client: Any, db: str, member: str, period: str, fmt: str, out: Path, cover: Mapping[str, int],
+          notes: list[tuple[str, int, str]], from_rollup: bool) -> Any:
+    """Draw a member's statement for ``period`` (YYYY-MM or YYYY-MM..YYYY-MM) up to
+    ``cover``, note the checkpoints it covers, and write it as ``fmt`` to ``out``."""
     from ledger.period_statement import build_period_statement
     from ledger.statement import build_statement
     from ledger.statement_render import (
@@ -144,21 +150,15 @@ def issue_statement(client: Any, db: str, keys: Mapping[str, VerifyKey], member:
         render_period_pdf,
     )
 
-    covered = latest_checkpoints(client, db, keys)
-    cover = {c: cp.seq for c, (cp, _) in covered.items()}
-    notes = [(c, cp.seq, checkpoint_id(raw)) for c, (cp, raw) in covered.items()]
     doc: Any
     renderers: tuple[Any, Any, Any]  # csv, html, pdf of doc
-    if month is not None:
-        doc = build_statement(client, db, member.upper(), month, cover=cover)
+    if ".." not in period:
+        doc = build_statement(client, db, member, period, cover=cover, from_rollup=from_rollup)
         statements, renderers = [doc], (render_csv, render_html, render_pdf)
-        period, total_h, total_cost = doc.month, doc.total.normalised_gpu_hours, doc.total.cost_eur
-    elif from_month is not None and to_month is not None:
-        doc = build_period_statement(client, db, member.upper(), from_month, to_month, cover=cover)
-        statements, renderers = doc.statements, (render_period_csv, render_period_html, render_period_pdf)
-        period, total_h, total_cost = f"{from_month}..{to_month}", doc.normalised_gpu_hours, doc.cost
     else:
-        raise LedgerError("a statement needs a month, or a first and a last month")
+        first, last = period.split("..", 1)
+        doc = build_period_statement(client, db, member, first, last, cover=cover, from_rollup=from_rollup)
+        statements, renderers = doc.statements, (render_period_csv, render_period_html, render_period_pdf)
     for st in statements:
         st.covered = notes
     to_csv, to_html, to_pdf = renderers
@@ -166,7 +166,66 @@ def issue_statement(client: Any, db: str, keys: Mapping[str, VerifyKey], member:
         to_pdf(doc, out)
     else:
         out.write_text(to_csv(doc) if fmt == "csv" else to_html(doc))
+    return doc
+
+
+def issue_statement(client: Any, db: str, keys: Mapping[str, VerifyKey], member: str, month: str | None,
+                    from_month: str | None, to_month: str | None, fmt: str, out: Path, key_id: str,
+                    key: SigningKey, now_ns: int | None = None) -> Issued:
+    """A member's statement for a month (``month``) or a period (``from_month``..``to_month``),
+    drawn up to each chain's latest signed checkpoint from the hourly rollup, written as
+    ``fmt`` (csv, html, pdf) to ``out`` and signed next to it (``OUT.sig``) with the ledger key."""
+    if month is not None:
+        period = month
+    elif from_month is not None and to_month is not None:
+        period = f"{from_month}..{to_month}"
+    else:
+        raise LedgerError("a statement needs a month, or a first and a last month")
+    covered = latest_checkpoints(client, db, keys)
+    cover = {c: cp.seq for c, (cp, _) in covered.items()}
+    notes = [(c, cp.seq, checkpoint_id(raw)) for c, (cp, raw) in covered.items()]
+    doc = _draw(client, db, member.upper(), period, fmt, out, cover, notes, from_rollup=True)
+    if ".." in period:
+        total_h, total_cost = doc.normalised_gpu_hours, doc.cost
+    else:
+        total_h, total_cost = doc.total.normalised_gpu_hours, doc.total.cost_eur
     sig = out.with_name(out.name + ".sig")
     sig.write_bytes(sign_statement(out.read_bytes(), out.name, doc.member, period, [r for _, r in covered.values()],
                                    key_id, key, time.time_ns() if now_ns is None else now_ns) + b"\n")
     return Issued(doc.member, period, total_h, total_cost, doc.currency, doc.balance, out, sig, cover)
+
+
+def statement_format(content: bytes) -> str:
+    """csv, html or pdf: what ``issue_statement`` writes, told apart by their first bytes."""
+    if content.startswith(b"%PDF"):
+        return "pdf"
+    return "html" if content.lstrip().startswith(b"<") else "csv"
+
+
+def redraw_statement(client: Any, db: str, content: bytes, signed: SignedStatement) -> None:
+    """Draw a verified statement again from the chained entries themselves (not the
+    rollup it was drawn from), up to the checkpoints it covers, and require the
+    same bytes; LedgerError names the first line that differs. Each covered
+    checkpoint's batch must be in the database with the hash it signed."""
+    for cp in signed.checkpoints:
+        if cp.seq >= 0 and ChainWriter(client, db, cp.chain_id).batch_hash_at(cp.seq) != cp.batch_hash:
+            raise LedgerError(f"chain {cp.chain_id} batch {cp.seq} in the database is not the one the statement's "
+                              f"checkpoint signed; run bridgeledger ledger verify --witness")
+    cover = {cp.chain_id: cp.seq for cp in signed.checkpoints}
+    notes = [(cp.chain_id, cp.seq, i) for cp, i in zip(signed.checkpoints, signed.checkpoint_ids, strict=True)]
+    fmt = statement_format(content)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / f"statement.{fmt}"
+        _draw(client, db, signed.member, signed.month, fmt, out, cover, notes, from_rollup=False)
+        again = out.read_bytes()
+    if again == content:
+        return
+    if fmt == "pdf":
+        raise LedgerError("the ledger's entries up to the covered checkpoints give a different statement "
+                          "(PDF; draw it as CSV to see the lines that differ)")
+    old, new = content.decode(errors="replace").splitlines(), again.decode().splitlines()
+    n = next((i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b), min(len(old), len(new)))
+    said = old[n] if n < len(old) else "(nothing)"
+    entries = new[n] if n < len(new) else "(nothing)"
+    raise LedgerError(f"the ledger's entries up to the covered checkpoints give a different statement: line {n + 1} "
+                      f"says {said[:200]!r}, the entries give {entries[:200]!r}")

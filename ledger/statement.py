@@ -22,7 +22,7 @@ from ledger.balance import member_balance
 from ledger.capacity import contributions
 from ledger.configs import config_by_hash, period_config_hashes
 from ledger.months import month_bounds
-from ledger.periods import period_source
+from ledger.periods import PERIOD, period_source, rollup_source, sums_source
 from schemas import units
 
 __all__ = ["Line", "Statement", "build_statement", "figure"]
@@ -172,34 +172,55 @@ def _line(site: str, project: str, gpu_ms: Any, ngh: Any, mj: Any, cost: Any, ca
                 Decimal(int(mj)) / MJ_PER_KWH, Decimal(str(cost)), Decimal(str(carbon_g)) / 1000)
 
 
-def _sources(db: str, cover: Mapping[str, int] | None, p: dict[str, Any]) -> tuple[str, str, str, str, str]:
-    """What the statement reads: the ledger's entries and windows of the period
-    (every query on them passes %(start)s and %(end)s: ledger/periods.py), the
-    member's entries of the period, the batch records and the entries of any
-    time; of all committed batches or (``cover``: chain -> last seq) only of
-    batches up to those seqs."""
-    ids = None
-    bat = f"{db}.ledger_batches"
-    if cover is not None:
-        terms = []
-        for i, (chain, seq) in enumerate(sorted(cover.items())):
-            p[f"cc{i}"], p[f"cs{i}"] = chain, seq
-            terms.append(f"(chain_id = %(cc{i})s AND seq <= %(cs{i})s)")
-        where = " OR ".join(terms) or "0"
-        ids = f"SELECT batch_id FROM {db}.ledger_batches WHERE {where}"
-        bat = f"(SELECT * FROM {db}.ledger_batches WHERE {where})"
-    any_time = f"(SELECT * FROM {db}.ledger_entries WHERE batch_id IN ({ids}))" if ids else f"{db}.ledger"
-    return (period_source(db, "ledger_entries", ids), period_source(db, "raw_windows", ids),
-            period_source(db, "ledger_entries", ids, "member = %(m)s"), bat, any_time)
+class _Sources:
+    """What the statement reads, each a FROM expression whose queries pass %(start)s,
+    %(end)s and %(m)s (ledger/periods.py): the sums of the period's committed
+    entries (``led``; the member's: ``mine``) and of any time before its end
+    (``history``), from the hourly rollup or (``from_rollup`` False) the entries;
+    the member's corrections (``corrections``, from the entries), the period's
+    raw windows (``windows``) and the batch records (``batches``); of all
+    committed batches or (``cover``: chain -> last seq) only of batches up to
+    those seqs."""
+
+    def __init__(self, db: str, start: datetime, end: datetime, cover: Mapping[str, int] | None,
+                 p: dict[str, Any], from_rollup: bool) -> None:
+        ids = None
+        self.batches = f"{db}.ledger_batches"
+        if cover is not None:
+            terms = []
+            for i, (chain, seq) in enumerate(sorted(cover.items())):
+                p[f"cc{i}"], p[f"cs{i}"] = chain, seq
+                terms.append(f"(chain_id = %(cc{i})s AND seq <= %(cs{i})s)")
+            where = " OR ".join(terms) or "0"
+            ids = f"SELECT batch_id FROM {db}.ledger_batches WHERE {where}"
+            self.batches = f"(SELECT * FROM {db}.ledger_batches WHERE {where})"
+        self.led = sums_source(db, start, end, ids, rollup=from_rollup)
+        self.mine = sums_source(db, start, end, ids, "member = %(m)s", rollup=from_rollup)
+        self.windows = period_source(db, "raw_windows", ids)
+        # the corrections are read from the entries (they name the entry corrected); the
+        # PREWHERE reads the mostly empty `corrects` column, not every column of the member's rows
+        self.corrections = period_source(db, "ledger_entries", ids, "member = %(m)s",
+                                         period=f"{PERIOD} AND corrects != ''")
+        if from_rollup:
+            self.history = rollup_source(db, ids, hours="hour < %(end)s")
+        elif ids:
+            self.history = f"(SELECT * FROM {db}.ledger_entries WHERE batch_id IN ({ids}))"
+        else:
+            self.history = f"{db}.ledger"
 
 
 def build_statement(client: Any, db: str, member: str, month: str, cover: Mapping[str, int] | None = None,
-                    ) -> Statement:
+                    from_rollup: bool = True) -> Statement:
     """``cover``: draw the statement up to these batches (chain -> seq), the
-    ones its signature's checkpoints name; None: all the database holds."""
+    ones its signature's checkpoints name; None: all the database holds.
+    ``from_rollup``: its sums from the exact hourly rollup (fast; ``reconcile``
+    checks the rollup against the entries), or (False) from the chained
+    entries themselves, as ``statement-verify --ledger`` draws it again: the
+    same statement, byte for byte, while the rollup is intact."""
     start, end = month_bounds(month)
     p: dict[str, Any] = {"m": member, "start": start, "end": end}
-    led, win, mine, bat, led_any_time = _sources(db, cover, p)
+    src = _Sources(db, start, end, cover, p, from_rollup)
+    led, mine = src.led, src.mine
     rows = client.execute(
         f"SELECT site_id, project, sum(gpu_ms), sum(normalised_gpu_hours), sum(energy_mj), sum(cost_eur), "
         f"sum(carbon_g) FROM {mine} WHERE member = %(m)s AND window_start >= %(start)s "
@@ -252,13 +273,13 @@ def build_statement(client: Any, db: str, member: str, month: str, cover: Mappin
     st.corrections = [
         (eid, corrects, project, Decimal(int(mj)) / MJ_PER_KWH, Decimal(str(cost)), reason)
         for eid, corrects, project, mj, cost, reason in client.execute(
-            f"SELECT entry_id, corrects, project, energy_mj, cost_eur, reason FROM {mine} AS e "
+            f"SELECT entry_id, corrects, project, energy_mj, cost_eur, reason FROM {src.corrections} AS e "
             f"ANY LEFT JOIN (SELECT corrects, any(reason) AS reason FROM {db}.corrections GROUP BY corrects) "
             f"AS c USING corrects WHERE member = %(m)s AND corrects != '' AND window_start >= %(start)s "
             f"AND window_start < %(end)s ORDER BY corrects, entry_id", p)]
     st.gaps = [(agent, int(missing)) for agent, missing in client.execute(
         f"SELECT agent_id, sum(gap) AS missing FROM (SELECT agent_id, max(seq) - min(seq) + 1 - count() AS gap "
-        f"FROM {win} WHERE window_start >= %(start)s AND window_start < %(end)s "
+        f"FROM {src.windows} WHERE window_start >= %(start)s AND window_start < %(end)s "
         f"GROUP BY site_id, agent_id, boot_id, splitByChar('/', window_id)[4]) "
         f"GROUP BY agent_id HAVING missing > 0 ORDER BY agent_id", p)]
     st.unsigned_sites = [x.id for x in cfg.sites if x.allow_unsigned]
@@ -272,12 +293,12 @@ def build_statement(client: Any, db: str, member: str, month: str, cover: Mappin
         f"AND received_at < %(end)s GROUP BY site_id, reason ORDER BY site_id, reason", p)]
     st.batches = [(c, int(a), ah, int(b), bh) for c, a, ah, b, bh in client.execute(
         f"SELECT chain_id, min(seq), argMin(batch_hash, seq), max(seq), argMax(batch_hash, seq) "
-        f"FROM {bat} WHERE max_window_start >= %(start)s AND min_window_start < %(end)s "
+        f"FROM {src.batches} WHERE max_window_start >= %(start)s AND min_window_start < %(end)s "
         f"GROUP BY chain_id ORDER BY chain_id", p)]
     st.carbon_methods, st.series_gaps = _carbon_methods(client, db, mine, p, {hashes[0]: cfg})
     hist = client.execute(
         f"SELECT toStartOfMonth(window_start) AS mon, sumIf(normalised_gpu_hours, member = %(m)s), "
-        f"sum(normalised_gpu_hours) FROM {led_any_time} WHERE account_kind = 'job' AND window_start < %(end)s "
+        f"sum(normalised_gpu_hours) FROM {src.history} WHERE account_kind = 'job' AND window_start < %(end)s "
         f"GROUP BY mon ORDER BY mon DESC LIMIT 12", p)
     st.history = [(f"{mon:%Y-%m}", Decimal(str(mine)), Decimal(str(allm)) * st.contribution_share)
                   for mon, mine, allm in reversed(hist)]

@@ -132,7 +132,8 @@ def render_pdf(st: Statement, path: Path) -> None:
     from reportlab.lib.pagesizes import A4
     from reportlab.platypus import SimpleDocTemplate
 
-    SimpleDocTemplate(str(path), pagesize=A4, title=f"bridgeledger statement {st.member} {st.month}").build(
+    SimpleDocTemplate(str(path), pagesize=A4, title=f"bridgeledger statement {st.member} {st.month}",
+                      invariant=1).build(  # no timestamp or random id: the same statement, the same bytes
         _pdf_story(st))
 
 
@@ -250,5 +251,5 @@ def render_period_pdf(p: PeriodStatement, path: Path) -> None:
         Spacer(1, 8), Table([HEADER, *_rows(p)], repeatRows=1)]
     for st in p.statements:
         story += [PageBreak(), *_pdf_story(st)]
-    SimpleDocTemplate(str(path), pagesize=A4,
-                      title=f"bridgeledger statement {p.member} {p.from_month} to {p.to_month}").build(story)
+    SimpleDocTemplate(str(path), pagesize=A4, title=f"bridgeledger statement {p.member} {p.from_month} to {p.to_month}",
+                      invariant=1).build(story)

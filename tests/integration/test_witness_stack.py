@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
+from decimal import Decimal
 
 import pytest
 
@@ -217,3 +218,48 @@ def test_signed_statement_verifies_and_a_changed_byte_does_not(witnessed, tmp_pa
     assert res.returncode == 0 and f"KR {month[:4]}-01..{month}" in res.stdout, res.stdout + res.stderr
     ok = cli(env, "ledger", "statement-verify", str(period), "--witness", str(wdir))
     assert ok.returncode == 0 and f"KR {month[:4]}-01..{month} statement" in ok.stdout, ok.stdout + ok.stderr
+
+
+def test_a_statement_drawn_from_an_altered_rollup_is_caught_against_the_ledger(witnessed, tmp_path) -> None:
+    """Statements sum the hourly rollup, which is outside the chain: an insider who lowers a
+    member's usage there gets a statement signed with the lower figures; `statement-verify
+    --ledger` draws it again from the chained entries and names the line, and `reconcile`
+    names the rollup group."""
+    admin, env, wdir, honest, _ = witnessed
+    restore(admin, DB, honest)
+    month = admin.execute(f"SELECT formatDateTime(max(window_start), '%Y-%m') FROM {DB}.ledger")[0][0]
+    drawn = {}
+    for fmt in ("csv", "html", "pdf"):  # an honest statement, drawn again from the entries: the same bytes
+        out = drawn[fmt] = tmp_path / f"honest.{fmt}"
+        res = cli(env, "ledger", "statement", "--member", "KR", "--month", month, "--format", fmt, "--out", str(out))
+        assert res.returncode == 0, res.stdout + res.stderr
+        ok = cli(env, "ledger", "statement-verify", str(out), "--ledger")
+        assert ok.returncode == 0 and "the ledger's entries give the same statement" in ok.stdout, ok.stdout + ok.stderr
+    period = tmp_path / "honest-period.csv"
+    assert cli(env, "ledger", "statement", "--member", "KR", "--from-month", f"{month[:4]}-01", "--to-month", month,
+               "--format", "csv", "--out", str(period)).returncode == 0
+    assert cli(env, "ledger", "statement-verify", str(period), "--ledger").returncode == 0
+    # the insider: one more rollup row in a committed batch, taking 0.5 normalised GPU-hours and its cost off KR
+    key = ("batch_id, hour, site_id, gpu_model, member, project, account_kind, account_source, config_hash, "
+           "corrected")
+    ((*group, h, cost),) = admin.execute(
+        f"SELECT {key}, normalised_gpu_hours, cost_eur FROM {DB}.ledger_hourly WHERE member = 'KR' "
+        f"AND account_kind = 'job' ORDER BY normalised_gpu_hours DESC LIMIT 1")
+    cut = min(Decimal("0.5"), Decimal(str(h)))
+    admin.execute(f"INSERT INTO {DB}.ledger_hourly ({key}, entries, energy_mj, gpu_ms, normalised_gpu_hours, "
+                  f"cost_eur, carbon_g) VALUES",
+                  [(*group, 0, 0, 0, -cut, -(Decimal(str(cost)) * cut / Decimal(str(h))).quantize(Decimal("0.000001")),
+                    Decimal(0))])
+    out = tmp_path / "forged.csv"
+    res = cli(env, "ledger", "statement", "--member", "KR", "--month", month, "--format", "csv", "--out", str(out))
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert out.read_bytes() != drawn["csv"].read_bytes()  # the statement shows the rollup's lower figures
+    signed = cli(env, "ledger", "statement-verify", str(out))
+    assert signed.returncode == 0, signed.stdout  # it is what the ledger key signed...
+    caught = cli(env, "ledger", "statement-verify", str(out), "--ledger")
+    # ...but not what the entries say: the first line that differs is KR's usage at that site and project
+    assert caught.returncode == 1 and "give a different statement: line" in caught.stdout, caught.stdout + caught.stderr
+    assert f"{group[2]}" in caught.stdout.split("line", 1)[1], caught.stdout
+    rec = cli(env, "ledger", "reconcile")
+    assert rec.returncode == 1 and "ROLLUP" in rec.stdout, rec.stdout
+    restore(admin, DB, honest)

@@ -33,6 +33,18 @@ def mutate(engine, sql: str) -> None:
     engine.execute(f"{sql} SETTINGS mutations_sync = 2")
 
 
+def build_statement(engine, db: str, member: str, month: str, **kw):
+    """The statement as issued (from the hourly rollup), once it is checked to render
+    to the same CSV and HTML as the one drawn from the chained entries."""
+    from ledger.statement import build_statement as draw
+    from ledger.statement_render import render_csv, render_html
+
+    st = draw(engine, db, member, month, **kw)
+    again = draw(engine, db, member, month, from_rollup=False, **kw)
+    assert (render_csv(st), render_html(st)) == (render_csv(again), render_html(again))
+    return st
+
+
 def test_clean_ledger_verifies_reconciles_and_recomputes(ledger_db) -> None:
     engine, db = ledger_db
     v = verify_ledger(engine, db, *ALL)
@@ -210,7 +222,6 @@ def test_member_statement_in_three_formats(ledger_db, tmp_path) -> None:
 
     from pypdf import PdfReader
 
-    from ledger.statement import build_statement
     from ledger.statement_render import render_csv, render_html, render_pdf
 
     engine, db = ledger_db
@@ -296,7 +307,6 @@ def test_settlement_of_the_pipeline_output_matches_the_statements(ledger_db) -> 
 
     from ledger.settlement import settle
     from ledger.settlement_report import render_settlement_csv, render_settlement_html
-    from ledger.statement import build_statement
 
     engine, db = ledger_db
     s = settle(engine, db, "2026-10", "2026-11")
@@ -331,7 +341,6 @@ def test_a_period_statement_is_the_sum_of_its_months(ledger_db, tmp_path) -> Non
     from pypdf import PdfReader
 
     from ledger.period_statement import build_period_statement
-    from ledger.statement import build_statement
     from ledger.statement_render import render_period_csv, render_period_html, render_period_pdf
 
     engine, db = ledger_db
@@ -483,7 +492,6 @@ def test_idle_borne_by_the_host_shows_on_its_statement_and_settles(chdb_engine, 
     from fractions import Fraction as F
 
     from ledger.settlement import settle
-    from ledger.statement import build_statement
     from schemas.consortium import parse_config
 
     text = (ROOT / "deploy" / "consortium.example.yaml").read_bytes().replace(
@@ -609,7 +617,6 @@ def test_delivered_capacity_is_the_ledgers_gpu_time_and_an_outage_costs_availabi
     kr = next(mc for mc in capacity(chdb_engine, db, cfg, t0, t1) if mc.member == "KR")
     assert kr.pledged_h == 0 and kr.delivered_share is None and kr.sites[0].availability is None  # no inventory
     # DE's statement shows its in-kind contribution; KR, which pledged nothing, gets today's statement
-    from ledger.statement import build_statement
     from ledger.statement_render import render_csv
 
     de_st = build_statement(chdb_engine, db, "DE", "2026-11")
@@ -638,7 +645,6 @@ def test_the_contributed_value_rule_weighs_cash_and_in_kind_and_still_settles_to
     from ledger.balance import member_balance
     from ledger.capacity import contributions
     from ledger.settlement import settle
-    from ledger.statement import build_statement
     from schemas.consortium import parse_config
 
     text = (ROOT / "deploy" / "consortium.example.yaml").read_bytes() + (
