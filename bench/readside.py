@@ -21,6 +21,19 @@ Then it times, on that ledger: every dashboard panel's query over the month
 the entries it covered, how it grew from the size before, and what a month of
 130 million entries and a year of them would take if each grows as measured
 from the middle to the largest size (docs/benchmarks.md).
+
+    .venv/bin/python bench/readside.py --replicate 1,4,15
+
+measures the panels and the statement at a month's real size instead of
+extrapolating: it copies the month the bench stack holds (its first 10 days)
+into a scratch database ``bridgeledger_scale`` as many times as the largest
+factor, each copy under other batch, entry, window, agent and chain ids (as if
+that many more nodes had reported: 15 copies of the 8.5 million entries are a
+130-million-entry month), the hourly rollup filled by its materialized view as
+the entries are inserted, and times each read after each size is reached (as
+the admin user with the auditor's memory settings; the copies' batch records
+have empty manifests, so the chain does not verify there and the audits are
+not run). The scratch database is left on the stack for further queries.
 """
 
 from __future__ import annotations
@@ -219,7 +232,13 @@ def main() -> None:
     ap.add_argument("--processes", type=int, default=1,
                     help="processes for verify, reconcile and recompute (ledger/chunk_pool.py; the CLI's default "
                          "is one per core)")
+    ap.add_argument("--replicate", metavar="FACTORS", default=None,
+                    help="measure the panels and the statement on the bench ledger's month copied this many times "
+                         "(comma-separated, increasing, e.g. 1,4,15) in a scratch database")
     args = ap.parse_args()
+    if args.replicate:
+        measure_replicated([int(x) for x in args.replicate.split(",")])
+        return
     if args.measure_only:
         measure_only([float(x) for x in args.measure_only.split(",")], audits=not args.no_audits,
                      processes=args.processes)
@@ -288,20 +307,77 @@ def measure_only(ranges: list[float], audits: bool = True, processes: int = 1) -
     report(results)
 
 
+SCALE_DB = "bridgeledger_scale"
+# the columns each copy renames (suffixed with the copy's number); the rest are copied as they are
+RENAMED = {"ledger_entries": ("batch_id", "entry_id", "window_id", "agent_id"),
+           "raw_windows": ("batch_id", "window_id", "agent_id"),
+           "ledger_batches": ("batch_id", "chain_id"),
+           "corrections": ("batch_id", "corrects")}
+EMPTIED = {"raw_windows": {"payload": "''"}, "ledger_batches": {"entry_ids": "emptyArrayString()",
+                                                                 "entry_digests": "emptyArrayString()"}}
+ONCE = ("config_versions", "config_members", "config_sites", "config_pledges", "config_grid", "grid_intensity",
+        "grid_series_files", "job_events", "dlq_records", "audit_runs", "ledger_checkpoints")
+AUDITOR_SETTINGS = {"max_memory_usage": 2_000_000_000, "max_bytes_before_external_group_by": 800_000_000,
+                    "max_bytes_before_external_sort": 800_000_000}
+
+
+def copy_month(admin: Any, src: str, dst: str, copy: int) -> None:
+    """One more copy of ``src``'s ledger in ``dst``, under ids suffixed ``~copy``."""
+    suffix = f"~{copy}"
+    tables = [*RENAMED, *(ONCE if copy == 0 else ())]
+    for table in tables:
+        cols = [c[0] for c in admin.execute(f"DESCRIBE TABLE {src}.{table}")]
+        exprs = []
+        for c in cols:
+            if c in RENAMED.get(table, ()):
+                exprs.append(f"if({c} = '', '', concat({c}, '{suffix}'))")
+            else:
+                exprs.append(EMPTIED.get(table, {}).get(c, c))
+        admin.execute(f"INSERT INTO {dst}.{table} ({', '.join(cols)}) SELECT {', '.join(exprs)} FROM {src}.{table}")
+
+
+def measure_replicated(factors: list[int]) -> None:
+    stack = Stack(ROOT / ".state-bench", StackPorts.offset(20000))
+    stack.up(timeout_s=240)
+    admin = connect(ClickHouseSettings(port=stack.ports.clickhouse_tcp, user="default",
+                                       password_file=stack.password_file("default")), database="system")
+    src = "bridgeledger"
+    apply_migrations(admin, src)
+    admin.execute(f"DROP DATABASE IF EXISTS {SCALE_DB}")
+    apply_migrations(admin, SCALE_DB)
+    reader = connect(ClickHouseSettings(port=stack.ports.clickhouse_tcp, user="default",
+                                        password_file=stack.password_file("default"), database=SCALE_DB))
+    reader.settings.update(AUDITOR_SETTINGS)  # sent with every query, as the auditor's profile would set them
+    results, copies = [], 0
+    for factor in factors:
+        t = time.perf_counter()
+        while copies < factor:
+            copy_month(admin, src, SCALE_DB, copies)
+            copies += 1
+        entries, rows = reader.execute(f"SELECT sum(entries), count() FROM {SCALE_DB}.rollup")[0]
+        print(f"{factor} cop{'y' if factor == 1 else 'ies'} of the month in {time.perf_counter() - t:.0f} s: "
+              f"{entries:,} committed entries, {rows:,} rollup rows; measuring", flush=True)
+        runs = [measure(reader, SCALE_DB, 10, audits=False) for _ in range(2)]  # the better of two
+        results.append((factor, int(entries), {k: min(r[k] for r in runs) for k in runs[0]}))
+    report(results)
+    print(f"{SCALE_DB} is left on the bench stack for more queries; the next --replicate run replaces it "
+          f"(or: DROP DATABASE {SCALE_DB})")
+
+
 def report(results: list[tuple[int, int, dict[str, float]]]) -> None:
     names = list(results[0][2])
     print(f"\nmachine: 2-core development VM; ClickHouse 18.16 (Debian); month of {results[0][0]}..{results[-1][0]} "
           f"nodes x {GPUS} GPUs")
-    head = "".join(f"{n:,} entries".rjust(18) for _, n, _ in results)
+    head = "".join(f"{n:,} entries".rjust(20) for _, n, _ in results)
     print(f"{'read':<58}{head}{'growth':>9}{'130M month':>13}{'year':>11}")
-    (_, n_mid, mid), (_, n_big, big) = results[-2], results[-1]
+    (_, n_mid, mid), (_, n_big, big) = results[-2] if len(results) > 1 else results[-1], results[-1]
     for name in names:
-        cells = "".join(f"{r[2][name]:>17.3f}s" for r in results)
+        cells = "".join(f"{r[2][name]:>19.3f}s" for r in results)
         # growth exponent from the middle to the largest size; extrapolate with it
         import math
 
         a, b = max(mid[name], 1e-4), max(big[name], 1e-4)
-        k = math.log(b / a) / math.log(n_big / n_mid) if n_big > n_mid else 1.0
+        k = math.log(b / a) / math.log(n_big / n_mid) if n_big > n_mid else 1.0  # one size: linear
         month = b * (TARGET_MONTH_ENTRIES / n_big) ** k
         year = b * (12 * TARGET_MONTH_ENTRIES / n_big) ** k
         print(f"{name:<58}{cells}{k:>9.2f}{month:>12.1f}s{year:>10.0f}s")

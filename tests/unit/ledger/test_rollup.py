@@ -115,3 +115,30 @@ def test_the_audit_panel_counts_a_row_stored_twice_and_a_window_booked_twice(led
                    + wcols.replace("batch_id", f"'{other}' AS batch_id", 1)
                    + f" FROM {db}.raw_windows WHERE window_id = '{wid}'")
     assert counted_twice(engine, db) == 2
+
+
+def test_the_corrections_panel_lists_a_correction_also_from_a_range_starting_within_its_hour(ledger_db) -> None:
+    """The panel finds correcting entries through the rollup's corrected groups (hours):
+    a range that starts after the hour's start still lists the entries it holds."""
+    from dashboards.build import expand
+    from dashboards.specs import DASHBOARDS
+    from ledger.corrections import move_entry
+    from tests.helpers import qualify
+
+    engine, db = ledger_db
+    panel = next(p for d in DASHBOARDS if d.uid == "bl-audit" for p in d.panels if p.title == "Corrections")
+
+    def listed(t0: int, t1: int) -> list[tuple]:
+        return [(c, m, int(mj), r) for _, c, m, _, mj, _, r in engine.execute(qualify(expand(panel.sql, t0, t1, {}),
+                                                                                     db))]
+
+    eid, energy, start = engine.execute(
+        f"SELECT entry_id, energy_mj, toUInt32(window_start) FROM {db}.ledger WHERE account_kind = 'idle' "
+        f"AND energy_mj > 0 AND toMinute(window_start) > 0 ORDER BY entry_id LIMIT 1")[0]
+    assert listed(0, 4_000_000_000) == []
+    move_entry(engine, db, eid, "gb-protein", "reserved for gb-protein", "auditor-1")
+    both = [(eid, "", -energy, "reserved for gb-protein"), (eid, "GB", energy, "reserved for gb-protein")]
+    assert sorted(listed(0, 4_000_000_000), key=lambda x: x[2]) == both
+    # from the entry's own second (past its hour's start) to just after it: the hour's group is still read
+    assert sorted(listed(start, start + 1), key=lambda x: x[2]) == both
+    assert listed(start + 3600, 4_000_000_000) == []  # an hour later: none in the range
