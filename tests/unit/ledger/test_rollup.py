@@ -142,3 +142,33 @@ def test_the_corrections_panel_lists_a_correction_also_from_a_range_starting_wit
     # from the entry's own second (past its hour's start) to just after it: the hour's group is still read
     assert sorted(listed(start, start + 1), key=lambda x: x[2]) == both
     assert listed(start + 3600, 4_000_000_000) == []  # an hour later: none in the range
+
+
+def test_the_agents_panel_counts_a_missing_window_and_numbers_each_epoch_apart(ledger_db) -> None:
+    from dashboards.build import expand
+    from dashboards.specs import DASHBOARDS
+    from tests.helpers import qualify
+
+    engine, db = ledger_db
+    spec = next(d for d in DASHBOARDS if d.uid == "bl-operations")
+    panel = next(p for p in spec.panels if p.title.startswith("Agents"))
+    sites = [r[0] for r in engine.execute(f"SELECT DISTINCT site_id FROM {db}.raw_windows")]
+
+    def missing() -> dict[str, tuple[int, int]]:
+        rows = engine.execute(qualify(expand(panel.sql, 0, 4_000_000_000, {"site": sites}), db))
+        return {agent: (int(n), int(gap)) for agent, _, _, n, gap in rows}
+
+    before = missing()
+    assert before and all(gap == 0 for _, gap in before.values())
+    agent, wid, seq = engine.execute(
+        f"SELECT agent_id, window_id, seq FROM {db}.windows ORDER BY agent_id, seq LIMIT 1 OFFSET 3")[0]
+    engine.execute(f"ALTER TABLE {db}.raw_windows DELETE WHERE window_id = '{wid}' SETTINGS mutations_sync = 2")
+    assert missing()[agent] == (before[agent][0] - 1, 1)  # one window gone from the middle of its sequence
+    # a later epoch of the same boot numbers its windows from 0 again: no gap, no overlap with the first
+    cols = ", ".join(c[0] for c in engine.execute(f"DESCRIBE TABLE {db}.raw_windows"))
+    parts = wid.split("/")
+    renamed = cols.replace("window_id", "concat(arrayStringConcat(arraySlice(splitByChar('/', window_id), 1, 3), '/'), "
+                                        f"'/{parts[3]}x/', toString(seq)) AS window_id", 1)
+    engine.execute(f"INSERT INTO {db}.raw_windows ({cols}) SELECT {renamed} FROM {db}.raw_windows "
+                   f"WHERE agent_id = '{agent}' AND seq < {seq}")
+    assert missing()[agent] == (before[agent][0] - 1 + seq, 1)
