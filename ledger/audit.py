@@ -28,7 +28,7 @@ from ledger.configs import all_configs
 from ledger.periods import committed_in_period
 from ledger.verify import Progress
 from schemas import WireError
-from schemas.chain import as_decimal
+from schemas.chain import CARBON_SCALE, COST_SCALE, HOURS_SCALE, fixed_text
 from schemas.ledger import ENTRY_ROW_FIELDS, EntryRow
 from schemas.telemetry import decode_window_fast
 from streams.job_book import book_jobs
@@ -226,22 +226,23 @@ class RecomputeReport:
 COMPARED = ("energy_mj", "gpu_ms", "normalised_gpu_hours", "cost_eur", "carbon_g", "member", "project",
             "account_kind", "account", "account_source", "config_hash")
 # where each compared field sits in the stream's entry rows (schemas/ledger.py); the decimals, third to
-# fifth (chain text in a row, a Decimal or text from the driver), are compared as numbers
+# fifth, are compared as the chain's fixed text: the rows carry it, the stored ones are read with
+# toString() and put in the same form (schemas.chain.fixed_text), so equal texts are equal numbers
 _ROW_AT = tuple(ENTRY_ROW_FIELDS.index(name) for name in COMPARED)
 assert COMPARED[2:5] == ("normalised_gpu_hours", "cost_eur", "carbon_g")
 _HASH_AT = COMPARED.index("config_hash")
-_pick_rest = itemgetter(*_ROW_AT[5:])
-_E, _G, _H, _C, _K = _ROW_AT[:5]
+_recomputed = itemgetter(*_ROW_AT)  # a recomputed row's compared fields
+_SELECTED = ", ".join(f"toString({c})" if c in COMPARED[2:5] else c for c in COMPARED)
+
+
+def _same(recomputed: tuple[Any, ...], stored: tuple[Any, ...]) -> bool:
+    return recomputed == stored or recomputed == _stored(stored)
 
 
 def _stored(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A stored entry's compared fields, its decimals as Decimal (the driver may give text)."""
-    return (row[0], row[1], as_decimal(row[2]), as_decimal(row[3]), as_decimal(row[4]), *row[5:])
-
-
-def _recomputed(row: EntryRow) -> tuple[Any, ...]:
-    """A recomputed row's compared fields, in the same form (its decimals are chain text)."""
-    return (row[_E], row[_G], Decimal(row[_H]), Decimal(row[_C]), Decimal(row[_K]), *_pick_rest(row))
+    """A stored entry's compared fields, its decimals (the server's print) as the chain's text."""
+    return (row[0], row[1], fixed_text(row[2], HOURS_SCALE), fixed_text(row[3], COST_SCALE),
+            fixed_text(row[4], CARBON_SCALE), *row[5:])
 
 
 def recompute(client: Any, db: str, start: datetime, end: datetime,
@@ -284,10 +285,10 @@ def _recompute_part(client: Any, db: str, run: str, start: datetime, end: dateti
 def _recompute_slice(client: Any, db: str, start: datetime, end: datetime, processors: dict[str, WindowProcessor],
                      jobs: Any, rep: RecomputeReport) -> None:
     stored: dict[str, dict[str, tuple[Any, ...]]] = defaultdict(dict)
-    cols = ", ".join(("window_id", "entry_id", *COMPARED))
+    cols = f"window_id, entry_id, {_SELECTED}"
     for row in client.execute(f"SELECT {cols} FROM {committed_in_period(db, 'ledger_entries')} AND corrects = ''",
                               _period(start, end)):
-        stored[row[0]][row[1]] = _stored(row[2:])
+        stored[row[0]][row[1]] = row[2:]  # put in the rows' form only where it differs (18.16 prints the same)
     rows: list[EntryRow] = []
     for window_id, payload in client.execute(
             f"SELECT window_id, payload FROM {committed_in_period(db, 'raw_windows')} ORDER BY window_id",
@@ -311,10 +312,10 @@ def _recompute_slice(client: Any, db: str, start: datetime, end: datetime, proce
             continue
         rep.signatures += window.signature is not None
         rows.clear()
-        processor.attribute_rows(window, jobs, rows)  # the stream's own rule, its own rows
+        processor.attribute_rows(window, jobs, rows, digests=False)  # the stream's own rule, its own rows
         expected = {r[0]: r for r in rows}
         rep.entries += len(expected)
-        if expected.keys() == mine.keys() and all(_recomputed(expected[eid]) == s for eid, s in mine.items()):
+        if expected.keys() == mine.keys() and all(_same(_recomputed(expected[eid]), s) for eid, s in mine.items()):
             continue
         for eid in sorted(set(expected) | set(mine)):
             if eid not in mine:
@@ -322,7 +323,7 @@ def _recompute_slice(client: Any, db: str, start: datetime, end: datetime, proce
             elif eid not in expected:
                 rep.differences.append(f"{window_id}: entry {eid} is in the ledger but does not recompute")
             else:
-                e, s = _recomputed(expected[eid]), mine[eid]
+                e, s = _recomputed(expected[eid]), _stored(mine[eid])
                 for name, want, got in zip(COMPARED, e, s, strict=True):
                     if want != got:
                         rep.differences.append(f"{window_id}: entry {eid} {name}: ledger {got}, recomputed {want}")

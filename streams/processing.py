@@ -266,8 +266,10 @@ class WindowProcessor:
             hit = self._hourly[(model_name, site_id, gco2)] = Tariff.of(model, site, self.config.pricing, gco2)
         return hit
 
-    def attribute_rows(self, w: Window, jobs: Jobs | None, rows: list[EntryRow]) -> None:
-        """Append the window's ledger entries to ``rows`` (a validated window)."""
+    def attribute_rows(self, w: Window, jobs: Jobs | None, rows: list[EntryRow], digests: bool = True) -> None:
+        """Append the window's ledger entries to ``rows`` (a validated window). ``digests``
+        False: each row's chain digest is left empty (``ledger recompute`` compares the
+        fields, not the digest, and is spared an entry line and a SHA-256 per entry)."""
         config_hash = self.config_hash
         window_id, site_id = w.window_id, w.site_id
         agent_id, boot_id, seq, node = w.agent_id, w.boot_id, w.seq, w.node
@@ -292,7 +294,7 @@ class WindowProcessor:
                     carbon, CARBON_SCALE)
                 digest = entry_digest(entry_line_fixed(eid, window_id, site_id, uuid, job, kind, account, project,
                                                        member, str(energy_mj), str(gpu_ms), h_text, c_text, g_text,
-                                                       config_hash, source))
+                                                       config_hash, source)) if digests else ""
                 append((eid, window_id, agent_id, boot_id, seq, site_id, node, uuid, model_key, start, end, job,
                         kind, account, project, member, energy_mj, gpu_ms, h_text, c_text, g_text,
                         config_hash, "", source, digest))
