@@ -30,7 +30,7 @@ from typing import Any
 
 from ledger.balance import contributed_shares
 from ledger.months import prorated
-from ledger.periods import committed_in_period, sums_source
+from ledger.periods import period_source, sums_source
 from schemas.consortium import ConsortiumConfig, Pledge
 
 __all__ = ["Contributions", "MemberCapacity", "SiteCapacity", "capacity", "config_of_period", "contributions",
@@ -124,12 +124,17 @@ def site_hours(client: Any, source: str, start: datetime, end: datetime,
         {**(params or {}), "start": start, "end": end})}
 
 
-def capacity(client: Any, db: str, cfg: ConsortiumConfig, start: datetime, end: datetime) -> list[MemberCapacity]:
-    p = {"start": start, "end": end}
-    delivered = site_hours(client, sums_source(db, start, end), start, end)
+def capacity(client: Any, db: str, cfg: ConsortiumConfig, start: datetime, end: datetime,
+             source: str | None = None, windows: str | None = None,
+             params: dict[str, Any] | None = None) -> list[MemberCapacity]:
+    """``source``/``windows``/``params``: the entries' sums and the raw windows to read (a
+    statement's checkpoint-covered views, ledger/statement.py), instead of everything committed."""
+    p = {**(params or {}), "start": start, "end": end}
+    delivered = site_hours(client, source or sums_source(db, start, end), start, end, params)
     reported = {site: int(ns) // 10**9 for site, ns in client.execute(
         f"SELECT site_id, sum(gpu_count * (window_end_ns - window_start_ns)) "
-        f"FROM {committed_in_period(db, 'raw_windows')} GROUP BY site_id", p)}
+        f"FROM {windows or period_source(db, 'raw_windows')} WHERE window_start >= %(start)s "
+        f"AND window_start < %(end)s GROUP BY site_id", p)}
     seconds = int((end - start).total_seconds())
     members = {m.code: m for m in cfg.members}
     out: dict[str, MemberCapacity] = {}

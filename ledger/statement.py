@@ -268,7 +268,8 @@ def build_statement(client: Any, db: str, member: str, month: str, cover: Mappin
     if any(x.member == member for x in cfg.pledges):
         from ledger.capacity import capacity
 
-        st.capacity = next(c for c in capacity(client, db, cfg, start, end) if c.member == member)
+        st.capacity = next(c for c in capacity(client, db, cfg, start, end, led, src.windows, p)
+                           if c.member == member)
     st.idle_borne, st.consortium_idle_cost = Decimal(str(m_idle or 0)), Decimal(str(c_idle or 0))
     st.corrections = [
         (eid, corrects, project, Decimal(int(mj)) / MJ_PER_KWH, Decimal(str(cost)), reason)

@@ -621,6 +621,18 @@ def test_delivered_capacity_is_the_ledgers_gpu_time_and_an_outage_costs_availabi
 
     de_st = build_statement(chdb_engine, db, "DE", "2026-11")
     assert de_st.capacity is not None and de_st.capacity.pledged_h == Decimal("0.5")
+    # drawn up to an earlier batch (what a signed statement's checkpoint covers), the in-kind figures
+    # are those batches' only, as the rest of the statement is: drawn again later, it is the same
+    ((chain, last),) = chdb_engine.execute(f"SELECT chain_id, max(seq) FROM {db}.ledger_batches GROUP BY chain_id")
+    covered = f"batch_id IN (SELECT batch_id FROM {db}.ledger_batches WHERE seq <= {last // 2})"
+    ((h,),) = chdb_engine.execute(f"SELECT sum(normalised_gpu_hours) FROM {db}.ledger_entries WHERE {covered} "
+                                  f"AND site_id = 'de-juelich'")
+    ((gpu_ns,),) = chdb_engine.execute(f"SELECT sum(gpu_count * (window_end_ns - window_start_ns)) "
+                                       f"FROM {db}.raw_windows WHERE {covered}")
+    half = build_statement(chdb_engine, db, "DE", "2026-11", cover={chain: last // 2})
+    (early,) = half.capacity.sites
+    assert early.delivered_h == Decimal(str(h)) < site.delivered_h
+    assert early.reported_gpu_s == int(gpu_ns) // 10**9 < site.reported_gpu_s
     note = de_st.capacity_notes()[0]
     assert note.startswith("in kind: pledged 0.50 normalised GPU-hours") and note.endswith("UNDER-DELIVERED")
     assert note in render_csv(de_st)
