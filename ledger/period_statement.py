@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -49,9 +50,9 @@ class PeriodStatement:
 
 
 def _month_statement(client: Any, db: str, member: str, month: str, cover: Mapping[str, int] | None,
-                     from_rollup: bool) -> Statement | None:
+                     from_rollup: bool, received_before: datetime | None) -> Statement | None:
     try:
-        return build_statement(client, db, member, month, cover, from_rollup)
+        return build_statement(client, db, member, month, cover, from_rollup, received_before)
     except LedgerError as exc:
         if "has no entries" in str(exc):
             return None
@@ -59,12 +60,13 @@ def _month_statement(client: Any, db: str, member: str, month: str, cover: Mappi
 
 
 def build_period_statement(client: Any, db: str, member: str, from_month: str, to_month: str,
-                           cover: Mapping[str, int] | None = None, from_rollup: bool = True) -> PeriodStatement:
-    """Each month as ``build_statement`` draws it (``cover``, ``from_rollup`` alike)."""
+                           cover: Mapping[str, int] | None = None, from_rollup: bool = True,
+                           received_before: datetime | None = None) -> PeriodStatement:
+    """Each month as ``build_statement`` draws it (``cover``, ``from_rollup``, ``received_before`` alike)."""
     months = month_range(from_month, to_month)
     statements, empty = [], []
     for month in months:
-        st = _month_statement(client, db, member, month, cover, from_rollup)
+        st = _month_statement(client, db, member, month, cover, from_rollup, received_before)
         if st is None:
             empty.append(month)
         else:
@@ -75,7 +77,7 @@ def build_period_statement(client: Any, db: str, member: str, from_month: str, t
     by_month = {s.month: s for s in statements}
     ytd_balance = Decimal(0)
     for month in ytd:
-        st = by_month.get(month) or _month_statement(client, db, member, month, cover, from_rollup)
+        st = by_month.get(month) or _month_statement(client, db, member, month, cover, from_rollup, received_before)
         if st is not None:
             ytd_balance += st.balance
     last = statements[-1]

@@ -28,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,7 @@ class SignedStatement:
     key_id: str
     checkpoints: list[Checkpoint]
     checkpoint_ids: list[str]  # SHA-256 of each checkpoint message, in the same order
+    signed_at_ns: int
 
 
 def latest_checkpoints(client: Any, db: str, keys: Mapping[str, VerifyKey]) -> dict[str, tuple[Checkpoint, bytes]]:
@@ -117,7 +119,8 @@ def verify_statement(content: bytes, signature_file: bytes, keys: Mapping[str, V
                               f"was not witnessed; run bridgeledger ledger witness, then check again")
         cps.append(cp)
         ids.append(checkpoint_id(raw))
-    return SignedStatement(str(doc["member"]), str(doc["month"]), str(doc["key_id"]), cps, ids)
+    return SignedStatement(str(doc["member"]), str(doc["month"]), str(doc["key_id"]), cps, ids,
+                           int(doc["signed_at_ns"]))
 
 
 @dataclass(frozen=True)
@@ -136,9 +139,10 @@ class Issued:
 
 
 def _draw(client: Any, db: str, member: str, period: str, fmt: str, out: Path, cover: Mapping[str, int],
-          notes: list[tuple[str, int, str]], from_rollup: bool) -> Any:
+          notes: list[tuple[str, int, str]], from_rollup: bool, signed_at_ns: int) -> Any:
     """Draw a member's statement for ``period`` (YYYY-MM or YYYY-MM..YYYY-MM) up to
-    ``cover``, note the checkpoints it covers, and write it as ``fmt`` to ``out``."""
+    ``cover`` (and the dead letters received before the second it is signed in),
+    note the checkpoints it covers, and write it as ``fmt`` to ``out``."""
     from ledger.period_statement import build_period_statement
     from ledger.statement import build_statement
     from ledger.statement_render import (
@@ -152,12 +156,15 @@ def _draw(client: Any, db: str, member: str, period: str, fmt: str, out: Path, c
 
     doc: Any
     renderers: tuple[Any, Any, Any]  # csv, html, pdf of doc
+    until = datetime.fromtimestamp(signed_at_ns // 10**9, UTC).replace(tzinfo=None)
     if ".." not in period:
-        doc = build_statement(client, db, member, period, cover=cover, from_rollup=from_rollup)
+        doc = build_statement(client, db, member, period, cover=cover, from_rollup=from_rollup,
+                              received_before=until)
         statements, renderers = [doc], (render_csv, render_html, render_pdf)
     else:
         first, last = period.split("..", 1)
-        doc = build_period_statement(client, db, member, first, last, cover=cover, from_rollup=from_rollup)
+        doc = build_period_statement(client, db, member, first, last, cover=cover, from_rollup=from_rollup,
+                                     received_before=until)
         statements, renderers = doc.statements, (render_period_csv, render_period_html, render_period_pdf)
     for st in statements:
         st.covered = notes
@@ -184,14 +191,15 @@ def issue_statement(client: Any, db: str, keys: Mapping[str, VerifyKey], member:
     covered = latest_checkpoints(client, db, keys)
     cover = {c: cp.seq for c, (cp, _) in covered.items()}
     notes = [(c, cp.seq, checkpoint_id(raw)) for c, (cp, raw) in covered.items()]
-    doc = _draw(client, db, member.upper(), period, fmt, out, cover, notes, from_rollup=True)
+    signed_at_ns = time.time_ns() if now_ns is None else now_ns
+    doc = _draw(client, db, member.upper(), period, fmt, out, cover, notes, True, signed_at_ns)
     if ".." in period:
         total_h, total_cost = doc.normalised_gpu_hours, doc.cost
     else:
         total_h, total_cost = doc.total.normalised_gpu_hours, doc.total.cost_eur
     sig = out.with_name(out.name + ".sig")
     sig.write_bytes(sign_statement(out.read_bytes(), out.name, doc.member, period, [r for _, r in covered.values()],
-                                   key_id, key, time.time_ns() if now_ns is None else now_ns) + b"\n")
+                                   key_id, key, signed_at_ns) + b"\n")
     return Issued(doc.member, period, total_h, total_cost, doc.currency, doc.balance, out, sig, cover)
 
 
@@ -216,7 +224,7 @@ def redraw_statement(client: Any, db: str, content: bytes, signed: SignedStateme
     fmt = statement_format(content)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / f"statement.{fmt}"
-        _draw(client, db, signed.member, signed.month, fmt, out, cover, notes, from_rollup=False)
+        _draw(client, db, signed.member, signed.month, fmt, out, cover, notes, False, signed.signed_at_ns)
         again = out.read_bytes()
     if again == content:
         return

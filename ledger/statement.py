@@ -210,15 +210,18 @@ class _Sources:
 
 
 def build_statement(client: Any, db: str, member: str, month: str, cover: Mapping[str, int] | None = None,
-                    from_rollup: bool = True) -> Statement:
+                    from_rollup: bool = True, received_before: datetime | None = None) -> Statement:
     """``cover``: draw the statement up to these batches (chain -> seq), the
     ones its signature's checkpoints name; None: all the database holds.
     ``from_rollup``: its sums from the exact hourly rollup (fast; ``reconcile``
     checks the rollup against the entries), or (False) from the chained
     entries themselves, as ``statement-verify --ledger`` draws it again: the
-    same statement, byte for byte, while the rollup is intact."""
+    same statement, byte for byte, while the rollup is intact. ``received_before``:
+    count only dead letters received before then (a signed statement: the second
+    it was signed, so that drawing it again later counts the same ones)."""
     start, end = month_bounds(month)
-    p: dict[str, Any] = {"m": member, "start": start, "end": end}
+    p: dict[str, Any] = {"m": member, "start": start, "end": end,
+                         "dl_end": min(end, received_before) if received_before is not None else end}
     src = _Sources(db, start, end, cover, p, from_rollup)
     led, mine = src.led, src.mine
     rows = client.execute(
@@ -291,7 +294,7 @@ def build_statement(client: Any, db: str, member: str, month: str, cover: Mappin
         f"GROUP BY account_source ORDER BY account_source", p)]
     st.dead_letters = [(s or "(unknown)", r, int(n)) for s, r, n in client.execute(
         f"SELECT site_id, reason, count() FROM {db}.dlq_records FINAL WHERE received_at >= %(start)s "
-        f"AND received_at < %(end)s GROUP BY site_id, reason ORDER BY site_id, reason", p)]
+        f"AND received_at < %(dl_end)s GROUP BY site_id, reason ORDER BY site_id, reason", p)]
     st.batches = [(c, int(a), ah, int(b), bh) for c, a, ah, b, bh in client.execute(
         f"SELECT chain_id, min(seq), argMin(batch_hash, seq), max(seq), argMax(batch_hash, seq) "
         f"FROM {src.batches} WHERE max_window_start >= %(start)s AND min_window_start < %(end)s "

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -235,6 +236,14 @@ def test_a_statement_drawn_from_an_altered_rollup_is_caught_against_the_ledger(w
         assert res.returncode == 0, res.stdout + res.stderr
         ok = cli(env, "ledger", "statement-verify", str(out), "--ledger")
         assert ok.returncode == 0 and "the ledger's entries give the same statement" in ok.stdout, ok.stdout + ok.stderr
+    # a message rejected after the statement was signed (this month still runs) is the next statement's
+    time.sleep(1.1)
+    admin.execute(f"INSERT INTO {DB}.dlq_records (received_at, reason, detail, site_id, agent_id, raw_sha256, raw) "
+                  f"VALUES", [(datetime.now(UTC).replace(tzinfo=None), "malformed_json", "late", "kr-daejeon", "x",
+                               "0" * 64, "{")])
+    for fmt in ("csv", "pdf"):
+        ok = cli(env, "ledger", "statement-verify", str(drawn[fmt]), "--ledger")
+        assert ok.returncode == 0, ok.stdout + ok.stderr
     period = tmp_path / "honest-period.csv"
     assert cli(env, "ledger", "statement", "--member", "KR", "--from-month", f"{month[:4]}-01", "--to-month", month,
                "--format", "csv", "--out", str(period)).returncode == 0
