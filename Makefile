@@ -50,10 +50,12 @@ bench: install
 	$(BIN)/python bench/consume.py --windows 20000
 	$(BIN)/python bench/worker.py
 
-# The read side at a month of data (about an hour and a half on 2 cores: three sizes up to
-# 20 million entries, each timed; docs/benchmarks.md). Not part of `make bench`.
+# The read side at a month of data (about two hours on 2 cores: three sizes up to 20 million
+# entries, each timed; then the panels and the statement on that month copied up to 7 times,
+# ~140 million entries; docs/benchmarks.md). Not part of `make bench`.
 bench-readside: install
 	$(BIN)/python bench/readside.py --nodes 1,2,6 --days 30
+	$(BIN)/python bench/readside.py --replicate 1,3,7
 
 # Mutation testing of the accounting core against the unit tests (most of an
 # hour on 2 cores; not part of CI). Scores and the surviving mutants judged
