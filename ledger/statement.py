@@ -201,12 +201,8 @@ class _Sources:
         # PREWHERE reads the mostly empty `corrects` column, not every column of the member's rows
         self.corrections = period_source(db, "ledger_entries", ids, "member = %(m)s",
                                          period=f"{PERIOD} AND corrects != ''")
-        if from_rollup:
-            self.history = rollup_source(db, ids, hours="hour < %(end)s")
-        elif ids:
-            self.history = f"(SELECT * FROM {db}.ledger_entries WHERE batch_id IN ({ids}))"
-        else:
-            self.history = f"{db}.ledger"
+        self.history = (rollup_source(db, ids, hours="hour < %(end)s") if from_rollup
+                        else period_source(db, "ledger_entries", ids, period="window_start < %(end)s"))
 
 
 def build_statement(client: Any, db: str, member: str, month: str, cover: Mapping[str, int] | None = None,
