@@ -363,15 +363,15 @@ def measure_replicated(factors: list[int]) -> None:
         # over the whole month (the better of two runs)
         runs = [measure(reader, SCALE_DB, MONTH_DAYS, audits=False) for _ in range(2)]
         results.append((factor, int(entries), {k: min(r[k] for r in runs) for k in runs[0]}))
-    report(results)
+    report(results, "copies of the bench month")
     print(f"{SCALE_DB} is left on the bench stack for more queries; the next --replicate run replaces it "
           f"(or: DROP DATABASE {SCALE_DB})")
 
 
-def report(results: list[tuple[int, int, dict[str, float]]]) -> None:
+def report(results: list[tuple[int, int, dict[str, float]]], sizes: str = f"nodes x {GPUS} GPUs") -> None:
     names = list(results[0][2])
     print(f"\nmachine: 2-core development VM; ClickHouse 18.16 (Debian); month of {results[0][0]}..{results[-1][0]} "
-          f"nodes x {GPUS} GPUs")
+          f"{sizes}")
     head = "".join(f"{n:,} entries".rjust(20) for _, n, _ in results)
     print(f"{'read':<58}{head}{'growth':>9}{'130M month':>13}{'year':>11}")
     (_, n_mid, mid), (_, n_big, big) = results[-2] if len(results) > 1 else results[-1], results[-1]
