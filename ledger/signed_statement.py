@@ -68,11 +68,16 @@ def latest_checkpoints(client: Any, db: str, keys: Mapping[str, VerifyKey]) -> d
             cp = decode_checkpoint(raw, keys)
         except CheckpointError as exc:
             raise LedgerError(f"the stored checkpoint of chain {chain} is not one the ledger signed: {exc}") from exc
-        if cp.seq >= 0 and ChainWriter(client, db, chain).batch_hash_at(cp.seq) != cp.batch_hash:
-            raise LedgerError(f"chain {chain} batch {cp.seq} in the database is not the one checkpointed "
-                              f"(hash {cp.batch_hash[:16]}…); run bridgeledger ledger verify --witness")
+        _require_in_database(client, db, chain, cp)
         out[chain] = (cp, raw)
     return out
+
+
+def _require_in_database(client: Any, db: str, chain: str, cp: Checkpoint) -> None:
+    """LedgerError unless the checkpoint's batch is in ``chain`` in the database with the hash it signed."""
+    if cp.seq >= 0 and ChainWriter(client, db, chain).batch_hash_at(cp.seq) != cp.batch_hash:
+        raise LedgerError(f"chain {chain} batch {cp.seq} in the database is not the one checkpointed "
+                          f"(hash {cp.batch_hash[:16]}…); run bridgeledger ledger verify --witness")
 
 
 def sign_statement(content: bytes, name: str, member: str, month: str, checkpoints: list[bytes], key_id: str,
@@ -216,9 +221,7 @@ def redraw_statement(client: Any, db: str, content: bytes, signed: SignedStateme
     same bytes; LedgerError names the first line that differs. Each covered
     checkpoint's batch must be in the database with the hash it signed."""
     for cp in signed.checkpoints:
-        if cp.seq >= 0 and ChainWriter(client, db, cp.chain_id).batch_hash_at(cp.seq) != cp.batch_hash:
-            raise LedgerError(f"chain {cp.chain_id} batch {cp.seq} in the database is not the one the statement's "
-                              f"checkpoint signed; run bridgeledger ledger verify --witness")
+        _require_in_database(client, db, cp.chain_id, cp)
     cover = {cp.chain_id: cp.seq for cp in signed.checkpoints}
     notes = [(cp.chain_id, cp.seq, i) for cp, i in zip(signed.checkpoints, signed.checkpoint_ids, strict=True)]
     fmt = statement_format(content)
