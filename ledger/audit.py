@@ -26,7 +26,7 @@ from typing import Any
 from ledger.chunk_pool import ChunkPool
 from ledger.configs import all_configs
 from ledger.periods import committed_in_period
-from ledger.verify import Progress
+from ledger.verify import Progress, printed_columns
 from schemas import WireError
 from schemas.chain import CARBON_SCALE, COST_SCALE, HOURS_SCALE, fixed_text
 from schemas.ledger import ENTRY_ROW_FIELDS, EntryRow
@@ -232,7 +232,7 @@ _ROW_AT = tuple(ENTRY_ROW_FIELDS.index(name) for name in COMPARED)
 assert COMPARED[2:5] == ("normalised_gpu_hours", "cost_eur", "carbon_g")
 _HASH_AT = COMPARED.index("config_hash")
 _recomputed = itemgetter(*_ROW_AT)  # a recomputed row's compared fields
-_SELECTED = ", ".join(f"toString({c})" if c in COMPARED[2:5] else c for c in COMPARED)
+_SELECTED = printed_columns(COMPARED)
 
 
 def _same(recomputed: tuple[Any, ...], stored: tuple[Any, ...]) -> bool:

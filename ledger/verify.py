@@ -14,7 +14,7 @@ than an in-flight write can be) are named too.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -31,11 +31,17 @@ from schemas.chain import (
     windows_hash,
 )
 
-__all__ = ["Problem", "Progress", "VerifyReport", "verify_ledger"]
+__all__ = ["Problem", "Progress", "VerifyReport", "printed_columns", "verify_ledger"]
 
-# the chain line's fields, in its order; the decimals as the server prints them (schemas.chain.fixed_text)
-ENTRY_COLS = ", ".join(f"toString({f})" if f in ("normalised_gpu_hours", "cost_eur", "carbon_g") else f
-                       for f in ENTRY_FIELDS)
+
+def printed_columns(fields: Iterable[str]) -> str:
+    """A SELECT list of entry columns with the decimals as the server prints them, for
+    schemas.chain.fixed_text to turn into the chain's text without a Decimal."""
+    return ", ".join(f"toString({f})" if f in ("normalised_gpu_hours", "cost_eur", "carbon_g") else f
+                     for f in fields)
+
+
+ENTRY_COLS = printed_columns(ENTRY_FIELDS)  # the chain line's fields, in its order
 # progress(done, total): called as an audit works through the ledger (the CLI draws a bar)
 Progress = Callable[[int, int], None]
 
