@@ -5,6 +5,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+CORE_STAMP := $(VENV)/.core-stamp
+CORE_SRC := native/Cargo.toml native/Cargo.lock native/build.rs native/pyproject.toml \
+            native/bridgeledger_core.pyi $(wildcard native/src/*.rs)
+# rustup puts cargo in ~/.cargo/bin, which a non-login shell (CI) may not have on PATH.
+export PATH := $(PATH):$(HOME)/.cargo/bin
 
 .PHONY: install demo test test-unit chaos lint stack-up stack-down stack-status bench bench-readside mutation clean
 
@@ -14,7 +19,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[agent,streams,dashboards,dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# The stream worker's compiled core (native/, Rust + PyO3; streams/core.py), rebuilt
+# when its sources change. Needs cargo (https://rustup.rs); the build fetches its
+# crates from crates.io at the versions in native/Cargo.lock.
+$(CORE_STAMP): $(STAMP) $(CORE_SRC)
+	@command -v cargo >/dev/null || { echo "make install: the stream worker's compiled core (native/) needs Rust's cargo on PATH: install it from https://rustup.rs" >&2; exit 1; }
+	CARGO_TARGET_DIR=$(CURDIR)/native/target $(BIN)/python -m pip install -q --force-reinstall --no-deps ./native
+	touch $(CORE_STAMP)
+
+install: $(STAMP) $(CORE_STAMP)
 
 # The whole pipeline on the real local stack; leaves the stack running.
 demo: install

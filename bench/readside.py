@@ -68,10 +68,10 @@ from ledger.statement import build_statement  # noqa: E402
 from ledger.verify import verify_ledger  # noqa: E402
 from schemas import JobEvent  # noqa: E402
 from schemas.consortium import read_config  # noqa: E402
-from schemas.ledger import EntryRow  # noqa: E402
 from schemas.signing import demo_key, sign_window  # noqa: E402
 from schemas.telemetry import decode_window_fast  # noqa: E402
 from streams.clickhouse import ClickHouseSettings, connect  # noqa: E402
+from streams.core import EntryRows  # noqa: E402
 from streams.job_book import JobBook, book_jobs  # noqa: E402
 from streams.processing import WindowProcessor  # noqa: E402
 from streams.sink import ClickHouseSink  # noqa: E402
@@ -162,7 +162,7 @@ def book(client: Any, db: str, processor: WindowProcessor, nodes: list[Node], da
     t0 = int(MONTH_START.timestamp()) * S
     steps = days * 86400 // WINDOW_S
     pending: list[tuple[Any, bytes]] = []
-    rows: list[EntryRow] = []
+    rows = EntryRows()
     windows = entries = 0
     started = time.perf_counter()
     for step in range(steps):
@@ -179,7 +179,7 @@ def book(client: Any, db: str, processor: WindowProcessor, nodes: list[Node], da
         if len(pending) >= batch_windows:
             sink.write(pending, rows)
             windows, entries = windows + len(pending), entries + len(rows)
-            pending, rows = [], []
+            pending, rows = [], EntryRows()
         if step % 8640 == 0 and step:
             el = time.perf_counter() - started
             print(f"  booked day {step // 8640} of {days}: {entries:,} entries, {windows / el:,.0f} node windows/s",

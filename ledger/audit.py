@@ -29,8 +29,9 @@ from ledger.periods import committed_in_period
 from ledger.verify import Progress, printed_columns
 from schemas import WireError
 from schemas.chain import CARBON_SCALE, COST_SCALE, HOURS_SCALE, fixed_text
-from schemas.ledger import ENTRY_ROW_FIELDS, EntryRow
+from schemas.ledger import ENTRY_ROW_FIELDS
 from schemas.telemetry import decode_window_fast
+from streams.core import EntryRows
 from streams.job_book import book_jobs
 from streams.ledger_tables import load_jobs
 from streams.processing import WindowProcessor
@@ -289,7 +290,6 @@ def _recompute_slice(client: Any, db: str, start: datetime, end: datetime, proce
     for row in client.execute(f"SELECT {cols} FROM {committed_in_period(db, 'ledger_entries')} AND corrects = ''",
                               _period(start, end)):
         stored[row[0]][row[1]] = row[2:]  # put in the rows' form only where it differs (18.16 prints the same)
-    rows: list[EntryRow] = []
     for window_id, payload in client.execute(
             f"SELECT window_id, payload FROM {committed_in_period(db, 'raw_windows')} ORDER BY window_id",
             _period(start, end)):
@@ -311,8 +311,8 @@ def _recompute_slice(client: Any, db: str, start: datetime, end: datetime, proce
             rep.differences.append(f"{window_id}: stored window refused ({exc.reason}: {exc.detail})")
             continue
         rep.signatures += window.signature is not None
-        rows.clear()
-        processor.attribute_rows(window, jobs, rows, digests=False)  # the stream's own rule, its own rows
+        rows = EntryRows(digests=False)
+        processor.attribute_rows(window, jobs, rows)  # the stream's own rule, its own rows
         expected = {r[0]: r for r in rows}
         rep.entries += len(expected)
         if expected.keys() == mine.keys() and all(_same(_recomputed(expected[eid]), s) for eid, s in mine.items()):

@@ -20,6 +20,7 @@ from schemas.ledger import ENTRY_ROW_FIELDS, row_from_entry
 from streams.attribution import owner_weights, split_exact
 from streams.chain_writer import ChainWriter
 from streams.checkpoints import Checkpointer
+from streams.core import entry_rows
 from streams.pricing import price_part
 
 __all__ = ["CORRECTIONS_CHAIN", "CorrectionError", "move_entry"]
@@ -38,9 +39,11 @@ def _correction_id(*parts: str) -> str:
 
 
 def move_entry(client: Any, db: str, entry_id: str, to_account: str, reason: str, author: str,
-               chain_id: str = CORRECTIONS_CHAIN, checkpoints: Checkpointer | None = None) -> list[LedgerEntry]:
+               chain_id: str = CORRECTIONS_CHAIN, checkpoints: Checkpointer | None = None,
+               now: datetime | None = None) -> list[LedgerEntry]:
     """``checkpoints``: the chain's checkpointer (the ledger key); the batch is
-    then witnessed like the stream's, registered if it is the chain's first."""
+    then witnessed like the stream's, registered if it is the chain's first.
+    ``now``: when the correction is written (the clock's time if None)."""
     rows = client.execute(f"SELECT {', '.join(FIELDS)} FROM {db}.ledger WHERE entry_id = %(e)s", {"e": entry_id})
     if not rows:
         raise CorrectionError(f"entry {entry_id} is not in the ledger")
@@ -80,13 +83,13 @@ def move_entry(client: Any, db: str, entry_id: str, to_account: str, reason: str
             "carbon_g": price.carbon_g, "corrects": entry_id, "account_source": "correction"}))
     if sum(e.energy_mj for e in out) or sum(e.gpu_ms for e in out):  # a correction moves usage, never makes it
         raise CorrectionError(f"entry {entry_id}: the correction does not net to zero; nothing written")
-    now = datetime.now(UTC).replace(tzinfo=None)
+    now = now or datetime.now(UTC).replace(tzinfo=None)
     sink = ChainWriter(client, db, chain_id=chain_id)
     if checkpoints is not None:
         checkpoints.store = sink.record_checkpoint
         checkpoints.start(sink.totals(), sink.batch_hash_at)
         sink.on_commit = checkpoints.committed
-    batch_id = sink.commit_batch([row_from_entry(e) for e in out], [], now)
+    batch_id = sink.commit_batch(entry_rows(row_from_entry(e) for e in out), [], now)
     client.execute(f"INSERT INTO {db}.corrections (batch_id, corrects, reason, author, created_at) VALUES",
                    [(batch_id, entry_id, reason, author, now)])
     if checkpoints is not None:

@@ -26,23 +26,15 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.chain import (
-    CARBON_SCALE,
-    COST_SCALE,
-    GENESIS,
-    HOURS_SCALE,
-    batch_hash,
-    entries_hash,
-    window_digest,
-    windows_hash,
-)
+from schemas.chain import GENESIS, batch_hash, window_digest, windows_hash
 from schemas.checkpoint import ChainHead, Checkpoint, checkpoint_id
-from schemas.ledger import ENTRY_ROW_FIELDS, EntryRow
+from schemas.ledger import ENTRY_ROW_FIELDS
 from schemas.telemetry import Window
-from streams.clickhouse import decimal_units
+from streams.clickhouse import insert_native
+from streams.core import EntryRows
 from streams.lease import ChainLease
 
-__all__ = ["BATCH_COLUMNS", "ENTRY_COLUMNS", "WINDOW_COLUMNS", "ChainWriter", "ChainHead", "entry_columns"]
+__all__ = ["BATCH_COLUMNS", "ENTRY_COLUMNS", "WINDOW_COLUMNS", "ChainWriter", "ChainHead"]
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +43,10 @@ WINDOW_COLUMNS = (
     "window_end_ns, gpu_count, energy_mj, gpu_ms, payload, received_at"
 )
 NS_PER_S = 1_000_000_000
-# positions in an entry row (schemas/ledger.py ENTRY_ROW_FIELDS)
-_ID, _WINDOW, _START, _ENERGY, _GPU_MS, _DIGEST = (
-    ENTRY_ROW_FIELDS.index(f) for f in ("entry_id", "window_id", "window_start_ns", "energy_mj", "gpu_ms", "digest"))
+_START, _DIGEST = (ENTRY_ROW_FIELDS.index(f) for f in ("window_start_ns", "digest"))
 # the insert's columns, derived from the row: its fields but the digest, with the
 # batch id first, the window's start in seconds (the partition key) before
-# window_start_ns, and the write time last (entry_columns builds them in this order)
+# window_start_ns, and the write time last (the core writes each by its name)
 ENTRY_COLUMNS = ", ".join(("batch_id", *ENTRY_ROW_FIELDS[:_START], "window_start", *ENTRY_ROW_FIELDS[_START:_DIGEST],
                            "written_at"))
 BATCH_COLUMNS = (
@@ -64,27 +54,9 @@ BATCH_COLUMNS = (
     "gpu_ms, min_window_start, max_window_start, entry_ids, entry_digests, windows_hash, committed_at"
 )
 
-_DECIMALS = tuple((ENTRY_ROW_FIELDS.index(f), decimal_units(scale)) for f, scale in (
-    ("normalised_gpu_hours", HOURS_SCALE), ("cost_eur", COST_SCALE), ("carbon_g", CARBON_SCALE)))
-
 
 def _ts(ns: int) -> datetime:
     return datetime.fromtimestamp(ns // NS_PER_S, UTC).replace(tzinfo=None)
-
-
-
-def entry_columns(batch_id: str, rows: Sequence[EntryRow], written_at: int) -> list[list[Any]]:
-    """The ENTRY_COLUMNS of an insert, column by column, from entry rows.
-
-    DateTime columns go as epoch seconds and decimals as exact integer units
-    (streams/clickhouse.py ``decimal_units``), the forms clickhouse-driver
-    writes without converting value by value."""
-    n = len(rows)
-    c = [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in ENTRY_ROW_FIELDS]
-    for i, unit in _DECIMALS:
-        c[i] = [unit(t.replace(".", "")) for t in c[i]]  # the rows' plain fixed-point text, digits only
-    # the row's fields up to gpu_model, window_start (seconds), then the rest up to corrects
-    return [[batch_id] * n, *c[:_START], [ns // NS_PER_S for ns in c[_START]], *c[_START:_DIGEST], [written_at] * n]
 
 
 class ChainWriter:
@@ -137,31 +109,29 @@ class ChainWriter:
         return {r[0]: r[1] for r in rows}
 
     # -- writing --------------------------------------------------------------------
-    def commit_batch(self, entries: Sequence[EntryRow],
+    def commit_batch(self, entries: EntryRows,
                      windows: Sequence[tuple[Window, bytes]], now: datetime) -> str:
         """Insert entries and windows, then the chain record (entries hashed in entry_id order)."""
         if self.lease is not None:
             self.lease.renew()  # LeaseError: another worker holds the chain; write nothing
         batch_id = uuid.uuid4().hex
         seq, prev = self.head()
-        ordered = sorted(entries)  # by entry_id, the rows' first field (unique)
-        ids = [e[_ID] for e in ordered]
-        digests = [e[_DIGEST] for e in ordered]
-        energy = sum(e[_ENERGY] for e in entries)
-        gpu_ms = sum(e[_GPU_MS] for e in entries)
-        e_hash = entries_hash(digests)
+        # ids and digests in entry_id order, their entries hash, the sums, the first and last window start
+        ids, digests, e_hash, energy, gpu_ms, first, last = entries.chain_summary()
         w_hash = windows_hash(window_digest(raw) for _, raw in sorted(windows, key=lambda wr: wr[0].window_id))
         b_hash = batch_hash(self.chain_id, seq, batch_id, prev, e_hash, len(entries), energy, gpu_ms,
                             w_hash, len(windows))
-        starts = [e[_START] for e in entries] or [w.window_start_ns for w, _ in windows]
+        if first is None or last is None:
+            starts = [w.window_start_ns for w, _ in windows]
+            first, last = min(starts), max(starts)
         now_s = int(now.replace(tzinfo=UTC).timestamp())
         try:
             self.client.execute(f"INSERT INTO {self.db}.ledger_intents (chain_id, batch_id, started_at) VALUES",
                                 [(self.chain_id, batch_id, now)])
             if entries:
-                # columnar: the driver serialises whole columns, much faster than rows
-                self.client.execute(f"INSERT INTO {self.db}.ledger_entries ({ENTRY_COLUMNS}) VALUES",
-                                    entry_columns(batch_id, entries, now_s), columnar=True)
+                # one Native block made by the core for the columns the server lists
+                insert_native(self.client, f"INSERT INTO {self.db}.ledger_entries ({ENTRY_COLUMNS}) VALUES",
+                              lambda columns, revision: entries.encode_native(columns, revision, batch_id, now_s))
             if windows:
                 rows_w = [(batch_id, w.window_id, w.agent_id, w.site_id, w.node, w.boot_id, w.seq,
                            w.window_start_ns // NS_PER_S, w.window_start_ns, w.window_end_ns, len(w.gpus),
@@ -172,7 +142,7 @@ class ChainWriter:
             self.client.execute(
                 f"INSERT INTO {self.db}.ledger_batches ({BATCH_COLUMNS}) VALUES",
                 [(self.chain_id, seq, batch_id, prev, e_hash, b_hash, len(entries), len(windows), energy, gpu_ms,
-                  _ts(min(starts)), _ts(max(starts)), ids, digests, w_hash, now)])
+                  _ts(first), _ts(last), ids, digests, w_hash, now)])
         except Exception:
             # The rows of this attempt, if any landed, stay outside every view;
             # if the commit record did land (its acknowledgement was lost), the

@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from schemas import ConsortiumConfig, LedgerEntry, WireError
-from schemas.chain import CARBON_SCALE, COST_SCALE, HOURS_SCALE, entry_digest, entry_line_fixed, fixed
 from schemas.consortium import GpuModel, Site
-from schemas.ledger import EntryRow, entry_from_row
+from schemas.ledger import entry_from_row
 from schemas.signing import VerifyKey, verifier, verify_window
 from schemas.telemetry import Window, decode_window_fast
 from streams.attribution import ConfigMemo, attribute_gpu
+from streams.core import EntryRows
+from streams.core import entry_id as _entry_id
 from streams.job_book import Jobs
 from streams.pricing import Tariff
 
@@ -97,9 +98,9 @@ class Screened:
 
 def entry_id(window_id: str, gpu_uuid: str, account_kind: str, account: str, job_id: str | None,
              member: str) -> str:
-    """Deterministic: the same inputs always give the same id, so replays dedup."""
-    key = "\x1f".join((window_id, gpu_uuid, account_kind, account, job_id or "", member))
-    return hashlib.sha256(key.encode()).hexdigest()
+    """Deterministic: the same inputs always give the same id, so replays dedup. SHA-256
+    of the six joined by U+001F (docs/ledger.md), computed by the core as every entry's is."""
+    return _entry_id(window_id, gpu_uuid, account_kind, account, job_id or "", member)
 
 
 class WindowProcessor:
@@ -116,8 +117,9 @@ class WindowProcessor:
 
     Two ways in: :meth:`process` (one message to an :class:`Outcome` with
     LedgerEntry objects; offline tools, tests) and, for the stream's hot path,
-    :meth:`check` then :meth:`attribute_rows` (entries as plain rows,
-    schemas/ledger.py ``ENTRY_ROW_FIELDS``). Both run the same code.
+    :meth:`check` then :meth:`attribute_rows` (entries into the compiled core's
+    :class:`~streams.core.EntryRows`, read back as the tuples schemas/ledger.py
+    ``ENTRY_ROW_FIELDS`` describes). Both run the same code.
     """
 
     def __init__(self, config: ConsortiumConfig, config_hash: str, max_age_ns: int = DEFAULT_MAX_AGE_NS) -> None:
@@ -237,7 +239,7 @@ class WindowProcessor:
                 )
 
     def attribute(self, w: Window, jobs: Jobs | None = None) -> list[LedgerEntry]:
-        rows: list[EntryRow] = []
+        rows = EntryRows()
         self.attribute_rows(w, jobs, rows)
         return [entry_from_row(r) for r in rows]
 
@@ -266,35 +268,27 @@ class WindowProcessor:
             hit = self._hourly[(model_name, site_id, gco2)] = Tariff.of(model, site, self.config.pricing, gco2)
         return hit
 
-    def attribute_rows(self, w: Window, jobs: Jobs | None, rows: list[EntryRow], digests: bool = True) -> None:
-        """Append the window's ledger entries to ``rows`` (a validated window). ``digests``
-        False: each row's chain digest is left empty (``ledger recompute`` compares the
-        fields, not the digest, and is spared an entry line and a SHA-256 per entry)."""
+    def attribute_rows(self, w: Window, jobs: Jobs | None, rows: EntryRows) -> None:
+        """Add the window's ledger entries to ``rows`` (a validated window): the rules
+        decide each entry's account, member and figures; ``rows`` gives it its id and
+        chain digest (none where ``rows`` is made without, as ``ledger recompute``
+        does: it compares the fields, not the digest)."""
         config_hash = self.config_hash
-        window_id, site_id = w.window_id, w.site_id
-        agent_id, boot_id, seq, node = w.agent_id, w.boot_id, w.seq, w.node
-        start, end = w.window_start_ns, w.window_end_ns
-        span = (start, end)
-        append = rows.append
+        site_id = w.site_id
+        start = w.window_start_ns
+        span = (start, w.window_end_ns)
         tariffs = self._tariffs
         config, memo = self.config, self._memo
         # the hour the window starts in prices its carbon, where the config has an hourly series
         gco2 = self._grid.at(site_id, start) if self._grid is not None else None
+        rows.window(config_hash, w.window_id, w.agent_id, w.boot_id, w.seq, site_id, w.node, start, w.window_end_ns)
+        add, on_gpu = rows.add, rows.gpu
         for g in w.gpus:
             model_key, tariff = tariffs.get((g.model, site_id)) or self._tariff(g.model, site_id)
             if gco2 is not None:
                 tariff = self._hourly_tariff(g.model, site_id, gco2)
-            uuid = g.uuid
+            on_gpu(g.uuid, model_key)
+            price = tariff.price
             for kind, account, project, member, job, energy_mj, gpu_ms, source in attribute_gpu(
                     site_id, g, config, jobs, span, memo):
-                hours, cost, carbon = tariff.price(energy_mj, gpu_ms)
-                job = job or ""
-                eid = entry_id(window_id, uuid, kind, account, job, member)
-                h_text, c_text, g_text = fixed(hours, HOURS_SCALE), fixed(cost, COST_SCALE), fixed(
-                    carbon, CARBON_SCALE)
-                digest = entry_digest(entry_line_fixed(eid, window_id, site_id, uuid, job, kind, account, project,
-                                                       member, str(energy_mj), str(gpu_ms), h_text, c_text, g_text,
-                                                       config_hash, source)) if digests else ""
-                append((eid, window_id, agent_id, boot_id, seq, site_id, node, uuid, model_key, start, end, job,
-                        kind, account, project, member, energy_mj, gpu_ms, h_text, c_text, g_text,
-                        config_hash, "", source, digest))
+                add(kind, account, project, member, job or "", energy_mj, gpu_ms, *price(energy_mj, gpu_ms), source)

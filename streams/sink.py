@@ -23,13 +23,14 @@ from typing import Protocol
 from schemas import LedgerEntry
 from schemas.grid import GridSeries
 from schemas.jobs import JobEvent
-from schemas.ledger import ENTRY_ROW_FIELDS, EntryRow, entry_from_row
+from schemas.ledger import ENTRY_ROW_FIELDS, entry_from_row
 from schemas.telemetry import Window
 from streams import ledger_tables
-from streams.chain_writer import ChainHead, ChainWriter, entry_columns
+from streams.chain_writer import ChainHead, ChainWriter
+from streams.core import EntryRows
 from streams.processing import Rejection, conflicting_duplicate
 
-__all__ = ["ClickHouseSink", "ChainHead", "LedgerSink", "MemorySink", "Written", "entry_columns"]
+__all__ = ["ClickHouseSink", "ChainHead", "LedgerSink", "MemorySink", "Written"]
 
 _WINDOW = ENTRY_ROW_FIELDS.index("window_id")
 
@@ -47,10 +48,11 @@ class LedgerSink(Protocol):
     def write(
         self,
         windows: Sequence[tuple[Window, bytes]],
-        entries: Sequence[EntryRow],
+        entries: EntryRows,
         rejections: Sequence[Rejection] = (),
     ) -> Written:
-        """``entries``: rows as schemas/ledger.py ``ENTRY_ROW_FIELDS`` describes them.
+        """``entries``: the batch's entries in the compiled core (streams/core.py), read
+        back as schemas/ledger.py ``ENTRY_ROW_FIELDS`` describes them.
 
         Windows already booked with the same bytes are skipped (resends); with
         other bytes they are not booked and come back as ``conflicts``."""
@@ -64,7 +66,7 @@ class ClickHouseSink(ChainWriter):
     def write(
         self,
         windows: Sequence[tuple[Window, bytes]],
-        entries: Sequence[EntryRow],
+        entries: EntryRows,
         rejections: Sequence[Rejection] = (),
     ) -> Written:
         now = self._now()
@@ -76,7 +78,7 @@ class ClickHouseSink(ChainWriter):
                 if booked is not None and booked != hashlib.sha256(raw).hexdigest():
                     conflicts.append(conflicting_duplicate(w.window_id, raw, booked))
             windows = [(w, raw) for w, raw in windows if w.window_id not in done]
-            entries = [e for e in entries if e[_WINDOW] not in done]
+            entries = entries.without_windows(set(done))
         if rejections or conflicts:
             self.write_dead_letters([*rejections, *conflicts], now)
         if windows:
@@ -110,7 +112,7 @@ class MemorySink:
     def write(
         self,
         windows: Sequence[tuple[Window, bytes]],
-        entries: Sequence[EntryRow],
+        entries: EntryRows,
         rejections: Sequence[Rejection] = (),
     ) -> Written:
         """Like the ClickHouse sink: resends skipped, conflicting duplicates refused."""

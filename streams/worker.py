@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 
 from schemas import WireError
 from schemas.jobs import JobEvent, decode_job_event
-from schemas.ledger import EntryRow
 from schemas.prometheus import render_metrics
 from schemas.telemetry import Window
 from streams import SinkError
+from streams.core import EntryRows
 from streams.job_book import JobBook, book_jobs
 from streams.lease import LeaseError
 from streams.processing import Rejection, Screened, WindowProcessor, bad_signature, conflicting_duplicate
@@ -94,7 +94,7 @@ class WindowBatch:
     """A batch of messages after :meth:`LedgerWorker.prepare`, ready to commit."""
 
     accepted: list[tuple[Window, bytes]] = field(default_factory=list)
-    entries: list[EntryRow] = field(default_factory=list)
+    entries: EntryRows = field(default_factory=EntryRows)
     rejections: list[Rejection] = field(default_factory=list)
 
 
@@ -164,7 +164,7 @@ class LedgerWorker:
                 log.exception("internal error on one message (dead-lettered)")
         verdicts = self.verifier.submit(signed)
         # attributed while the signatures are checked; kept only once they verify
-        rows: list[EntryRow] = []
+        rows = EntryRows()
         spans: list[tuple[int, int] | Rejection | None] = []
         attribute, jobs = self.processor.attribute_rows, self.jobs
         for raw, sc in zip(raws, screened, strict=True):
@@ -176,7 +176,7 @@ class LedgerWorker:
                 attribute(sc.window, jobs, rows)
                 spans.append((n, len(rows)))
             except Exception as exc:
-                del rows[n:]
+                rows.truncate(n)
                 spans.append(Rejection.internal(exc, raw))
                 log.exception("internal error on one message (dead-lettered)")
         batch = self._decide(raws, screened, spans, rows, verdicts())
@@ -185,7 +185,7 @@ class LedgerWorker:
 
     @staticmethod
     def _decide(raws: Sequence[bytes | None], screened: list[Screened | Rejection],
-                spans: list[tuple[int, int] | Rejection | None], rows: list[EntryRow],
+                spans: list[tuple[int, int] | Rejection | None], rows: EntryRows,
                 verdicts: list[bool]) -> WindowBatch:
         """Accept or refuse each message in order, with its signature's verdict."""
         batch = WindowBatch()
@@ -216,7 +216,7 @@ class LedgerWorker:
         if sum(b - a for a, b in kept) == len(rows):
             batch.entries = rows  # every attributed window kept
         else:
-            batch.entries = [r for a, b in kept for r in rows[a:b]]
+            batch.entries = rows.select(kept)
         return batch
 
     def write(self, batch: WindowBatch) -> list[Rejection]:
@@ -268,7 +268,7 @@ class LedgerWorker:
         try:
             self.sink.write_jobs(events)
             if rejections:
-                self.sink.write([], [], rejections)
+                self.sink.write([], EntryRows(), rejections)
         except Exception as exc:
             self.stats.sink_failures += 1
             raise SinkError(f"job event write failed: {exc}") from exc

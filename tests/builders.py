@@ -121,6 +121,11 @@ class LostAck:
             raise ConnectionResetError("connection reset after the insert")
         return out
 
+    def insert_native(self, query: str, encode: Any) -> None:
+        from streams.clickhouse import insert_native
+
+        insert_native(self.client, query, encode)
+
 
 def set_field(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     gpu = doc["gpus"][0]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -70,6 +72,24 @@ class ChdbClient:
         doc = json.loads(text, parse_float=Decimal)
         types = [m["type"] for m in doc["meta"]]
         return [tuple(_typed(v, t) for v, t in zip(r, types, strict=True)) for r in doc["data"]]
+
+
+    def insert_native(self, query: str, encode: Callable[[list[tuple[str, str]], int], bytes]) -> None:
+        """streams.clickhouse.insert_native: the block as a Native file (protocol revision 0)
+        that the engine reads into the insert's columns, so a current engine checks the
+        core's bytes too."""
+        m = re.match(r"\s*INSERT INTO (\S+) \(([^)]*)\) VALUES\s*$", query)
+        assert m, query
+        table, names = m.group(1), [c.strip() for c in m.group(2).split(",")]
+        _, described = self.query_with_names(f"DESCRIBE TABLE {table}")
+        types = {r[0]: r[1] for r in described}
+        block = encode([(n, types[n]) for n in names], 0)
+        with tempfile.NamedTemporaryFile(suffix=".native") as f:
+            f.write(block)
+            f.flush()
+            structure = ", ".join(f"{n} {types[n]}" for n in names)
+            self.session.query(f"INSERT INTO {table} ({', '.join(names)}) "
+                               f"SELECT * FROM file('{f.name}', 'Native', '{structure}')")
 
 
 def _typed(v: Any, t: str) -> Any:

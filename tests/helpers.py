@@ -31,6 +31,7 @@ def book_messages(messages: list[tuple[str, bytes, bytes]], processor: Any, sink
     from schemas.ledger import row_from_entry
     from schemas.topics import JOBS_TOPIC, WINDOWS_TOPIC
     from streams.attribution import book_jobs
+    from streams.core import entry_rows
 
     events = [decode_job_event(v) for t, _, v in messages if t == JOBS_TOPIC]
     jobs = book_jobs(events)
@@ -42,7 +43,8 @@ def book_messages(messages: list[tuple[str, bytes, bytes]], processor: Any, sink
         outs = [(processor.process(r, jobs), r) for r in raws[i:i + batch]]
         assert all(o.rejection is None for o, _ in outs), [o.rejection for o, _ in outs if o.rejection]
         if sink is not None:
-            sink.write([(o.window, r) for o, r in outs], [row_from_entry(e) for o, _ in outs for e in o.entries])
+            rows = entry_rows(row_from_entry(e) for o, _ in outs for e in o.entries)
+            sink.write([(o.window, r) for o, r in outs], rows)
         windows += [o.window for o, _ in outs]
         entries += [e for o, _ in outs for e in o.entries]
     return windows, entries

@@ -143,8 +143,9 @@ def test_the_ledger_keeps_the_series_and_audits_price_again_from_it(tmp_path: Pa
     outs = [(p.process(r, jobs, H01 + 3700 * 10**9), r) for r in raws]
     assert all(o.rejection is None for o, _ in outs)
     from schemas.ledger import row_from_entry
+    from streams.core import entry_rows
 
-    sink.write([(o.window, r) for o, r in outs], [row_from_entry(e) for o, _ in outs for e in o.entries])
+    sink.write([(o.window, r) for o, r in outs], entry_rows(row_from_entry(e) for o, _ in outs for e in o.entries))
     total = chdb_engine.execute(f"SELECT sum(carbon_g) FROM {db}.ledger")[0][0]
     assert Decimal(str(total)) == Decimal("0.576") + Decimal("0.132") + Decimal("1.189")
     stored = config_by_hash(chdb_engine, db, digest)

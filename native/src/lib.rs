@@ -1,0 +1,42 @@
+//! bridgeledger's compiled core: the stream worker's per-entry mechanics.
+//!
+//! The rules (who pays, how much) stay in Python (streams/attribution.py,
+//! streams/pricing.py), defined once; this core gives each entry its id, its
+//! chain line and digest (the format of schemas/chain.py, pinned by
+//! docs/chain-vectors.json), sums and orders a batch for its commit record and
+//! serialises the insert as a ClickHouse Native block.
+
+use pyo3::prelude::*;
+
+mod chain;
+mod native;
+mod rows;
+
+/// The SHA-256 of the sources this build was made from (build.rs), to tell a stale build.
+const SOURCE_SHA256: &str = env!("BRIDGELEDGER_CORE_SOURCE_SHA256");
+
+/// An integer count of 10^-scale as the chain's fixed-point text (schemas.chain.fixed).
+#[pyfunction]
+fn fixed(units: i64, scale: u32) -> PyResult<String> {
+    if scale == 0 || scale > 18 {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!("scale {scale} is not 1 to 18")));
+    }
+    Ok(chain::fixed(units, scale))
+}
+
+/// The id of an entry (streams.processing.entry_id).
+#[pyfunction]
+fn entry_id(window_id: &str, gpu_uuid: &str, account_kind: &str, account: &str, job_id: &str, member: &str)
+            -> String {
+    String::from_utf8(chain::entry_id(window_id, gpu_uuid, account_kind, account, job_id, member).to_vec())
+        .expect("hex")
+}
+
+#[pymodule]
+fn bridgeledger_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("SOURCE_SHA256", SOURCE_SHA256)?;
+    m.add_class::<rows::EntryRows>()?;
+    m.add_function(wrap_pyfunction!(fixed, m)?)?;
+    m.add_function(wrap_pyfunction!(entry_id, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! ClickHouse's Native block format, as the server reads an INSERT's data over
+//! the native protocol (and, at revision 0, as the `Native` file format):
+//! block info (protocol revision 51903 on), column and row counts, then per
+//! column its name, its type, a "no custom serialization" byte (revision
+//! 54454 on) and its values: String as a varint length and the bytes, integers
+//! and DateTime little-endian, Decimal(18, S) as Int64 units of 10^-S.
+
+pub const REVISION_WITH_BLOCK_INFO: u64 = 51903;
+pub const REVISION_WITH_CUSTOM_SERIALIZATION: u64 = 54454;
+
+pub fn push_varint(out: &mut Vec<u8>, mut v: u64) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(byte);
+            return;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+pub fn push_str(out: &mut Vec<u8>, s: &[u8]) {
+    push_varint(out, s.len() as u64);
+    out.extend_from_slice(s);
+}
+
+/// The block's head: info, counts. Columns follow, each from `push_column_head`.
+pub fn push_block_head(out: &mut Vec<u8>, revision: u64, columns: usize, rows: usize) {
+    if revision >= REVISION_WITH_BLOCK_INFO {
+        // field 1: is_overflows = 0; field 2: bucket_num = -1; 0 ends the fields
+        out.extend_from_slice(&[1, 0, 2, 0xff, 0xff, 0xff, 0xff, 0]);
+    }
+    push_varint(out, columns as u64);
+    push_varint(out, rows as u64);
+}
+
+pub fn push_column_head(out: &mut Vec<u8>, revision: u64, name: &str, type_name: &str) {
+    push_str(out, name.as_bytes());
+    push_str(out, type_name.as_bytes());
+    if revision >= REVISION_WITH_CUSTOM_SERIALIZATION {
+        out.push(0);
+    }
+}
+
+/// How a column's values are laid out, from the type the server names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    String,
+    UInt64,
+    Int64,
+    DateTime,
+    /// Decimal(18, scale): Int64 units
+    Decimal64(u32),
+}
+
+impl Layout {
+    /// Whether the server's type name is this layout (DateTime with or without a time zone).
+    pub fn matches(self, type_name: &str) -> bool {
+        match self {
+            Layout::String => type_name == "String",
+            Layout::UInt64 => type_name == "UInt64",
+            Layout::Int64 => type_name == "Int64",
+            Layout::DateTime => type_name == "DateTime" || (type_name.starts_with("DateTime('") && type_name.ends_with("')")),
+            Layout::Decimal64(scale) => type_name == format!("Decimal(18, {scale})"),
+        }
+    }
+}

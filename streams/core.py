@@ -1,0 +1,32 @@
+"""The stream worker's compiled core (native/, Rust): entry rows, their chain texts
+and digests, a batch's chain summary, the ClickHouse Native block of its insert.
+
+The rules stay in Python (streams/attribution.py, streams/pricing.py); the core
+does the per-entry mechanics that made the worker's Python the bottleneck
+(docs/benchmarks.md). It is a separate package, ``bridgeledger-core``, built from
+native/ with cargo (``make install`` runs ``pip install ./native``); only the
+centre's stream worker and ledger tools import it, never a GPU node's agent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+try:
+    from bridgeledger_core import SOURCE_SHA256, EntryRows, entry_id, fixed
+except ImportError as exc:  # pragma: no cover - a deployment without the core
+    raise ImportError(
+        "bridgeledger's compiled core is not installed: `pip install ./native` from the repository "
+        "(needs Rust's cargo; `make install` does it)") from exc
+
+__all__ = ["SOURCE_SHA256", "EntryRows", "entry_id", "entry_rows", "fixed"]
+
+
+def entry_rows(rows: Iterable[tuple[Any, ...]]) -> EntryRows:
+    """Entries given whole (schemas/ledger.py ``row_from_entry``: corrections, tests) as
+    a batch for the chain writer; each row's digest is checked against its fields."""
+    out = EntryRows()
+    for row in rows:
+        out.push_row(row)
+    return out
