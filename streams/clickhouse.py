@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["ClickHouseSettings", "NativeEncoder", "connect", "decimal_units", "insert_native"]
+__all__ = ["ClickHouseSettings", "NativeEncoder", "connect", "insert_native"]
 
 
 class ClickHouseSettings(BaseSettings):
@@ -98,51 +98,3 @@ def insert_native(client: Any, query: str, encode: NativeEncoder) -> None:
         conn.send_data(ColumnOrientedBlock())  # the empty block: end of data
         client.receive_profile_events()
         client.receive_end_of_insert_query()
-
-
-# -- exact integer units for Decimal columns ----------------------------------------
-# clickhouse-driver turns every value it writes to a Decimal(P, S) column into
-# int(Decimal(str(value)) * 10**S), one by one: on the ledger's hot path that
-# was the costliest part of an insert. The stream already holds each decimal
-# as an exact integer count of 10^-S, so it marks such values with the type
-# ``decimal_units(S)`` and the column writes them as they are. A column whose
-# values are not all of its own scale's type converts them the driver's way;
-# a units value there (another scale, or mixed in) is an error, never a
-# silent reinterpretation.
-
-_UNIT_TYPES: dict[int, type[int]] = {}
-
-
-def decimal_units(scale: int) -> type[int]:
-    """The int subclass whose values are exact counts of 10^-scale, for a
-    Decimal column of that scale: ``decimal_units(3)(5)`` writes 0.005."""
-    unit = _UNIT_TYPES.get(scale)
-    if unit is None:
-        try:  # no units value can exist before the driver knows them (else it would read 5 as 5.000)
-            _accept_decimal_units()
-        except ImportError:  # no driver in this process: nothing can write them
-            pass
-        unit = _UNIT_TYPES[scale] = type(f"DecimalUnits{scale}", (int,), {"__slots__": (), "scale": scale})
-    return unit
-
-
-def _accept_decimal_units() -> None:
-    from clickhouse_driver.columns.decimalcolumn import DecimalColumn
-
-    convert = DecimalColumn.before_write_items
-    if getattr(convert, "accepts_units", False):
-        return
-    unit_types = _UNIT_TYPES
-
-    def before_write_items(self: Any, items: list[Any], nulls_map: Any = None) -> None:
-        unit = unit_types.get(self.scale)
-        if unit is not None and nulls_map is None and all(type(x) is unit for x in items):
-            return  # already integer units of this column's scale
-        stray = next((x for x in items if type(x) in unit_types.values()), None)
-        if stray is not None:
-            raise TypeError(f"{type(stray).__name__} value {int(stray)} written to a Decimal column of scale "
-                            f"{self.scale}")
-        convert(self, items, nulls_map)
-
-    before_write_items.accepts_units = True  # type: ignore[attr-defined]
-    DecimalColumn.before_write_items = before_write_items

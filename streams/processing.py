@@ -99,7 +99,7 @@ class Screened:
 def entry_id(window_id: str, gpu_uuid: str, account_kind: str, account: str, job_id: str | None,
              member: str) -> str:
     """Deterministic: the same inputs always give the same id, so replays dedup. SHA-256
-    of the six joined by U+001F (docs/ledger.md), computed by the core as every entry's is."""
+    of the six joined by U+001F (docs/attribution.md), computed by the core as every entry's is."""
     return _entry_id(window_id, gpu_uuid, account_kind, account, job_id or "", member)
 
 

@@ -18,9 +18,6 @@ def literal(v: Any) -> str:
         return "NULL"
     if isinstance(v, bool):
         return "1" if v else "0"
-    scale = getattr(type(v), "scale", None)
-    if isinstance(v, int) and scale is not None:  # streams.clickhouse.decimal_units: exact units of 10^-scale
-        return str(Decimal(int(v)).scaleb(-scale))
     if isinstance(v, (int, Decimal)):
         return str(v)
     if isinstance(v, float):

@@ -116,32 +116,46 @@ def test_what_allow_ddl_cannot_forbid(ch) -> None:
     ch.execute("KILL QUERY WHERE 0 SYNC")
 
 
-def test_decimal_units_are_written_exactly_and_never_reinterpreted(ch, migrator_settings) -> None:
-    """streams/clickhouse.py: integer units go into Decimal columns as they are; a
-    units value of another scale, or mixed with other values, is refused."""
-    from decimal import Decimal
+def test_the_cores_native_block_is_read_back_exactly_by_debian_clickhouse(ch, migrator_settings) -> None:
+    """streams/clickhouse.py insert_native with the core's block (native/): the
+    server takes every field as the chain texts it; a column the core would
+    write in another layout is refused before any data goes, and the
+    connection serves the next query."""
+    from schemas.ledger import ENTRY_ROW_FIELDS
+    from streams.chain_writer import ENTRY_COLUMNS
+    from streams.clickhouse import insert_native
+    from streams.core import EntryRows
 
-    from streams.clickhouse import decimal_units
-
-    table = "bridgeledger.units_check"
+    table = "bridgeledger.native_check"
     admin = connect(migrator_settings)  # the writer may not create or drop tables
     admin.execute(f"DROP TABLE IF EXISTS {table}")
-    admin.execute(f"CREATE TABLE {table} (i UInt32, h Decimal(18, 9), g Decimal(18, 3)) ENGINE = Memory")
+    admin.execute(f"CREATE TABLE {table} AS bridgeledger.ledger_entries ENGINE = Memory")
+    admin.execute(f"DROP TABLE IF EXISTS {table}_other")
+    admin.execute(f"CREATE TABLE {table}_other (entry_id String, cost_eur Decimal(18, 9)) ENGINE = Memory")
     try:
-        u9, u3 = decimal_units(9), decimal_units(3)
-        big = 9_000_000_000_000_000_000 // 10  # near the top of Decimal(18, 9)
-        ch.execute(f"INSERT INTO {table} (i, h, g) VALUES",
-                   [[1, 2, 3], [u9(2_777_778), u9(0), u9(big)], [u3(5), u3(-1_234_567), u3(10**15)]], columnar=True)
-        # the driver's own conversion still serves Decimal values
-        ch.execute(f"INSERT INTO {table} (i, h, g) VALUES", [(4, Decimal("0.000000001"), Decimal("-2.5"))])
-        rows = ch.execute(f"SELECT i, toString(h), toString(g) FROM {table} ORDER BY i")
-        assert rows == [(1, "0.002777778", "0.005"), (2, "0.000000000", "-1234.567"),
-                        (3, "900000000.000000000", "1000000000000.000"), (4, "0.000000001", "-2.500")]
-        with pytest.raises(TypeError, match="DecimalUnits3 value 5 written to a Decimal column of scale 9"):
-            ch.execute(f"INSERT INTO {table} (i, h, g) VALUES", [[5], [u3(5)], [u3(5)]], columnar=True)
-        with pytest.raises(TypeError, match="scale 9"):
-            ch.execute(f"INSERT INTO {table} (i, h, g) VALUES",
-                       [[6, 7], [Decimal("1"), u9(1)], [u3(1), u3(1)]], columnar=True)
-        assert ch.execute(f"SELECT count() FROM {table}") == [(4,)]
+        rows = EntryRows()
+        top = 10**18 - 1  # the most units a Decimal(18, S) holds
+        rows.window("c" * 64, "w-Köln|1", "agent", "boot", 2**64 - 1, "site", "node ü", 4_294_967_295 * 10**9,
+                    2**64 - 1)
+        rows.gpu("GPU-ü", "")
+        rows.add("project", "Çà", "p", "KR", "", -(2**63), 2**63 - 1, top, -top, 5, "none")
+        rows.window("d" * 64, "w2", "a", "b", 0, "s", "n", 0, 1)
+        rows.gpu("GPU-2", "h100")
+        rows.add("member", "", "", "", "job\n'7", 0, 0, 0, 1, -1, "job_event")
+        insert_native(ch, f"INSERT INTO {table} ({ENTRY_COLUMNS}) VALUES",
+                      lambda cols, rev: rows.encode_native(cols, rev, "batch-ü", 1_700_000_000))
+        names = [c for c in ENTRY_ROW_FIELDS if c != "digest"]
+        texts = ", ".join(f"toString({c})" if c in ("normalised_gpu_hours", "cost_eur", "carbon_g") else c
+                          for c in names)
+        got = ch.execute(f"SELECT {texts}, batch_id, toUInt32(window_start), toUInt32(written_at) "
+                         f"FROM {table} ORDER BY window_id")
+        want = [(*r[:-1], "batch-ü", r[9] // 10**9, 1_700_000_000) for r in rows]
+        assert sorted(got) == sorted(want)
+        assert got[0][18:21] == ("999999999.999999999", "-999999999999.999999", "0.005")
+        with pytest.raises(ValueError, match="cost_eur is Decimal.18, 9. on the server"):
+            insert_native(ch, f"INSERT INTO {table}_other (entry_id, cost_eur) VALUES",
+                          lambda cols, rev: rows.encode_native(cols, rev, "b", 0))
+        assert ch.execute(f"SELECT count() FROM {table}_other") == [(0,)]
     finally:
         admin.execute(f"DROP TABLE IF EXISTS {table}")
+        admin.execute(f"DROP TABLE IF EXISTS {table}_other")

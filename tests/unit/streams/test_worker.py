@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 
 import pytest
 
@@ -102,18 +101,3 @@ def test_metrics_endpoint_serves_prometheus_text() -> None:
         server.shutdown()
     assert "bridgeledger_agent_samples_total 3" in body
     assert 'bridgeledger_agent_nvml_errors_total{call="total_energy"} 2' in body
-
-
-def test_decimal_units_exist_only_once_the_driver_writes_them_as_units() -> None:
-    """An unpatched driver would write decimal_units(9)(5) as 5.000000000: making a
-    units type installs the patch first (fresh interpreter: nothing installed yet)."""
-    import subprocess
-    import sys
-
-    code = ("from clickhouse_driver.columns.decimalcolumn import DecimalColumn as D\n"
-            "from streams.clickhouse import decimal_units\n"
-            "installed = lambda: getattr(D.before_write_items, 'accepts_units', False)\n"
-            "assert not installed()\n"
-            "decimal_units(9)\n"
-            "assert installed()\n")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[3])
