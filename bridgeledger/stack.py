@@ -20,6 +20,7 @@ import subprocess
 import time
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
@@ -38,6 +39,17 @@ def repo_root() -> Path:
 
 # ClickHouse users of the local stack (deploy/clickhouse/users.xml), each with a generated password.
 USERS = ("migrator", "writer", "auditor", "default")
+
+
+def kafka_cluster_id(random_bytes: Callable[[], bytes] = lambda: uuid.uuid4().bytes) -> str:
+    """A new KRaft cluster id: a random UUID in URL-safe base64 without padding,
+    drawn again while it starts with "-" (as Kafka's own Uuid.randomUuid does),
+    which the storage tool's command line would read as an option and refuse
+    (one start in 64 failed that way)."""
+    while True:
+        text = base64.urlsafe_b64encode(random_bytes()).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
 @dataclass(frozen=True)
@@ -307,9 +319,8 @@ class Stack:
                f"-Dlog4j2.configurationFile={self.kafka_dir / 'log4j2.properties'}",
                f"-Dkafka.logs.dir={self.kafka_dir}", "-cp", classpath]
         if not (data / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
             fmt = subprocess.run(
-                [*jvm, "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                [*jvm, "kafka.tools.StorageTool", "format", "-t", kafka_cluster_id(),
                  "-c", str(self.kafka_dir / "server.properties")],
                 capture_output=True, text=True, check=False,
             )

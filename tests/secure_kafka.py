@@ -8,16 +8,14 @@ broker itself and this setup use.
 
 from __future__ import annotations
 
-import base64
 import secrets
 import socket
 import subprocess
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bridgeledger.stack import Stack
+from bridgeledger.stack import Stack, kafka_cluster_id
 
 
 @dataclass
@@ -97,7 +95,7 @@ auto.create.topics.enable=false
         .replace("@LOGDIR@", str(root)))
     jvm = ["java", "-Xmx512m", f"-Dlog4j2.configurationFile={root}/log4j2.properties", "-cp",
            f"{stack._ensure_kafka_jars()}/*"]
-    cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    cluster = kafka_cluster_id()
     scram = [a for u, p in sk.passwords.items() for a in ("--add-scram", f"SCRAM-SHA-512=[name={u},password={p}]")]
     subprocess.run([*jvm, "kafka.tools.StorageTool", "format", "-t", cluster, "-c", str(root / "server.properties"),
                     *scram], check=True, capture_output=True)
