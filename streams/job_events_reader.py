@@ -18,6 +18,13 @@ end offsets of that moment, so every job event that reached the broker
 before the windows did is in the book. Events are written to ``job_events``
 (by every worker: the table keeps one row per site, job and event) before
 the windows that used them.
+
+The end offsets are asked on a connection of their own (a second consumer
+that fetches nothing): the reader's consumer always has a fetch waiting at
+the broker (up to ``fetch_max_wait_ms``, 500 ms, on an idle topic), and a
+broker answers one connection's requests in order, so on that connection
+each catch-up waited for the fetch: 0.2–0.5 s of every batch of windows,
+half the worker's time per batch (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -47,20 +54,22 @@ class JobEventsReader:
 
     def __init__(self, settings: StreamSettings, worker: LedgerWorker,
                  store: Callable[[list[JobEvent], list[Rejection]], Awaitable[None]],
-                 consumer: Any = None) -> None:
+                 consumer: Any = None, offsets: Any = None) -> None:
         self.settings = settings
         self.worker = worker
         self._store = store
         self._consumer = consumer
+        # asks the end offsets; never assigned a partition, so never fetching
+        self._offsets = offsets
         self.partitions: list[TopicPartition] = []
         self.events = 0
 
-    def _make_consumer(self) -> Any:
+    def _make_consumer(self, client_id: str) -> Any:
         s = self.settings
         return AIOKafkaConsumer(
             bootstrap_servers=s.kafka_bootstrap,
             group_id=None,  # every partition, for every worker; nothing committed
-            client_id=s.app_id + "-jobs",
+            client_id=client_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             **s.aiokafka_options(),
@@ -68,8 +77,11 @@ class JobEventsReader:
 
     async def start(self) -> None:
         if self._consumer is None:
-            self._consumer = self._make_consumer()
+            self._consumer = self._make_consumer(self.settings.app_id + "-jobs")
+        if self._offsets is None:
+            self._offsets = self._make_consumer(self.settings.app_id + "-jobs-offsets")
         await self._consumer.start()
+        await self._offsets.start()
         parts = self._consumer.partitions_for_topic(JOBS_TOPIC)
         if not parts:  # no metadata for the topic yet: ask for it (aiokafka's client has no public call)
             await self._consumer._client.add_topic(JOBS_TOPIC)
@@ -82,13 +94,14 @@ class JobEventsReader:
         log.info("job events: reading all %d partition(s) from the earliest retained event", len(self.partitions))
 
     async def stop(self) -> None:
-        if self._consumer is not None:
-            await self._consumer.stop()
+        for consumer in (self._consumer, self._offsets):
+            if consumer is not None:
+                await consumer.stop()
 
     async def catch_up(self) -> int:
         """Read every job event up to the topic's end as of now; return how many."""
         consumer = self._consumer
-        end = await consumer.end_offsets(self.partitions)
+        end = await self._offsets.end_offsets(self.partitions)
         read = 0
         while True:
             behind = [tp for tp in self.partitions if await consumer.position(tp) < end[tp]]

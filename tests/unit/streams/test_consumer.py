@@ -252,11 +252,37 @@ class MemoryJobsConsumer:
         return out
 
 
-def jobs_reader(worker: LedgerWorker, fake: MemoryJobsConsumer, stored: list[Any]) -> JobEventsReader:
+class MemoryOffsets:
+    """The reader's second consumer: asked only for the end offsets of ``fake``'s log."""
+
+    def __init__(self, fake: MemoryJobsConsumer) -> None:
+        self.fake, self.asked, self.started, self.stopped = fake, 0, False, False
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        self.asked += 1
+        return {tp: len(self.fake.log[tp]) for tp in tps}
+
+
+class FetchingJobsConsumer(MemoryJobsConsumer):
+    """A consumer whose connection has a fetch waiting at the broker: asking it for the
+    end offsets would queue behind that fetch."""
+
+    async def end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        raise AssertionError("end offsets asked on the fetching consumer's connection")
+
+
+def jobs_reader(worker: LedgerWorker, fake: MemoryJobsConsumer, stored: list[Any],
+                offsets: MemoryOffsets | None = None) -> JobEventsReader:
     async def store(events: list[Any], rejections: list[Any]) -> None:
         stored.append(([e.job_id for e in events], [r.reason for r in rejections]))
 
-    return JobEventsReader(StreamSettings(), worker, store, consumer=fake)
+    return JobEventsReader(StreamSettings(), worker, store, consumer=fake, offsets=offsets or MemoryOffsets(fake))
 
 
 def test_the_job_events_reader_reads_every_partition_to_its_end(worker) -> None:
@@ -276,6 +302,22 @@ def test_the_job_events_reader_reads_every_partition_to_its_end(worker) -> None:
     assert sorted(k[1] for k in worker.jobs) == ["1", "2", "3"]
     assert sorted(j for ids, _ in stored for j in ids) == ["1", "2", "3"]
     assert sorted(r for _, rs in stored for r in rs) == ["empty", "malformed_json"]
+
+
+def test_the_end_offsets_are_asked_on_a_connection_that_is_not_fetching(worker) -> None:
+    fake, stored = FetchingJobsConsumer(), []
+    fake.log[J0].append(job("1", "kr-llm"))
+    offsets = MemoryOffsets(fake)
+    reader = jobs_reader(worker, fake, stored, offsets)
+
+    async def scenario() -> None:
+        await reader.start()
+        assert await reader.catch_up() == 1
+        assert await reader.catch_up() == 0
+        await reader.stop()
+
+    asyncio.run(scenario())
+    assert offsets.asked == 2 and offsets.started and offsets.stopped
 
 
 def test_windows_are_attributed_with_the_job_events_that_reached_the_broker_before_them(worker) -> None:
