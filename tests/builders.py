@@ -95,8 +95,10 @@ BREAKERS = {
     "unsupported_version": lambda d, r: json.dumps({**d, "schema_version": r.choice([0, 2, "1", None])}).encode(),
     "schema_invalid": lambda d, r: json.dumps({**d, r.choice(["seq", "gpus", "node", "window_end_ns"]):
                                                 r.choice([-5, None, [], {}])}).encode(),
+    # 65 GPUs: more than a window may hold; 1,300: about 280 KB, over MAX_MESSAGE_BYTES (256 KiB)
+    # and no larger than that needs (the 10,000-message tests send a few hundred of them)
     "oversized": lambda d, r: (json.dumps({**d, "gpus": [{**d["gpus"][0], "uuid": f"GPU-{i}"}
-                                                         for i in range(r.choice([65, 3000]))]}).encode()),
+                                                         for i in range(r.choice([65, 1300]))]}).encode()),
     "unknown_site": lambda d, r: wire({**d, "site_id": f"nowhere-{r.randrange(99)}"}),
     "unsigned": lambda d, r: wire({**d, "site_id": r.choice(["ca-montreal", "kr-daejeon"])}, sign=False),
     "unknown_key": lambda d, r: sign_window(json.dumps({**d, "site_id": "ca-montreal", "key_id": "kr-daejeon-demo"},

@@ -66,8 +66,9 @@ def secure(stack, tmp_path_factory):
     os.killpg(sk.proc.pid, signal.SIGKILL)
 
 
-def publisher(sk, user: str, password: str | None = None) -> KafkaPublisher:
-    return KafkaPublisher(sk.bootstrap, client_id=f"t-{uuid.uuid4().hex[:6]}", **sk.client_options(user, password))
+def publisher(sk, user: str, password: str | None = None, **extra) -> KafkaPublisher:
+    return KafkaPublisher(sk.bootstrap, client_id=f"t-{uuid.uuid4().hex[:6]}", **sk.client_options(user, password),
+                          **extra)
 
 
 def test_a_site_writes_telemetry_over_sasl_ssl(secure) -> None:
@@ -85,12 +86,13 @@ def test_a_site_cannot_write_other_topics(secure) -> None:
 
 
 def test_wrong_password_and_plaintext_are_refused(secure) -> None:
+    # the producer tries to bootstrap for bootstrap_timeout_ms (30 s by default) before it gives up
     with pytest.raises(PublishError):
-        pub = publisher(secure, "site-kr-daejeon", "not-the-password")
+        pub = publisher(secure, "site-kr-daejeon", "not-the-password", bootstrap_timeout_ms=6000)
         pub.publish(WINDOWS_TOPIC, b"n1", b"{}")
         pub.flush(15)
     with pytest.raises(PublishError):
-        pub = KafkaPublisher(secure.bootstrap, client_id="plain", request_timeout_ms=5000)
+        pub = KafkaPublisher(secure.bootstrap, client_id="plain", request_timeout_ms=5000, bootstrap_timeout_ms=6000)
         pub.publish(WINDOWS_TOPIC, b"n1", b"{}")
         pub.flush(10)
 
