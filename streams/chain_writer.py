@@ -26,12 +26,12 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.chain import GENESIS, batch_hash, window_digest, windows_hash
+from schemas.chain import GENESIS, batch_hash
 from schemas.checkpoint import ChainHead, Checkpoint, checkpoint_id
 from schemas.ledger import ENTRY_ROW_FIELDS
 from schemas.telemetry import Window
 from streams.clickhouse import insert_native
-from streams.core import EntryRows
+from streams.core import EntryRows, encode_windows_native, windows_hash
 from streams.lease import ChainLease
 
 __all__ = ["BATCH_COLUMNS", "ENTRY_COLUMNS", "WINDOW_COLUMNS", "ChainWriter", "ChainHead"]
@@ -118,7 +118,8 @@ class ChainWriter:
         seq, prev = self.head()
         # ids and digests in entry_id order, their entries hash, the sums, the first and last window start
         ids, digests, e_hash, energy, gpu_ms, first, last = entries.chain_summary()
-        w_hash = windows_hash(window_digest(raw) for _, raw in sorted(windows, key=lambda wr: wr[0].window_id))
+        # schemas.chain.windows_hash of the payloads' window_digest, by window id, in the core
+        w_hash = windows_hash([raw for _, raw in sorted(windows, key=lambda wr: wr[0].window_id)])
         b_hash = batch_hash(self.chain_id, seq, batch_id, prev, e_hash, len(entries), energy, gpu_ms,
                             w_hash, len(windows))
         if first is None or last is None:
@@ -133,12 +134,12 @@ class ChainWriter:
                 insert_native(self.client, f"INSERT INTO {self.db}.ledger_entries ({ENTRY_COLUMNS}) VALUES",
                               lambda columns, revision: entries.encode_native(columns, revision, batch_id, now_s))
             if windows:
-                rows_w = [(batch_id, w.window_id, w.agent_id, w.site_id, w.node, w.boot_id, w.seq,
-                           w.window_start_ns // NS_PER_S, w.window_start_ns, w.window_end_ns, len(w.gpus),
-                           sum(g.energy_mj for g in w.gpus), sum(g.gpu_ms for g in w.gpus),
-                           raw, now_s) for w, raw in windows]
-                self.client.execute(f"INSERT INTO {self.db}.raw_windows ({WINDOW_COLUMNS}) VALUES",
-                                    [list(c) for c in zip(*rows_w, strict=True)], columnar=True)
+                rows_w = [(w.window_id, w.agent_id, w.site_id, w.node, w.boot_id, w.seq, w.window_start_ns,
+                           w.window_end_ns, len(w.gpus), sum(g.energy_mj for g in w.gpus),
+                           sum(g.gpu_ms for g in w.gpus), raw) for w, raw in windows]
+                insert_native(self.client, f"INSERT INTO {self.db}.raw_windows ({WINDOW_COLUMNS}) VALUES",
+                              lambda columns, revision: encode_windows_native(columns, revision, batch_id, now_s,
+                                                                              rows_w))
             self.client.execute(
                 f"INSERT INTO {self.db}.ledger_batches ({BATCH_COLUMNS}) VALUES",
                 [(self.chain_id, seq, batch_id, prev, e_hash, b_hash, len(entries), len(windows), energy, gpu_ms,

@@ -4,13 +4,15 @@
 //! streams/pricing.py), defined once; this core gives each entry its id, its
 //! chain line and digest (the format of schemas/chain.py, pinned by
 //! docs/chain-vectors.json), sums and orders a batch for its commit record and
-//! serialises the insert as a ClickHouse Native block.
+//! serialises the insert as a ClickHouse Native block; and for the batch's raw
+//! windows, their hash and their insert's block.
 
 use pyo3::prelude::*;
 
 mod chain;
 mod native;
 mod rows;
+mod windows;
 
 /// The SHA-256 of the sources this build was made from (build.rs), to tell a stale build.
 const SOURCE_SHA256: &str = env!("BRIDGELEDGER_CORE_SOURCE_SHA256");
@@ -38,5 +40,7 @@ fn bridgeledger_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<rows::EntryRows>()?;
     m.add_function(wrap_pyfunction!(fixed, m)?)?;
     m.add_function(wrap_pyfunction!(entry_id, m)?)?;
+    m.add_function(wrap_pyfunction!(windows::windows_hash, m)?)?;
+    m.add_function(wrap_pyfunction!(windows::encode_windows_native, m)?)?;
     Ok(())
 }

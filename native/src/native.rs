@@ -47,6 +47,7 @@ pub fn push_column_head(out: &mut Vec<u8>, revision: u64, name: &str, type_name:
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {
     String,
+    UInt16,
     UInt64,
     Int64,
     DateTime,
@@ -59,6 +60,7 @@ impl Layout {
     pub fn matches(self, type_name: &str) -> bool {
         match self {
             Layout::String => type_name == "String",
+            Layout::UInt16 => type_name == "UInt16",
             Layout::UInt64 => type_name == "UInt64",
             Layout::Int64 => type_name == "Int64",
             Layout::DateTime => type_name == "DateTime" || (type_name.starts_with("DateTime('") && type_name.ends_with("')")),

@@ -2,7 +2,8 @@
 replaces on the hot path: schemas/chain.py's line, digest and entries hash,
 docs/attribution.md's entry id, and clickhouse-driver's own Native block writer.
 Property tests over arbitrary texts and integers: a core that drifts from the
-chain's format by one byte fails here, not in an audit."""
+chain's format by one byte fails here, not in an audit. The same for a batch's
+raw windows: their hash and their insert's block."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from hypothesis import strategies as st
 
 from schemas import chain
 from schemas.ledger import ENTRY_ROW_FIELDS
-from streams.chain_writer import ENTRY_COLUMNS
-from streams.core import SOURCE_SHA256, EntryRows, entry_id, entry_rows, fixed
+from streams.chain_writer import ENTRY_COLUMNS, WINDOW_COLUMNS
+from streams.core import SOURCE_SHA256, EntryRows, encode_windows_native, entry_id, entry_rows, fixed, windows_hash
 
 ROOT = Path(__file__).resolve().parents[3]
 I64 = st.integers(-(2**63), 2**63 - 1)
@@ -277,3 +278,69 @@ def test_a_window_after_2106_cannot_go_into_a_datetime() -> None:
                        [("project", "p", "p", "KR", "", 1, 1, 1, 1, 1, "none")])])
     with pytest.raises(ValueError, match="starts after 2106"):
         rows.encode_native([("window_start", "DateTime")], 54468, "b", 0)
+
+
+# -- a batch's raw windows: their hash and their insert's block ------------------------
+
+@given(st.lists(st.binary(max_size=5000), max_size=20))
+def test_windows_hash_is_the_chains_over_each_payloads_digest(payloads: list[bytes]) -> None:
+    assert windows_hash(payloads) == chain.windows_hash(chain.window_digest(p) for p in payloads)
+
+
+WINDOW_TYPES = {"seq": "UInt64", "window_start": "DateTime", "window_start_ns": "UInt64", "window_end_ns": "UInt64",
+                "gpu_count": "UInt16", "energy_mj": "Int64", "gpu_ms": "Int64", "received_at": "DateTime"}
+WINDOW_COLS = [(c, WINDOW_TYPES.get(c, "String")) for c in WINDOW_COLUMNS.split(", ")]
+RAW_WINDOW = st.tuples(TEXT, TEXT, TEXT, TEXT, TEXT, st.integers(0, 2**64 - 1), st.integers(0, 2**32 * 10**9 - 1),
+                       st.integers(0, 2**64 - 1), st.integers(0, 2**16 - 1), I64, I64, st.binary(max_size=300))
+
+
+def _driver_window_columns(rows: list[tuple[Any, ...]], batch_id: str, received_at: int) -> list[list[Any]]:
+    names = ("window_id", "agent_id", "site_id", "node", "boot_id", "seq", "window_start_ns", "window_end_ns",
+             "gpu_count", "energy_mj", "gpu_ms", "payload")
+    by_name: dict[str, list[Any]] = {n: [r[i] for r in rows] for i, n in enumerate(names)}
+    by_name["batch_id"] = [batch_id] * len(rows)
+    by_name["received_at"] = [received_at] * len(rows)
+    by_name["window_start"] = [r[6] // 10**9 for r in rows]
+    return [by_name[c] for c, _ in WINDOW_COLS]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(RAW_WINDOW, max_size=4), TEXT, st.integers(0, 2**32 - 1),
+       st.sampled_from([0, 51902, 51903, 54453, 54454, 54468]), st.randoms(use_true_random=False))
+def test_the_raw_windows_block_is_byte_for_byte_clickhouse_drivers(rows: list[tuple[Any, ...]], batch_id: str,
+                                                                    received_at: int, revision: int,
+                                                                    rnd: Any) -> None:
+    cols = list(WINDOW_COLS)
+    rnd.shuffle(cols)  # in the order the server lists them
+    data = _driver_window_columns(rows, batch_id, received_at)
+    data = [data[WINDOW_COLS.index(c)] for c in cols]
+    # the driver writes a String column's bytes values as they are (the payload is bytes)
+    assert encode_windows_native(cols, revision, batch_id, received_at, rows) == _driver_block(cols, data, revision)
+
+
+@pytest.mark.parametrize(("columns", "message"), [
+    ([("payload", "String"), ("extra", "String")], "extra .String. is not one the core writes"),
+    ([("gpu_count", "UInt64")], "gpu_count is UInt64 on the server"),
+    ([("window_id", "String"), ("window_id", "String")], "window_id named twice"),
+])
+def test_a_raw_windows_column_the_core_does_not_write_is_refused(columns: list[tuple[str, str]],
+                                                                 message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        encode_windows_native(columns, 54468, "b", 0, [])
+
+
+@pytest.mark.parametrize(("row", "error", "message"), [
+    (("w",) * 11, ValueError, "12 fields, not 11"),
+    (("w", "a", "s", "n", "b", 1, 0, 0, 2**16, 0, 0, b"{}"), OverflowError, None),  # gpu_count past UInt16
+    (("w", "a", "s", "n", "b", 1, 0, 0, 1, 0, 0, "{}"), TypeError, "cannot be cast as .bytes."),  # the payload as text
+])
+def test_a_raw_window_row_of_the_wrong_shape_is_refused(row: tuple[Any, ...], error: type[Exception],
+                                                        message: str | None) -> None:
+    with pytest.raises(error, match=message):
+        encode_windows_native(WINDOW_COLS, 54468, "b", 0, [row])
+
+
+def test_a_raw_window_after_2106_cannot_go_into_a_datetime() -> None:
+    with pytest.raises(ValueError, match="starts after 2106"):
+        encode_windows_native([("window_start", "DateTime")], 54468, "b", 0,
+                              [("w", "a", "s", "n", "b", 1, 2**32 * 10**9, 0, 1, 0, 0, b"{}")])
