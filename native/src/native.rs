@@ -68,3 +68,25 @@ impl Layout {
         }
     }
 }
+
+/// Which of a table's known columns (name, what to write, layout) each column the server
+/// listed for an insert is, in the server's order; an error naming the column if it is
+/// not one the core writes, not in the layout the core writes it in, or named twice.
+pub fn plan<C: Copy>(table: &str, known: &[(&str, C, Layout)], columns: &[(String, String)])
+                     -> Result<Vec<C>, String> {
+    let mut plan = Vec::with_capacity(columns.len());
+    let mut seen = std::collections::HashSet::new();
+    for (name, type_name) in columns {
+        let (_, col, layout) = known.iter().find(|(n, _, _)| n == name)
+            .ok_or_else(|| format!("{table} column {name} ({type_name}) is not one the core writes"))?;
+        if !layout.matches(type_name) {
+            return Err(format!("{table} column {name} is {type_name} on the server, the core writes it as \
+                                {layout:?}: the schema and the core disagree"));
+        }
+        if !seen.insert(name.as_str()) {
+            return Err(format!("{table} column {name} named twice"));
+        }
+        plan.push(*col);
+    }
+    Ok(plan)
+}

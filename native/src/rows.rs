@@ -174,20 +174,7 @@ impl EntryRows {
 
     fn encode(&self, columns: &[(String, String)], revision: u64, batch_id: &str, written_at: u32)
               -> Result<Vec<u8>, String> {
-        let mut plan = Vec::with_capacity(columns.len());
-        let mut seen = HashSet::new();
-        for (name, type_name) in columns {
-            let (_, col, layout) = COLUMNS.iter().find(|(n, _, _)| n == name)
-                .ok_or_else(|| format!("ledger_entries column {name} ({type_name}) is not one the core writes"))?;
-            if !layout.matches(type_name) {
-                return Err(format!("ledger_entries column {name} is {type_name} on the server, the core writes \
-                                    it as {layout:?}: the schema and the core disagree"));
-            }
-            if !seen.insert(name.as_str()) {
-                return Err(format!("ledger_entries column {name} named twice"));
-            }
-            plan.push(*col);
-        }
+        let plan = native::plan("ledger_entries", &COLUMNS, columns)?;
         let n = self.entries.len();
         let mut out = Vec::with_capacity(64 + n * 600);
         native::push_block_head(&mut out, revision, columns.len(), n);

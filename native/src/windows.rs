@@ -4,8 +4,6 @@
 //! interpreter lock released: the sink thread that calls them would otherwise
 //! hand the lock to the busy event loop and wait for it once per window.
 
-use std::collections::HashSet;
-
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
@@ -97,20 +95,7 @@ fn row<'a>(t: &'a Bound<'_, PyTuple>, payload: &'a Bound<'_, PyBytes>) -> PyResu
 
 fn encode(rows: &[Row<'_>], columns: &[(String, String)], revision: u64, batch_id: &str, received_at: u32)
           -> Result<Vec<u8>, String> {
-    let mut plan = Vec::with_capacity(columns.len());
-    let mut seen = HashSet::new();
-    for (name, type_name) in columns {
-        let (_, col, layout) = COLUMNS.iter().find(|(n, _, _)| n == name)
-            .ok_or_else(|| format!("raw_windows column {name} ({type_name}) is not one the core writes"))?;
-        if !layout.matches(type_name) {
-            return Err(format!("raw_windows column {name} is {type_name} on the server, the core writes it as \
-                                {layout:?}: the schema and the core disagree"));
-        }
-        if !seen.insert(name.as_str()) {
-            return Err(format!("raw_windows column {name} named twice"));
-        }
-        plan.push(*col);
-    }
+    let plan = native::plan("raw_windows", COLUMNS, columns)?;
     let size: usize = rows.iter().map(|r| r.payload.len() + 200).sum();
     let mut out = Vec::with_capacity(64 + size);
     native::push_block_head(&mut out, revision, columns.len(), rows.len());
