@@ -25,6 +25,15 @@ pub fn push_str(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
+const NS_PER_S: u64 = 1_000_000_000;
+
+/// A window's start (ns since the epoch) as a DateTime value: whole seconds, u32.
+pub fn push_window_start(out: &mut Vec<u8>, start_ns: u64, window_id: &str) -> Result<(), String> {
+    let s = u32::try_from(start_ns / NS_PER_S).map_err(|_| format!("window {window_id} starts after 2106"))?;
+    out.extend_from_slice(&s.to_le_bytes());
+    Ok(())
+}
+
 /// The block's head: info, counts. Columns follow, each from `push_column_head`.
 pub fn push_block_head(out: &mut Vec<u8>, revision: u64, columns: usize, rows: usize) {
     if revision >= REVISION_WITH_BLOCK_INFO {

@@ -104,8 +104,6 @@ const COLUMNS: [(&str, Col, Layout); 27] = [
     ("written_at", Col::WrittenAt, Layout::DateTime),
 ];
 
-const NS_PER_S: u64 = 1_000_000_000;
-
 fn text(h: &Hex) -> &str {
     std::str::from_utf8(h).expect("hex is ASCII")
 }
@@ -193,11 +191,7 @@ impl EntryRows {
                     Col::Node => native::push_str(&mut out, w.node.as_bytes()),
                     Col::GpuUuid => native::push_str(&mut out, self.gpus[e.gpu].uuid.as_bytes()),
                     Col::GpuModel => native::push_str(&mut out, self.gpus[e.gpu].model.as_bytes()),
-                    Col::WindowStart => {
-                        let s = u32::try_from(w.start_ns / NS_PER_S)
-                            .map_err(|_| format!("window {} starts after 2106", w.window_id))?;
-                        out.extend_from_slice(&s.to_le_bytes())
-                    }
+                    Col::WindowStart => native::push_window_start(&mut out, w.start_ns, &w.window_id)?,
                     Col::WindowStartNs => out.extend_from_slice(&w.start_ns.to_le_bytes()),
                     Col::WindowEndNs => out.extend_from_slice(&w.end_ns.to_le_bytes()),
                     Col::JobId => native::push_str(&mut out, e.job_id.as_bytes()),

@@ -76,8 +76,6 @@ struct Row<'a> {
     payload: &'a [u8],
 }
 
-const NS_PER_S: u64 = 1_000_000_000;
-
 fn payload<'py>(t: &Bound<'py, PyTuple>) -> PyResult<Bound<'py, PyBytes>> {
     if t.len() != 12 {
         return Err(PyValueError::new_err(format!("a raw window row has 12 fields, not {}", t.len())));
@@ -110,11 +108,7 @@ fn encode(rows: &[Row<'_>], columns: &[(String, String)], revision: u64, batch_i
                 Col::Node => native::push_str(&mut out, r.node.as_bytes()),
                 Col::BootId => native::push_str(&mut out, r.boot_id.as_bytes()),
                 Col::Seq => out.extend_from_slice(&r.seq.to_le_bytes()),
-                Col::WindowStart => {
-                    let s = u32::try_from(r.start_ns / NS_PER_S)
-                        .map_err(|_| format!("window {} starts after 2106", r.window_id))?;
-                    out.extend_from_slice(&s.to_le_bytes())
-                }
+                Col::WindowStart => native::push_window_start(&mut out, r.start_ns, &r.window_id)?,
                 Col::WindowStartNs => out.extend_from_slice(&r.start_ns.to_le_bytes()),
                 Col::WindowEndNs => out.extend_from_slice(&r.end_ns.to_le_bytes()),
                 Col::GpuCount => out.extend_from_slice(&r.gpu_count.to_le_bytes()),
