@@ -62,7 +62,7 @@ def test_energy_must_be_an_integer() -> None:
 
 def _same(raw: bytes) -> None:
     """decode_window_fast and decode_window: the same window, or the same WireError."""
-    from schemas.telemetry import _fast_decoder, decode_window_fast
+    from schemas.telemetry import _fast_decode, decode_window_fast
 
     try:
         want = decode_window(raw)
@@ -70,8 +70,7 @@ def _same(raw: bytes) -> None:
         with pytest.raises(WireError) as err:
             decode_window_fast(raw)
         assert (err.value.reason, err.value.detail) == (exc.reason, exc.detail)
-        with pytest.raises(Exception):  # noqa: B017 - msgspec's own error types
-            _fast_decoder.decode(raw)
+        assert _fast_decode(raw) is None  # refused by the fast path itself, not only by its fallback
         return
     got = decode_window_fast(raw)  # msgspec's window, or pydantic's where msgspec refused
     got_doc = got.model_dump() if hasattr(got, "model_dump") else msgspec.to_builtins(got)
@@ -138,3 +137,49 @@ def test_fast_decoder_agrees_on_the_bad_input_corpus() -> None:
     for raw in (b"", b"null", b"1", b'{"schema_version": 1}', b"\xff", b'{"a": NaN}', json.dumps(window()).encode()
                 + b" ", b"  " + json.dumps(window()).encode()):
         _same(raw)
+
+
+# -- the fast path's pattern checks remember strings, never verdicts of refusal ------
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=12), st.sampled_from([("agent_id",), ("gpus", 0, "uuid"), ("gpus", 0, "model"),
+                                               ("gpus", 0, "processes", 0, "job_id"),
+                                               ("gpus", 0, "processes", 0, "account"), ("gpus", 0, "flags")]))
+def test_a_string_seen_valid_elsewhere_or_refused_before_gets_the_same_verdict(text, path) -> None:
+    """The same string twice, in the field under test and after a window that carried
+    it elsewhere: each time the fast path and pydantic agree (the memory of matched
+    strings is per pattern, so an id's verdict never leaks to a text field)."""
+    def placed(value: object) -> bytes:
+        doc = window()
+        target = doc
+        for step in path[:-1]:
+            target = target[step]
+        target[path[-1]] = [value] if path[-1] == "flags" else value
+        return json.dumps(doc).encode()
+
+    for _ in range(2):
+        _same(placed(text))
+        _same(json.dumps(window(node=text)).encode())  # an identifier field elsewhere
+
+
+def test_the_memory_of_matched_strings_is_bounded_and_still_refuses() -> None:
+    from schemas.telemetry import _KnownGood
+
+    good = _KnownGood(r"^[a-z]+$")
+    good.LIMIT = 3
+    assert [good.ok(s) for s in ("a", "b", "c", "d", "a")] == [True] * 5
+    assert len(good.seen) <= 3
+    assert not good.ok("A") and "A" not in good.seen
+    assert not good.ok("a\n\n") and good.ok("a\n")  # re.search's '$', as msgspec's Meta(pattern) reads it
+
+
+def test_an_unknown_field_goes_the_slow_way_deep_or_not() -> None:
+    from schemas.telemetry import _fast_decode, decode_window_fast
+
+    shallow = json.dumps(window(extra={"a": [1]})).encode()
+    assert _fast_decode(shallow) is None  # the fast structs refuse it ...
+    assert decode_window_fast(shallow).window_id == decode_window(shallow).window_id  # ... pydantic ignores it
+    deep = json.dumps(window(extra=json.loads("[" * 70 + "]" * 70))).encode()
+    with pytest.raises(WireError) as err:
+        decode_window_fast(deep)
+    assert err.value.reason == "too_deep"
