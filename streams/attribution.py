@@ -100,11 +100,18 @@ class _Tenant:
     source: AccountSource
 
 
-def _unresolved(site_id: str, account: str | None, job_id: str | None) -> _Tenant:
+def _unresolved(site_id: str, account: str | None, job_id: str | None, memo: ConfigMemo) -> _Tenant:
     # Unknown job, a claim nobody vouches for, or an account no project
     # claims: the site carries it, visibly, until a correction moves it. The
     # account text is what was claimed, for whoever corrects it.
-    return _Tenant("unresolved", account or "", f"unresolved:{site_id}", _NOBODY, job_id, "none")
+    key = (site_id, account, job_id)
+    tenant = memo.unresolved.get(key)
+    if tenant is None:
+        if len(memo.unresolved) >= MAX_MEMO_TENANTS:
+            memo.unresolved.clear()
+        tenant = memo.unresolved[key] = _Tenant("unresolved", account or "", f"unresolved:{site_id}", _NOBODY,
+                                                job_id, "none")
+    return tenant
 
 
 _NOBODY = (("", 1),)
@@ -130,13 +137,16 @@ def _exclusive_holder(site_id: str, gpu_uuid: str, jobs: Jobs,
 @dataclass(slots=True)
 class ConfigMemo:
     """What the rules work out from one config alone (a job's tenant once its account
-    is known, a site's idle tenant, a project's owner weights), remembered so the
-    stream's per-entry path does not redo it. One per config: the stream's processor
-    keeps one beside its config, so a new config never meets a stale memo."""
+    is known, an unresolved tenant, a site's idle tenant and whether the site may
+    self-declare, a project's owner weights), remembered so the stream's per-entry
+    path does not redo it. One per config: the stream's processor keeps one beside
+    its config, so a new config never meets a stale memo."""
 
     config: ConsortiumConfig
     tenants: dict[tuple[str, str | None, str, AccountSource], _Tenant] = field(default_factory=dict)
+    unresolved: dict[tuple[str, str | None, str | None], _Tenant] = field(default_factory=dict)
     idle: dict[str, _Tenant] = field(default_factory=dict)
+    self_declares: dict[str, bool] = field(default_factory=dict)  # by site
     owners: dict[str, tuple[tuple[str, int], ...]] = field(default_factory=dict)
 
 
@@ -189,16 +199,16 @@ def _tenant_for_job(site_id: str, job_id: str | None, claim: str | None, jobs: J
     """The tenant a job's usage is booked to. ``claim``: the account the window
     names for the process, if any; the job events decide (rule 1)."""
     if job_id is None:
-        return _unresolved(site_id, claim, None)
+        return _unresolved(site_id, claim, None, memo)
     span = jobs.get((site_id, job_id))
     source: AccountSource
     if span is not None:
         account = span.start.account
         source = "job_event" if claim is None or claim == account else "job_event_overrode_claim"
-    elif claim is not None and _self_declares(memo.config, site_id):
+    elif claim is not None and _self_declares(site_id, memo):
         account, source = claim, "self_declared"
     else:
-        return _unresolved(site_id, claim, job_id)
+        return _unresolved(site_id, claim, job_id, memo)
     key = (site_id, job_id, account, source)  # from here the tenant depends on the config alone
     tenant = memo.tenants.get(key)
     if tenant is None:
@@ -206,7 +216,7 @@ def _tenant_for_job(site_id: str, job_id: str | None, claim: str | None, jobs: J
             memo.tenants.clear()
         project = memo.config.project_for_account(account)
         if project is None:
-            tenant = _unresolved(site_id, account, job_id)
+            tenant = _unresolved(site_id, account, job_id, memo)
         else:
             owners = memo.owners.get(project.id)
             if owners is None:
@@ -216,9 +226,12 @@ def _tenant_for_job(site_id: str, job_id: str | None, claim: str | None, jobs: J
     return tenant
 
 
-def _self_declares(config: ConsortiumConfig, site_id: str) -> bool:
-    site = config.site(site_id)
-    return site is not None and site.self_declared_accounts
+def _self_declares(site_id: str, memo: ConfigMemo) -> bool:
+    hit = memo.self_declares.get(site_id)
+    if hit is None:
+        site = memo.config.site(site_id)
+        hit = memo.self_declares[site_id] = site is not None and site.self_declared_accounts
+    return hit
 
 
 def _idle(site_id: str, memo: ConfigMemo) -> _Tenant:

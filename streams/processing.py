@@ -134,6 +134,7 @@ class WindowProcessor:
         self._grid = config.grid_series()
         self._hourly: dict[tuple[str, str, Decimal], Tariff] = {}
         self._memo = ConfigMemo(config)
+        self._models: dict[str, GpuModel] = {}  # by NVML name, the config's models found so far
 
     def process(self, raw: bytes | None, jobs: Jobs | None = None, now_ns: int | None = None) -> Outcome:
         """One message to its entries or its rejection; never raises on content."""
@@ -217,13 +218,17 @@ class WindowProcessor:
         if window_s > MAX_WINDOW_S:
             raise WireError("implausible_window", f"window of {window_s:.0f} s > {MAX_WINDOW_S:.0f} s")
         seen: set[str] = set()
+        models = self._models
         for g in w.gpus:
             if g.uuid in seen:
                 raise WireError("schema_invalid", f"GPU {g.uuid} appears twice in one window")
             seen.add(g.uuid)
-            model = self.config.gpu_model(g.model)
+            model = models.get(g.model)
             if model is None:
-                raise WireError("unknown_gpu_model", f"GPU model {g.model!r} is not in the config")
+                model = self.config.gpu_model(g.model)
+                if model is None:
+                    raise WireError("unknown_gpu_model", f"GPU model {g.model!r} is not in the config")
+                models[g.model] = model
             if g.gpu_seconds > window_s * 1.001 + 0.001:
                 raise WireError(
                     "implausible_window", f"GPU {g.uuid}: {g.gpu_seconds} GPU-s in a {window_s} s window"
