@@ -116,8 +116,8 @@ class ChainWriter:
             self.lease.renew()  # LeaseError: another worker holds the chain; write nothing
         batch_id = uuid.uuid4().hex
         seq, prev = self.head()
-        # ids and digests in entry_id order, their entries hash, the sums, the first and last window start
-        ids, digests, e_hash, energy, gpu_ms, first, last = entries.chain_summary()
+        # the entries hash over the digests in entry_id order, the sums, the first and last window start
+        e_hash, energy, gpu_ms, first, last = entries.chain_totals()
         # schemas.chain.windows_hash of the payloads' window_digest, by window id, in the core
         w_hash = windows_hash([raw for _, raw in sorted(windows, key=lambda wr: wr[0].window_id)])
         b_hash = batch_hash(self.chain_id, seq, batch_id, prev, e_hash, len(entries), energy, gpu_ms,
@@ -140,10 +140,14 @@ class ChainWriter:
                 insert_native(self.client, f"INSERT INTO {self.db}.raw_windows ({WINDOW_COLUMNS}) VALUES",
                               lambda columns, revision: encode_windows_native(columns, revision, batch_id, now_s,
                                                                               rows_w))
-            self.client.execute(
-                f"INSERT INTO {self.db}.ledger_batches ({BATCH_COLUMNS}) VALUES",
-                [(self.chain_id, seq, batch_id, prev, e_hash, b_hash, len(entries), len(windows), energy, gpu_ms,
-                  _ts(first), _ts(last), ids, digests, w_hash, now)])
+            # the commit record; the core adds the entry ids and digests in entry_id order
+            record = {"chain_id": self.chain_id, "seq": seq, "batch_id": batch_id, "prev_hash": prev,
+                      "entries_hash": e_hash, "batch_hash": b_hash, "entry_count": len(entries),
+                      "window_count": len(windows), "energy_mj": energy, "gpu_ms": gpu_ms,
+                      "min_window_start": first // NS_PER_S, "max_window_start": last // NS_PER_S,
+                      "windows_hash": w_hash, "committed_at": now_s}
+            insert_native(self.client, f"INSERT INTO {self.db}.ledger_batches ({BATCH_COLUMNS}) VALUES",
+                          lambda columns, revision: entries.encode_batch_native(columns, revision, record))
         except Exception:
             # The rows of this attempt, if any landed, stay outside every view;
             # if the commit record did land (its acknowledgement was lost), the

@@ -118,15 +118,19 @@ class LostAck:
 
     def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:
         out = self.client.execute(query, *args, **kwargs)
-        if self.lose_next_commit and "INSERT INTO" in query and ".ledger_batches" in query:
-            self.lose_next_commit = False
-            raise ConnectionResetError("connection reset after the insert")
+        self._after(query)
         return out
 
     def insert_native(self, query: str, encode: Any) -> None:
         from streams.clickhouse import insert_native
 
         insert_native(self.client, query, encode)
+        self._after(query)
+
+    def _after(self, query: str) -> None:
+        if self.lose_next_commit and "INSERT INTO" in query and ".ledger_batches" in query:
+            self.lose_next_commit = False
+            raise ConnectionResetError("connection reset after the insert")
 
 
 def set_field(doc: dict[str, Any], path: str, value: Any) -> dict[str, Any]:

@@ -4,11 +4,12 @@
 //! streams/pricing.py), defined once; this core gives each entry its id, its
 //! chain line and digest (the format of schemas/chain.py, pinned by
 //! docs/chain-vectors.json), sums and orders a batch for its commit record and
-//! serialises the insert as a ClickHouse Native block; and for the batch's raw
-//! windows, their hash and their insert's block.
+//! serialises the insert as a ClickHouse Native block, and its commit record's;
+//! and for the batch's raw windows, their hash and their insert's block.
 
 use pyo3::prelude::*;
 
+mod batch;
 mod chain;
 mod native;
 mod rows;

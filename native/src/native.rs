@@ -3,7 +3,8 @@
 //! block info (protocol revision 51903 on), column and row counts, then per
 //! column its name, its type, a "no custom serialization" byte (revision
 //! 54454 on) and its values: String as a varint length and the bytes, integers
-//! and DateTime little-endian, Decimal(18, S) as Int64 units of 10^-S.
+//! and DateTime little-endian, Decimal(18, S) as Int64 units of 10^-S,
+//! Array(String) as the rows' end offsets (UInt64) and then all the texts.
 
 pub const REVISION_WITH_BLOCK_INFO: u64 = 51903;
 pub const REVISION_WITH_CUSTOM_SERIALIZATION: u64 = 54454;
@@ -62,6 +63,8 @@ pub enum Layout {
     DateTime,
     /// Decimal(18, scale): Int64 units
     Decimal64(u32),
+    /// Array(String): per row its end offset (UInt64), then the texts of all rows
+    ArrayOfString,
 }
 
 impl Layout {
@@ -74,15 +77,17 @@ impl Layout {
             Layout::Int64 => type_name == "Int64",
             Layout::DateTime => type_name == "DateTime" || (type_name.starts_with("DateTime('") && type_name.ends_with("')")),
             Layout::Decimal64(scale) => type_name == format!("Decimal(18, {scale})"),
+            Layout::ArrayOfString => type_name == "Array(String)",
         }
     }
 }
 
 /// Which of a table's known columns (name, what to write, layout) each column the server
-/// listed for an insert is, in the server's order; an error naming the column if it is
-/// not one the core writes, not in the layout the core writes it in, or named twice.
+/// listed for an insert is, in the server's order, with its layout; an error naming the
+/// column if it is not one the core writes, not in the layout the core writes it in, or
+/// named twice.
 pub fn plan<C: Copy>(table: &str, known: &[(&str, C, Layout)], columns: &[(String, String)])
-                     -> Result<Vec<C>, String> {
+                     -> Result<Vec<(C, Layout)>, String> {
     let mut plan = Vec::with_capacity(columns.len());
     let mut seen = std::collections::HashSet::new();
     for (name, type_name) in columns {
@@ -95,7 +100,7 @@ pub fn plan<C: Copy>(table: &str, known: &[(&str, C, Layout)], columns: &[(Strin
         if !seen.insert(name.as_str()) {
             return Err(format!("{table} column {name} named twice"));
         }
-        plan.push(*col);
+        plan.push((*col, *layout));
     }
     Ok(plan)
 }

@@ -11,9 +11,10 @@ use std::collections::HashSet;
 
 use pyo3::exceptions::{PyIndexError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyTuple};
 
 use crate::chain::{self, Hex, LineFields, CARBON_SCALE, COST_SCALE, HOURS_SCALE};
+use crate::batch;
 use crate::native::{self, Layout};
 
 #[derive(Clone)]
@@ -170,13 +171,43 @@ impl EntryRows {
         Ok(&self.entries[j as usize])
     }
 
+    fn committable(&self) -> PyResult<()> {
+        if !self.digests {
+            return Err(PyValueError::new_err("entries made without digests cannot be committed"));
+        }
+        Ok(())
+    }
+
+    fn digest(&self, i: usize) -> &Hex {
+        self.entries[i].digest.as_ref().expect("digest")
+    }
+
+    /// The entries' indices in entry_id order, then digest (ids are unique in a
+    /// batch; the digest only keeps the order total).
+    fn chain_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.entries.len()).collect();
+        order.sort_unstable_by(|&a, &b| {
+            let (x, y) = (&self.entries[a], &self.entries[b]);
+            (x.id, x.digest).cmp(&(y.id, y.digest))
+        });
+        order
+    }
+
+    fn totals(&self, order: &[usize]) -> (Hex, i128, i128, Option<u64>, Option<u64>) {
+        let e_hash = chain::digests_hash(order.iter().map(|&i| self.digest(i)));
+        let energy: i128 = self.entries.iter().map(|e| e.energy_mj as i128).sum();
+        let gpu_ms: i128 = self.entries.iter().map(|e| e.gpu_ms as i128).sum();
+        let starts = self.entries.iter().map(|e| self.wins[e.win].start_ns);
+        (e_hash, energy, gpu_ms, starts.clone().min(), starts.max())
+    }
+
     fn encode(&self, columns: &[(String, String)], revision: u64, batch_id: &str, written_at: u32)
               -> Result<Vec<u8>, String> {
         let plan = native::plan("ledger_entries", &COLUMNS, columns)?;
         let n = self.entries.len();
         let mut out = Vec::with_capacity(64 + n * 600);
         native::push_block_head(&mut out, revision, columns.len(), n);
-        for ((name, type_name), col) in columns.iter().zip(plan) {
+        for ((name, type_name), (col, _)) in columns.iter().zip(plan) {
             native::push_column_head(&mut out, revision, name, type_name);
             for e in &self.entries {
                 let w = &self.wins[e.win];
@@ -359,31 +390,47 @@ impl EntryRows {
     }
 
     /// What the batch's commit record needs: (entry ids and their digests in
-    /// entry_id order, the entries hash over those digests, energy and GPU-ms
-    /// summed, the earliest and latest window start in ns, None if no entry).
+    /// entry_id order, then :meth:`chain_totals`).
     #[allow(clippy::type_complexity)]
     fn chain_summary(&self, py: Python<'_>)
                      -> PyResult<(Vec<String>, Vec<String>, String, i128, i128, Option<u64>, Option<u64>)> {
-        if !self.digests {
-            return Err(PyValueError::new_err("entries made without digests cannot be committed"));
-        }
-        let (order, e_hash, energy, gpu_ms, first, last) = py.detach(|| {
-            let mut order: Vec<usize> = (0..self.entries.len()).collect();
-            // by id, then digest: ids are unique in a batch; the digest only keeps the order total
-            order.sort_unstable_by(|&a, &b| {
-                let (x, y) = (&self.entries[a], &self.entries[b]);
-                (x.id, x.digest).cmp(&(y.id, y.digest))
-            });
-            let e_hash = chain::digests_hash(order.iter().map(|&i| self.entries[i].digest.as_ref().expect("digest")));
-            let energy: i128 = self.entries.iter().map(|e| e.energy_mj as i128).sum();
-            let gpu_ms: i128 = self.entries.iter().map(|e| e.gpu_ms as i128).sum();
-            let starts = self.entries.iter().map(|e| self.wins[e.win].start_ns);
-            (order, e_hash, energy, gpu_ms, starts.clone().min(), starts.max())
+        self.committable()?;
+        let (order, (e_hash, energy, gpu_ms, first, last)) = py.detach(|| {
+            let order = self.chain_order();
+            let totals = self.totals(&order);
+            (order, totals)
         });
         let ids = order.iter().map(|&i| text(&self.entries[i].id).to_owned()).collect();
-        let digests = order.iter().map(|&i| text(self.entries[i].digest.as_ref().expect("digest")).to_owned())
-            .collect();
+        let digests = order.iter().map(|&i| text(self.digest(i)).to_owned()).collect();
         Ok((ids, digests, text(&e_hash).to_owned(), energy, gpu_ms, first, last))
+    }
+
+    /// The rest of the commit record's figures: (the entries hash over the digests in
+    /// entry_id order, energy and GPU-ms summed, the earliest and latest window start
+    /// in ns, None if no entry).
+    #[allow(clippy::type_complexity)]
+    fn chain_totals(&self, py: Python<'_>) -> PyResult<(String, i128, i128, Option<u64>, Option<u64>)> {
+        self.committable()?;
+        let (e_hash, energy, gpu_ms, first, last) = py.detach(|| self.totals(&self.chain_order()));
+        Ok((text(&e_hash).to_owned(), energy, gpu_ms, first, last))
+    }
+
+    /// The ``ledger_batches`` insert's data, the commit record, as one Native block:
+    /// the entry ids and digests in entry_id order from these entries, every other
+    /// column from ``record`` (column name -> text or integer, DateTime columns as
+    /// seconds). ValueError as for :meth:`encode_native`, and for a column ``record``
+    /// lacks or a ``record`` field that is no column of the insert.
+    fn encode_batch_native<'py>(&self, py: Python<'py>, columns: Vec<(String, String)>, revision: u64,
+                                record: Bound<'py, PyDict>) -> PyResult<Bound<'py, PyBytes>> {
+        self.committable()?;
+        let values = batch::values(&record, &columns)?;
+        let block = py.detach(|| {
+            let order = self.chain_order();
+            let ids: Vec<&[u8]> = order.iter().map(|&i| &self.entries[i].id[..]).collect();
+            let digests: Vec<&[u8]> = order.iter().map(|&i| &self.digest(i)[..]).collect();
+            batch::encode(&values, &columns, revision, &ids, &digests)
+        });
+        Ok(PyBytes::new(py, &block))
     }
 
     /// The ``ledger_entries`` insert's data as one Native block, for the columns

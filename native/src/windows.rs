@@ -97,7 +97,7 @@ fn encode(rows: &[Row<'_>], columns: &[(String, String)], revision: u64, batch_i
     let size: usize = rows.iter().map(|r| r.payload.len() + 200).sum();
     let mut out = Vec::with_capacity(64 + size);
     native::push_block_head(&mut out, revision, columns.len(), rows.len());
-    for ((name, type_name), col) in columns.iter().zip(plan) {
+    for ((name, type_name), (col, _)) in columns.iter().zip(plan) {
         native::push_column_head(&mut out, revision, name, type_name);
         for r in rows {
             match col {

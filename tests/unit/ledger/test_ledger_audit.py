@@ -162,6 +162,8 @@ class FailOnCommit:
         return self.inner.execute(query, params, **kwargs)
 
     def insert_native(self, query, encode):
+        if "ledger_batches" in query:
+            raise ConnectionError("server went away")
         return self.inner.insert_native(query, encode)
 
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from schemas import chain
 from schemas.ledger import ENTRY_ROW_FIELDS
-from streams.chain_writer import ENTRY_COLUMNS, WINDOW_COLUMNS
+from streams.chain_writer import BATCH_COLUMNS, ENTRY_COLUMNS, WINDOW_COLUMNS
 from streams.core import SOURCE_SHA256, EntryRows, encode_windows_native, entry_id, entry_rows, fixed, windows_hash
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -127,6 +127,12 @@ def test_the_chain_summary_is_schemas_chains(batch: list[Any]) -> None:
     assert gpu_ms == sum(r[17] for r in want)
     starts = [r[9] for r in want]
     assert (first, last) == ((min(starts), max(starts)) if starts else (None, None))
+
+
+@given(BATCH)
+def test_the_chain_totals_are_the_summarys_without_the_lists(batch: list[Any]) -> None:
+    rows, _ = _build(batch)
+    assert rows.chain_totals() == rows.chain_summary()[2:]
 
 
 @settings(max_examples=100)
@@ -344,3 +350,64 @@ def test_a_raw_window_after_2106_cannot_go_into_a_datetime() -> None:
     with pytest.raises(ValueError, match="starts after 2106"):
         encode_windows_native([("window_start", "DateTime")], 54468, "b", 0,
                               [("w", "a", "s", "n", "b", 1, 2**32 * 10**9, 0, 1, 0, 0, b"{}")])
+
+
+# -- a batch's commit record: its ledger_batches row ----------------------------------
+
+BATCH_TYPES = {"seq": "UInt64", "entry_count": "UInt64", "window_count": "UInt64", "energy_mj": "Int64",
+               "gpu_ms": "Int64", "min_window_start": "DateTime", "max_window_start": "DateTime",
+               "entry_ids": "Array(String)", "entry_digests": "Array(String)", "committed_at": "DateTime"}
+BATCH_COLS = [(c, BATCH_TYPES.get(c, "String")) for c in BATCH_COLUMNS.split(", ")]
+U64, DT = st.integers(0, 2**64 - 1), st.integers(0, 2**32 - 1)
+RECORD = st.fixed_dictionaries({
+    "chain_id": TEXT, "seq": U64, "batch_id": TEXT, "prev_hash": TEXT, "entries_hash": TEXT, "batch_hash": TEXT,
+    "entry_count": U64, "window_count": U64, "energy_mj": I64, "gpu_ms": I64, "min_window_start": DT,
+    "max_window_start": DT, "windows_hash": TEXT, "committed_at": DT})
+
+
+@settings(max_examples=60, deadline=None)
+@given(BATCH, RECORD, st.sampled_from([0, 51902, 51903, 54453, 54454, 54468]), st.randoms(use_true_random=False))
+def test_the_commit_record_block_is_byte_for_byte_clickhouse_drivers(batch: list[Any], record: dict[str, Any],
+                                                                      revision: int, rnd: Any) -> None:
+    """The ids and digests in entry_id order from the entries (as chain_summary lists
+    them), every other column from the record, in the order the server lists them."""
+    rows, _ = _build(batch)
+    ids, digests = rows.chain_summary()[:2]
+    cols = list(BATCH_COLS)
+    rnd.shuffle(cols)
+    values = {**record, "entry_ids": ids, "entry_digests": digests}
+    assert rows.encode_batch_native(cols, revision, record) == _driver_block(
+        cols, [[values[c]] for c, _ in cols], revision)
+
+
+@pytest.mark.parametrize(("columns", "drop", "add", "message"), [
+    (BATCH_COLS, "windows_hash", None, "the commit record has no windows_hash"),
+    ([c for c in BATCH_COLS if c[0] != "windows_hash"], None, None, "record's windows_hash not a column"),
+    (BATCH_COLS, None, ("extra", "x"), "record's extra not a column"),
+    ([*BATCH_COLS, ("extra", "String")], None, ("extra", "x"), "extra .String. is not one the core writes"),
+    ([("entry_ids", "Array(UInt64)")], None, None, "entry_ids is Array.UInt64. on the server"),
+])
+def test_a_commit_record_that_does_not_fit_the_insert_is_refused(columns: list[tuple[str, str]], drop: str | None,
+                                                                  add: tuple[str, str] | None, message: str) -> None:
+    """A field the record lacks or one the insert would drop is an error, never a
+    commit record with less than the chain hashed."""
+    rows, _ = _build([])
+    record: dict[str, Any] = {"chain_id": "c", "seq": 0, "batch_id": "b", "prev_hash": "p", "entries_hash": "e",
+                              "batch_hash": "h", "entry_count": 0, "window_count": 0, "energy_mj": 0, "gpu_ms": 0,
+                              "min_window_start": 0, "max_window_start": 0, "windows_hash": "w", "committed_at": 0}
+    if drop:
+        del record[drop]
+    if add:
+        record[add[0]] = add[1]
+    with pytest.raises(ValueError, match=message):
+        rows.encode_batch_native(columns, 54468, record)
+
+
+def test_a_commit_record_field_of_the_wrong_type_is_refused() -> None:
+    rows, _ = _build([])
+    with pytest.raises(TypeError):
+        rows.encode_batch_native([("seq", "UInt64")], 54468, {"seq": "1"})
+    with pytest.raises(OverflowError):
+        rows.encode_batch_native([("committed_at", "DateTime")], 54468, {"committed_at": 2**32})
+    with pytest.raises(ValueError, match="without digests"):
+        _build([], digests=False)[0].encode_batch_native([("seq", "UInt64")], 54468, {"seq": 1})
