@@ -141,11 +141,12 @@ class ChainWriter:
                               lambda columns, revision: encode_windows_native(columns, revision, batch_id, now_s,
                                                                               rows_w))
             # the commit record; the core adds the entry ids and digests in entry_id order
-            record = {"chain_id": self.chain_id, "seq": seq, "batch_id": batch_id, "prev_hash": prev,
-                      "entries_hash": e_hash, "batch_hash": b_hash, "entry_count": len(entries),
-                      "window_count": len(windows), "energy_mj": energy, "gpu_ms": gpu_ms,
-                      "min_window_start": first // NS_PER_S, "max_window_start": last // NS_PER_S,
-                      "windows_hash": w_hash, "committed_at": now_s}
+            record: dict[str, str | int] = {
+                "chain_id": self.chain_id, "seq": seq, "batch_id": batch_id, "prev_hash": prev,
+                "entries_hash": e_hash, "batch_hash": b_hash, "entry_count": len(entries),
+                "window_count": len(windows), "energy_mj": energy, "gpu_ms": gpu_ms,
+                "min_window_start": first // NS_PER_S, "max_window_start": last // NS_PER_S,
+                "windows_hash": w_hash, "committed_at": now_s}
             insert_native(self.client, f"INSERT INTO {self.db}.ledger_batches ({BATCH_COLUMNS}) VALUES",
                           lambda columns, revision: entries.encode_batch_native(columns, revision, record))
         except Exception:
