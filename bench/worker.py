@@ -28,6 +28,7 @@ from schemas import load_config  # noqa: E402
 from streams.app import GC_THRESHOLDS  # noqa: E402
 from streams.clickhouse import ClickHouseSettings, connect  # noqa: E402
 from streams.processing import WindowProcessor  # noqa: E402
+from streams.settings import StreamSettings  # noqa: E402
 from streams.sink import ClickHouseSink  # noqa: E402
 from streams.worker import LedgerWorker  # noqa: E402
 
@@ -40,7 +41,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--windows", type=int, default=8000, help="node windows (8 GPUs each)")
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--batch", type=int, default=2000, help="windows per batch (the worker's default)")
+    ap.add_argument("--batch", type=int, default=StreamSettings().batch_size,
+                    help="windows per batch (the worker's default)")
     args = ap.parse_args()
 
     stack = Stack(ROOT / ".state-bench", StackPorts.offset(20000))

@@ -24,7 +24,7 @@ SHARE_TOLERANCE = 1e-6
 
 # Bounds of the contract (docs/attribution.md "What a window may carry"). Every
 # number fits its ClickHouse column, and so do the sums of a whole batch
-# (2,000 windows x 64 GPUs x MAX_ENERGY_MJ < 2^63); the consortium config's
+# (streams/settings.py MAX_BATCH_SIZE windows x 64 GPUs x MAX_ENERGY_MJ < 2^63); the consortium config's
 # power limits then bound energy far more tightly (streams/processing.py).
 MAX_GPUS = 64
 MAX_PROCESSES = 1024

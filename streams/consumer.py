@@ -42,8 +42,9 @@ log = logging.getLogger(__name__)
 # The windows consumer's group is the app id plus this; Faust's own group (the
 # app id) keeps the job events.
 WINDOWS_GROUP_SUFFIX = "-windows"
-# Per partition and fetch: a batch of 2,000 windows of 8 GPUs is about 6 MB.
-MAX_PARTITION_FETCH_BYTES = 8 << 20
+# Per partition and fetch: a batch of 4,000 windows of 8 GPUs is about 12 MB,
+# so one partition alone can fill a batch.
+MAX_PARTITION_FETCH_BYTES = 16 << 20
 
 
 LOG_APPEND_TIME = 1  # a record's timestamp_type when the broker stamped it

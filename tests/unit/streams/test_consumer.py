@@ -359,3 +359,17 @@ def test_a_rebalance_during_the_job_catch_up_waits_for_that_batch(worker) -> Non
             await task
 
     asyncio.run(scenario())
+
+
+def test_a_batch_size_whose_sums_could_overflow_the_commit_record_stops_the_worker_at_start() -> None:
+    """The commit record's energy sum is Int64: a batch of MAX_BATCH_SIZE windows of the
+    largest the contract allows still fits, one more window might not."""
+    from pydantic import ValidationError
+
+    from schemas.telemetry import MAX_ENERGY_MJ, MAX_GPUS
+    from streams.settings import MAX_BATCH_SIZE
+
+    assert MAX_BATCH_SIZE * MAX_GPUS * MAX_ENERGY_MJ <= 2**63 - 1 < (MAX_BATCH_SIZE + 1) * MAX_GPUS * MAX_ENERGY_MJ
+    assert StreamSettings(batch_size=MAX_BATCH_SIZE).batch_size == MAX_BATCH_SIZE
+    with pytest.raises(ValidationError, match="batch_size"):
+        StreamSettings(batch_size=MAX_BATCH_SIZE + 1)
