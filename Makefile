@@ -59,7 +59,7 @@ stack-status: install
 
 bench: install
 	$(BIN)/python bench/agent.py
-	$(BIN)/python bench/pipeline.py --windows 20000 --profile .state-bench/worker-profile.txt
+	$(BIN)/python bench/pipeline.py --windows 40000 --profile .state-bench/worker-profile.txt
 	$(BIN)/python bench/consume.py --windows 20000
 	$(BIN)/python bench/worker.py
 
