@@ -55,6 +55,10 @@ BATCH_COLUMNS = (
 )
 
 
+def _sites_agents(windows: Sequence[Window]) -> dict[str, tuple[str, ...]]:
+    return {"s": tuple({w.site_id for w in windows}), "a": tuple({w.agent_id for w in windows})}
+
+
 def _ts(ns: int) -> datetime:
     return datetime.fromtimestamp(ns // NS_PER_S, UTC).replace(tzinfo=None)
 
@@ -95,23 +99,37 @@ class ChainWriter:
         """Which of these windows are already in a committed batch (resends,
         replays), each with the SHA-256 of the bytes booked under its id.
 
-        The batch's window ids travel as an external table (one column, sent
-        in the native format) rather than as an escaped IN list in the query
-        text: a batch holds thousands of them. The query reads ``raw_windows``
-        (the rows of committed batches, as the ``windows`` view does) with the
-        ids as its PREWHERE, so only the rows whose id matches have their
-        payload read: through the view ClickHouse 18.16 read every booked
-        payload of the batch's agents for each batch (docs/benchmarks.md)."""
+        Two queries, each reading in proportion to the batch, not to the
+        ledger. First the seq ranges of the windows' agent runs
+        (``window_seq_ranges``, migration 0011): a window whose seq is outside
+        its run's range has no row in ``raw_windows``, booked or not; a new
+        window, the common case, is settled there. Then the others by id:
+        ``raw_windows`` with the ids as PREWHERE, committed batches only (as the
+        ``windows`` view, which ClickHouse 18.16 reads whole: every booked
+        payload of the batch's agents, for every batch; docs/benchmarks.md).
+        The ids travel as an external table (one column, sent in the native
+        format) rather than as an escaped IN list in the query text."""
         if not windows:
+            return {}
+        ranges = {(s, a, b, e): (low, high) for s, a, b, e, low, high in self.client.execute(
+            f"SELECT site_id, agent_id, boot_id, epoch, minMerge(low), maxMerge(high) FROM {self.db}.window_seq_ranges "
+            f"WHERE site_id IN %(s)s AND agent_id IN %(a)s GROUP BY site_id, agent_id, boot_id, epoch",
+            _sites_agents(windows))}
+        maybe = []
+        for w in windows:
+            r = ranges.get((w.site_id, w.agent_id, w.boot_id, w.epoch))
+            if r is not None and r[0] <= w.seq <= r[1]:
+                maybe.append(w)
+        if not maybe:
             return {}
         rows = self.client.execute(
             f"SELECT window_id, lower(hex(SHA256(payload))) FROM {self.db}.raw_windows "
             f"PREWHERE window_id IN _batch_windows "
             f"WHERE site_id IN %(s)s AND agent_id IN %(a)s "
             f"AND batch_id IN (SELECT batch_id FROM {self.db}.ledger_batches)",
-            {"s": tuple({w.site_id for w in windows}), "a": tuple({w.agent_id for w in windows})},
+            _sites_agents(maybe),
             external_tables=[{"name": "_batch_windows", "structure": [("window_id", "String")],
-                              "data": [{"window_id": w.window_id} for w in windows]}])
+                              "data": [{"window_id": w.window_id} for w in maybe]}])
         return {r[0]: r[1] for r in rows}
 
     # -- writing --------------------------------------------------------------------

@@ -36,11 +36,11 @@ def test_migrations_run_twice_on_current_engine(engine: ChdbClient) -> None:
     first = apply_migrations(engine, "bridgeledger")
     assert first == ["0001_ledger", "0002_corrections", "0003_dashboards", "0004_rollups", "0005_chain_leases",
                      "0006_account_source", "0007_witnessed_chain", "0008_config_sites",
-                     "0009_grid_intensity", "0010_hourly_rollup"]
+                     "0009_grid_intensity", "0010_hourly_rollup", "0011_window_seq_ranges"]
     assert apply_migrations(engine, "bridgeledger") == []
     tables = {r[0] for r in engine.execute("SHOW TABLES FROM bridgeledger")}
     assert {"raw_windows", "ledger_entries", "ledger_batches", "ledger", "windows", "job_events",
-            "config_versions", "dlq_records", "ledger_checkpoints", "ledger_hourly", "rollup"} <= tables
+            "config_versions", "dlq_records", "ledger_checkpoints", "ledger_hourly", "rollup", "window_seq_ranges"} <= tables
 
 
 def test_sink_and_member_report_on_current_engine(engine, trace_dir, config_and_hash) -> None:

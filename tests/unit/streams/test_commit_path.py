@@ -67,6 +67,43 @@ def test_a_conflicting_duplicate_across_batches_is_dead_lettered_with_both_hashe
     assert rows == [("conflicting_duplicate", hashlib.sha256(forged).hexdigest())]
 
 
+class CountingLookups:
+    """The engine, counting the resend check's lookups of windows by id in raw_windows."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.lookups = inner, 0
+
+    def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        self.lookups += "PREWHERE window_id IN" in query
+        return self.inner.execute(query, *args, **kwargs)
+
+    def insert_native(self, query: str, encode: Any) -> None:
+        self.inner.insert_native(query, encode)
+
+
+def test_the_resend_check_looks_up_by_id_only_the_windows_inside_a_booked_run(db, config_and_hash) -> None:
+    """The agent runs' seq ranges settle new windows without a lookup by id; a window
+    inside its run's range is looked up (a conflict in the middle of the run is found),
+    and one in a gap is booked, like one below the range or of another epoch."""
+    engine, name = db
+    client = CountingLookups(engine)
+    w = LedgerWorker(WindowProcessor(*config_and_hash), ClickHouseSink(client, name), clock_ns=lambda: NOW_NS)
+    assert w.handle_windows([raw(s) for s in (10, 11, 12, 14)]) == []
+    assert w.handle_windows([raw(15), raw(16)]) == []  # above the run's range: new, settled without a lookup
+    assert client.lookups == 0
+    [conflict] = w.handle_windows([raw(11, 900_000)])
+    assert (conflict.reason, client.lookups) == ("conflicting_duplicate", 1)
+    assert w.handle_windows([raw(11)]) == [] and client.lookups == 2  # a resend: looked up, skipped
+    assert w.handle_windows([raw(13), raw(9), raw(11, epoch="e2")]) == []  # the gap is looked up: not there
+    assert client.lookups == 3
+    booked = engine.execute(f"SELECT window_id, sum(energy_mj) FROM {name}.ledger GROUP BY window_id")
+    assert sorted(r[0].split("/", 3)[3] for r in booked) == ["e1/10", "e1/11", "e1/12", "e1/13", "e1/14", "e1/15",
+                                                            "e1/16", "e1/9", "e2/11"]
+    assert {int(r[1]) for r in booked} == {5000}
+    report = verify_ledger(engine, name, *ALL)
+    assert report.ok, [p.line() for p in report.problems]
+
+
 def test_dead_letters_of_any_bytes_are_stored_as_they_are(db) -> None:
     engine, name = db
     sink = ClickHouseSink(engine, name)
