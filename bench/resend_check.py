@@ -6,12 +6,14 @@
 Every batch the worker asks which of its windows are booked already (resends,
 replays, conflicting duplicates). The windows booked so far are the same
 fleet's (the same sites and agents, older boots), so the sites and agents of
-a batch do not narrow the search. For each size the bench times the check of a
-batch of new windows, as the writer asks it now (``raw_windows`` with the ids
-as PREWHERE) and as it asked before (the ``windows`` view), and prints what
-ClickHouse read for each: time, rows and bytes, and the bytes per booked
-window, from which it extrapolates to a month of the issue's consortium (130
-million entries, ~13.5 million node windows). On the bench stack's ClickHouse
+a batch do not narrow the search. For each size the bench times the check of
+a batch as the writer asks it now (the agent runs' seq ranges, then the
+windows inside one by id: ``raw_windows`` with the ids as PREWHERE), for a
+batch of new windows and for a replayed one (every window booked already),
+and a new batch as the writer asked it before 2026-12-07 (the ``windows``
+view), and prints what ClickHouse read for each (time, rows, bytes), then
+extrapolates to a month of the issue's consortium (130 million entries,
+~13.5 million node windows). On the bench stack's ClickHouse
 (.state-bench, ports +20000; brought up if it is down); its ledger tables are
 emptied first and at the end.
 """
@@ -23,6 +25,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +40,7 @@ from streams.clickhouse import ClickHouseSettings, connect, insert_native  # noq
 from streams.core import encode_windows_native  # noqa: E402
 
 DB = ClickHouseSettings().database
-TABLES = ("raw_windows", "ledger_entries", "ledger_batches", "ledger_intents")
+TABLES = ("raw_windows", "ledger_entries", "ledger_batches", "ledger_intents", "window_seq_ranges")
 MONTH_WINDOWS = 130_000_000 / 1.2 / 8  # the issue's month: entries / entries per GPU-window / GPUs per window
 
 
@@ -84,50 +87,75 @@ def main() -> None:
     raws = make_windows(args.batch)
     windows = [(decode_window_fast(r), r) for r in raws]
     new = [w for w, _ in windows]
-    writer = ChainWriter(client, DB, "bench")
+    # the windows of the first batch booked, as the worker would see them again (a replay)
+    replay = [SimpleNamespace(site_id=w.site_id, agent_id=w.agent_id, boot_id=f"{w.boot_id}-old1", epoch=w.epoch,
+                              seq=w.seq, window_id=f"{w.site_id}/{w.agent_id}/{w.boot_id}-old1/{w.epoch}/{w.seq}")
+              for w in new]
+    reading = Reading(client)
+    writer = ChainWriter(reading, DB, "bench")
     sites, agents = tuple({w.site_id for w in new}), tuple({w.agent_id for w in new})
     ids = [{"window_id": w.window_id} for w in new]
 
     def before() -> Any:
-        return client.execute(
+        return reading.execute(
             f"SELECT window_id, lower(hex(SHA256(payload))) FROM {DB}.windows "
             f"WHERE site_id IN %(s)s AND agent_id IN %(a)s AND window_id IN _batch_windows",
             {"s": sites, "a": agents},
             external_tables=[{"name": "_batch_windows", "structure": [("window_id", "String")], "data": ids}])
 
-    def read() -> tuple[int, int]:
-        p = client.last_query.progress
-        return p.rows, p.bytes
-
-    print(f"machine: 2 cores; a batch of {len(new)} new windows of {len(agents)} agents checked against the "
-          f"booked windows of the same agents; best of 3")
-    print(f"{'booked windows':>15}  {'now: s':>8} {'rows read':>11} {'MB read':>9}  "
-          f"{'before: s':>9} {'rows read':>11} {'MB read':>9}")
+    cases = {"new batch, now": lambda: writer.committed(new), "replayed batch, now": lambda: writer.committed(replay),
+             "new batch, before": before}
+    print(f"machine: 2 cores; batches of {len(new)} windows of {len(agents)} agents checked against the booked "
+          f"windows of the same agents (s: best of 3; rows and MB: what ClickHouse read, all the check's queries)")
+    print(f"{'booked windows':>15}" + "".join(f"  {name:>30}" for name in cases))
     booked, copy = 0, 0
-    points: list[tuple[int, float, int, float]] = []
+    points: list[tuple[int, list[float]]] = []
     for size in sizes:
         while booked < size:
             copy += 1
             book(client, [row(w, r, f"{w.boot_id}-old{copy}") for w, r in windows])
             booked += len(windows)
         client.execute(f"OPTIMIZE TABLE {DB}.raw_windows")  # merged, as a month's parts would be
-        now_s, done = best_of(3, lambda: writer.committed(new))
-        now_rows, now_bytes = read()
-        assert not done, "the new windows are not booked"
-        was_s, _ = best_of(3, before)
-        was_rows, was_bytes = read()
-        print(f"{booked:>15,}  {now_s:>8.3f} {now_rows:>11,} {now_bytes / 1e6:>9.1f}  "
-              f"{was_s:>9.3f} {was_rows:>11,} {was_bytes / 1e6:>9.1f}")
-        points.append((booked, now_s, now_bytes, was_s))
-    (n0, now0, _, was0), (n1, now1, now_bytes, was1) = points[0], points[-1]
-
-    def month(t0: float, t1: float) -> float:  # the line through the first and last size, at a month
-        return t1 + (t1 - t0) / (n1 - n0) * (MONTH_WINDOWS - n1) if n1 > n0 else float("nan")
-
-    print(f"per booked window now: {now_bytes / n1:.0f} bytes read; at a month of the issue's consortium "
-          f"({MONTH_WINDOWS / 1e6:.1f} million windows), on the line through {n0:,} and {n1:,}: "
-          f"{month(now0, now1):.2f} s a batch now, {month(was0, was1):.1f} s before")
+        cells, times = [], []
+        for name, check in cases.items():
+            t, found = best_of(3, lambda check=check: reading.measure(check))  # type: ignore[misc]
+            rows_read, bytes_read, out = found
+            if name == "new batch, now":
+                assert not out, "the new windows are not booked"
+            if name == "replayed batch, now":
+                assert len(out) == len(replay), "every replayed window is found"
+            cells.append(f"{t:7.3f} s {rows_read:>10,} r {bytes_read / 1e6:7.1f} MB")
+            times.append(t)
+        print(f"{booked:>15,}" + "".join(f"  {c:>30}" for c in cells))
+        points.append((booked, times))
+    (n0, t0), (n1, t1) = points[0], points[-1]
+    print(f"at a month of the issue's consortium ({MONTH_WINDOWS / 1e6:.1f} million windows), on the line through "
+          f"{n0:,} and {n1:,} booked windows:")
+    for name, a, b in zip(cases, t0, t1, strict=True):
+        slope = (b - a) / (n1 - n0) if n1 > n0 else float("nan")
+        if slope > 0:
+            print(f"  {name:<22} {b + slope * (MONTH_WINDOWS - n1):8.2f} s a batch")
+        else:
+            print(f"  {name:<22} {b:8.3f} s a batch: no growth measured")
     empty(client)
+
+
+class Reading:
+    """The client, summing what ClickHouse read over the queries of one measurement."""
+
+    def __init__(self, client: Any) -> None:
+        self.client, self.rows, self.bytes = client, 0, 0
+
+    def execute(self, *args: Any, **kwargs: Any) -> Any:
+        out = self.client.execute(*args, **kwargs)
+        progress = self.client.last_query.progress
+        self.rows, self.bytes = self.rows + progress.rows, self.bytes + progress.bytes
+        return out
+
+    def measure(self, check: Any) -> tuple[int, int, Any]:
+        self.rows = self.bytes = 0
+        out = check()
+        return self.rows, self.bytes, out
 
 
 def empty(client: Any) -> None:
