@@ -62,6 +62,7 @@ bench: install
 	$(BIN)/python bench/pipeline.py --windows 40000 --profile .state-bench/worker-profile.txt
 	$(BIN)/python bench/consume.py --windows 20000
 	$(BIN)/python bench/worker.py
+	$(BIN)/python bench/resend_check.py
 
 # The read side at a month of data (about two hours on 2 cores: three sizes up to 20 million
 # entries, each timed; then the panels and the statement on that month copied up to 7 times,

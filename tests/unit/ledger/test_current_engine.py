@@ -40,7 +40,8 @@ def test_migrations_run_twice_on_current_engine(engine: ChdbClient) -> None:
     assert apply_migrations(engine, "bridgeledger") == []
     tables = {r[0] for r in engine.execute("SHOW TABLES FROM bridgeledger")}
     assert {"raw_windows", "ledger_entries", "ledger_batches", "ledger", "windows", "job_events",
-            "config_versions", "dlq_records", "ledger_checkpoints", "ledger_hourly", "rollup", "window_seq_ranges"} <= tables
+            "config_versions", "dlq_records", "ledger_checkpoints", "ledger_hourly", "rollup",
+            "window_seq_ranges"} <= tables
 
 
 def test_sink_and_member_report_on_current_engine(engine, trace_dir, config_and_hash) -> None:
