@@ -178,6 +178,12 @@ def paced(pub: KafkaPublisher, raws: list[bytes], rate: float, seconds: float, t
     return i, tuple(agents), el
 
 
+def steal_seconds() -> float:
+    """CPU time the hypervisor gave other guests, all cores, so far (/proc/stat)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
+
+
 def cpu_seconds(pid: int | None) -> float:
     """User + system CPU of a process and its reaped children so far (/proc/PID/stat)."""
     if pid is None:
@@ -267,6 +273,7 @@ def main() -> None:
     pids = {"worker": worker.pid, **{s.name: s.pid for s in stack.status()}}
     first_cpu: dict[str, float] = {}
     first_metrics: dict[str, float] = {}
+    first_steal = 0.0
     deadline = time.monotonic() + 1800
     while time.monotonic() < deadline:
         c = count_windows(client, ch.database)
@@ -276,6 +283,7 @@ def main() -> None:
             # the worker's verifying processes (streams/verifier.py), started before its first batch
             pids.update({f"verifier {i}": pid for i, pid in enumerate(children(worker.pid))})
             first_cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
+            first_steal = steal_seconds()
         if c >= n:
             break
         time.sleep(0.25)
@@ -283,6 +291,7 @@ def main() -> None:
     pipe_rate = (n - first_count) / pipe_s if pipe_s > 0 else float("nan")
     last_metrics = worker_metrics(metrics_port)
     cpu = {name: cpu_seconds(pid) - first_cpu.get(name, 0.0) for name, pid in pids.items()}
+    steal = steal_seconds() - first_steal
     split = {k: last_metrics.get(k, 0.0) - first_metrics.get(k, 0.0)
              for k in ("process_seconds_total", "sink_seconds_total")}
     if spy is not None:
@@ -330,7 +339,8 @@ def main() -> None:
               f"({100 * p_s / pipe_s:.0f} %, event loop), ClickHouse sink {s_s:.1f} s "
               f"({100 * s_s / pipe_s:.0f} %, sink thread, overlapping the next batch's processing)")
         shares = ", ".join(f"{name} {sec:.1f} s ({100 * sec / pipe_s:.0f} % of a core)" for name, sec in cpu.items())
-        print(f"CPU over the throughput phase: {shares}; the machine has {os.cpu_count()} cores")
+        print(f"CPU over the throughput phase: {shares}; the machine has {os.cpu_count()} cores, of which the "
+              f"hypervisor gave {steal:.1f} s ({100 * steal / pipe_s:.0f} % of a core) to other guests")
         booked_gw = (n - first_count) * gpu
         own = cpu["worker"] / booked_gw
         verify = sum(sec for name, sec in cpu.items() if name.startswith("verifier")) / booked_gw
