@@ -25,8 +25,8 @@ class StreamSettings(BaseSettings):
     chain_id: str = Field(default="main", pattern=r"^[A-Za-z0-9._-]+$")
     consortium_config: Path = Path("deploy/consortium.example.yaml")
     partitions: int = Field(default=4, ge=1)
-    # Windows per batch: larger batches cost ClickHouse and the worker less per window
-    # (docs/benchmarks.md: 4,000 books ~1.35x the windows a second of 2,000 here).
+    # Windows per batch: fewer, larger inserts (docs/benchmarks.md: 4,000 booked ~7 % more
+    # a second than 2,000 on the bench machine, within its run-to-run spread).
     batch_size: int = Field(default=4000, ge=1, le=MAX_BATCH_SIZE)
     batch_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=30.0, gt=0)
