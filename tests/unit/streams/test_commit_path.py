@@ -104,6 +104,27 @@ def test_the_resend_check_looks_up_by_id_only_the_windows_inside_a_booked_run(db
     assert report.ok, [p.line() for p in report.problems]
 
 
+def test_windows_booked_before_the_seq_ranges_existed_are_still_found(chdb_engine, config_and_hash) -> None:
+    """Migration 0011 fills the ranges from the windows already booked: after the
+    upgrade, a resend of one of them is skipped and a forgery of one is refused."""
+    from datetime import datetime
+
+    from ledger.migrate import load_migrations
+
+    name = f"bl_commit{next(_n)}"
+    apply_migrations(chdb_engine, name, load_migrations()[:10])  # a ledger from before 0011
+    sink = ClickHouseSink(chdb_engine, name)
+    w = LedgerWorker(WindowProcessor(*config_and_hash), sink, clock_ns=lambda: NOW_NS)
+    batch = w.prepare([raw(5), raw(6)])
+    sink.commit_batch(batch.entries, batch.accepted, datetime(2026, 1, 1))  # written as the old worker did
+    assert apply_migrations(chdb_engine, name) == ["0011_window_seq_ranges"]
+    assert w.handle_windows([raw(5), raw(7)]) == []  # the resend skipped, the new window booked
+    [conflict] = w.handle_windows([raw(6, 900_000)])
+    assert conflict.reason == "conflicting_duplicate"
+    booked = chdb_engine.execute(f"SELECT window_id, count() FROM {name}.windows GROUP BY window_id")
+    assert sorted((r[0].rsplit("/", 1)[1], int(r[1])) for r in booked) == [("5", 1), ("6", 1), ("7", 1)]
+
+
 def test_dead_letters_of_any_bytes_are_stored_as_they_are(db) -> None:
     engine, name = db
     sink = ClickHouseSink(engine, name)
