@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from typing import Annotated, Literal
@@ -47,6 +48,7 @@ __all__ = [
 CHECKPOINT_VERSION = 1
 MAX_CHECKPOINT_BYTES = 4096
 _HEX64 = r"^[0-9a-f]{64}$"
+_ID, _HEX = re.compile(ID_PATTERN).fullmatch, re.compile(_HEX64).fullmatch
 _BIG = 2**62
 
 
@@ -68,6 +70,12 @@ class _Wire(msgspec.Struct, forbid_unknown_fields=True):
     time_ns: Annotated[int, msgspec.Meta(ge=MIN_TIME_NS, le=MAX_TIME_NS)]
     reason: Literal["start", "interval", "stop", "correction"]
     key_id: Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
+
+    def __post_init__(self) -> None:
+        # Meta(pattern) is re.search, whose '$' also matches before a final newline
+        for name, whole in (("chain_id", _ID), ("key_id", _ID), ("batch_hash", _HEX), ("prev", _HEX)):
+            if whole(getattr(self, name)) is None:
+                raise ValueError(f"{name} does not match its pattern as a whole")
 
 
 @dataclass(frozen=True, slots=True)

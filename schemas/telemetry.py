@@ -242,8 +242,9 @@ def parse_window(raw: bytes | str) -> tuple[dict[str, Any], TelemetryWindow]:
 # msgspec runs a regex on every string (~50 a window, 3/4 of its time), while
 # the strings of a stream repeat (a GPU's uuid and model every window, a job's
 # id for hours), so each distinct string is matched once and then looked up.
-# The same compiled patterns are searched the same way (msgspec's Meta(pattern)
-# is re.search), so what is accepted does not change.
+# Each string must match its pattern as a whole (re.fullmatch), as pydantic's
+# pattern does: msgspec's Meta(pattern) is re.search, whose '$' also matches
+# before a final newline, so it accepted "n1\n" where the contract refuses it.
 
 _Id = str  # ID_PATTERN, checked by _strings_ok
 _Text = str  # TEXT_PATTERN, likewise
@@ -255,13 +256,13 @@ class _KnownGood:
     LIMIT = 100_000
 
     def __init__(self, pattern: str) -> None:
-        self.search = re.compile(pattern).search
+        self.match = re.compile(pattern).fullmatch
         self.seen: set[str] = set()
 
     def ok(self, s: str) -> bool:
         if s in self.seen:
             return True
-        if self.search(s) is None:
+        if self.match(s) is None:
             return False
         if len(self.seen) >= self.LIMIT:
             self.seen.clear()
@@ -270,6 +271,7 @@ class _KnownGood:
 
 
 _ids, _texts = _KnownGood(ID_PATTERN), _KnownGood(TEXT_PATTERN)
+_signature = re.compile(SIGNATURE_PATTERN).fullmatch
 
 
 def _strings_ok(w: _FastWindow) -> bool:
@@ -279,6 +281,8 @@ def _strings_ok(w: _FastWindow) -> bool:
         if s not in seen_id and not id_ok(s):
             return False
     if w.key_id is not None and not id_ok(w.key_id):
+        return False
+    if w.signature is not None and _signature(w.signature) is None:  # each message's own: not remembered
         return False
     for g in w.gpus:
         if (g.uuid not in seen_id and not id_ok(g.uuid)) or not text_ok(g.model):
@@ -347,7 +351,7 @@ class _FastWindow(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     window_end_ns: _Time
     gpus: Annotated[list[_FastGpu], msgspec.Meta(min_length=1, max_length=MAX_GPUS)]
     key_id: _Id | None = None
-    signature: Annotated[str, msgspec.Meta(pattern=SIGNATURE_PATTERN)] | None = None
+    signature: str | None = None  # SIGNATURE_PATTERN, checked by _strings_ok
 
     def __post_init__(self) -> None:
         if self.window_end_ns <= self.window_start_ns:

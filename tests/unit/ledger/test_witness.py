@@ -63,6 +63,21 @@ def test_a_checkpoint_round_trips_and_any_changed_byte_is_refused() -> None:
                           KEY)
 
 
+@pytest.mark.parametrize("field", ["chain_id", "key_id", "batch_hash", "prev"])
+def test_an_identifier_or_hash_with_a_final_newline_is_not_a_checkpoint(field: str) -> None:
+    cp = Checkpoint("main", 4, "ab" * 32, 10, 4, 123, 45, kind="checkpoint", prev="cd" * 32, time_ns=T,
+                    reason="interval", key_id=KEY_ID)
+    with pytest.raises(ValueError, match=f"{field} does not match"):
+        encode_checkpoint(replace(cp, **{field: getattr(cp, field) + "\n"}), KEY)
+    doc = {"schema_version": 1, **{k: getattr(cp, k) for k in cp.__dataclass_fields__}}
+    doc[field] += "\n"
+    from schemas.signing import sign_window
+
+    raw = sign_window(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode(), KEY)
+    with pytest.raises(CheckpointError, match=f"{field} does not match"):
+        decode_checkpoint(raw, None)
+
+
 @settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.binary(max_size=5000))
 def test_any_bytes_on_the_topic_are_an_alarm_never_a_crash(tmp_path: Path, raw: bytes) -> None:
