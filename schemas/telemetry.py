@@ -276,23 +276,18 @@ _signature = re.compile(SIGNATURE_PATTERN).fullmatch
 
 def _strings_ok(w: _FastWindow) -> bool:
     """Every identifier and text of a decoded window matches its pattern."""
-    seen_id, id_ok, text_ok = _ids.seen, _ids.ok, _texts.ok
-    for s in (w.agent_id, w.site_id, w.node, w.boot_id, w.epoch):
-        if s not in seen_id and not id_ok(s):
-            return False
+    id_ok, text_ok = _ids.ok, _texts.ok
+    if not all(map(id_ok, (w.agent_id, w.site_id, w.node, w.boot_id, w.epoch))):
+        return False
     if w.key_id is not None and not id_ok(w.key_id):
         return False
     if w.signature is not None and _signature(w.signature) is None:  # each message's own: not remembered
         return False
     for g in w.gpus:
-        if (g.uuid not in seen_id and not id_ok(g.uuid)) or not text_ok(g.model):
+        if not (id_ok(g.uuid) and text_ok(g.model) and all(map(id_ok, g.flags))):
             return False
-        for f in g.flags:
-            if not id_ok(f):
-                return False
         for p in g.processes:
-            if ((p.job_id is not None and p.job_id not in seen_id and not id_ok(p.job_id))
-                    or (p.account is not None and p.account not in seen_id and not id_ok(p.account))
+            if ((p.job_id is not None and not id_ok(p.job_id)) or (p.account is not None and not id_ok(p.account))
                     or (p.mig_uuid is not None and not text_ok(p.mig_uuid))):
                 return False
     return True
