@@ -59,20 +59,20 @@ class CheckpointError(SchemaError):
 class _Wire(msgspec.Struct, forbid_unknown_fields=True):
     schema_version: Literal[1]
     kind: Literal["register", "checkpoint"]
-    chain_id: Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
+    chain_id: str  # ID_PATTERN, as a whole (__post_init__)
     seq: Annotated[int, msgspec.Meta(ge=-1, le=_BIG)]
-    batch_hash: Annotated[str, msgspec.Meta(pattern=_HEX64)]
+    batch_hash: str  # _HEX64, likewise
     entries: Annotated[int, msgspec.Meta(ge=0, le=_BIG)]
     windows: Annotated[int, msgspec.Meta(ge=0, le=_BIG)]
     energy_mj: Annotated[int, msgspec.Meta(ge=-_BIG, le=_BIG)]
     gpu_ms: Annotated[int, msgspec.Meta(ge=-_BIG, le=_BIG)]
-    prev: Annotated[str, msgspec.Meta(pattern=_HEX64)]
+    prev: str  # _HEX64
     time_ns: Annotated[int, msgspec.Meta(ge=MIN_TIME_NS, le=MAX_TIME_NS)]
     reason: Literal["start", "interval", "stop", "correction"]
-    key_id: Annotated[str, msgspec.Meta(pattern=ID_PATTERN)]
+    key_id: str  # ID_PATTERN
 
     def __post_init__(self) -> None:
-        # Meta(pattern) is re.search, whose '$' also matches before a final newline
+        # whole matches: msgspec's Meta(pattern) is re.search, whose '$' also matches before a final newline
         for name, whole in (("chain_id", _ID), ("key_id", _ID), ("batch_hash", _HEX), ("prev", _HEX)):
             if whole(getattr(self, name)) is None:
                 raise ValueError(f"{name} does not match its pattern as a whole")
