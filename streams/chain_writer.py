@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -66,8 +67,12 @@ def _ts(ns: int) -> datetime:
 class ChainWriter:
     def __init__(self, client: Any, database: str, chain_id: str = "main",
                  now: Callable[[], datetime] | None = None, lease: ChainLease | None = None,
-                 on_commit: Callable[[ChainHead], None] | None = None) -> None:
+                 on_commit: Callable[[ChainHead], None] | None = None, windows_client: Any | None = None) -> None:
         self.client = client
+        # a second connection: the raw windows' insert then runs beside the entries' (ClickHouse
+        # takes each insert on one thread); the commit record still waits for both
+        self.windows_client = windows_client
+        self._beside: ThreadPoolExecutor | None = None
         self.db = database
         self.chain_id = chain_id
         self._now = now or (lambda: datetime.now(UTC).replace(tzinfo=None))
@@ -153,17 +158,27 @@ class ChainWriter:
         try:
             self.client.execute(f"INSERT INTO {self.db}.ledger_intents (chain_id, batch_id, started_at) VALUES",
                                 [(self.chain_id, batch_id, now)])
-            if entries:
-                # one Native block made by the core for the columns the server lists
-                insert_native(self.client, f"INSERT INTO {self.db}.ledger_entries ({ENTRY_COLUMNS}) VALUES",
-                              lambda columns, revision: entries.encode_native(columns, revision, batch_id, now_s))
+            insert_windows = None
             if windows:
                 rows_w = [(w.window_id, w.agent_id, w.site_id, w.node, w.boot_id, w.seq, w.window_start_ns,
                            w.window_end_ns, len(w.gpus), sum(g.energy_mj for g in w.gpus),
                            sum(g.gpu_ms for g in w.gpus), raw) for w, raw in windows]
-                insert_native(self.client, f"INSERT INTO {self.db}.raw_windows ({WINDOW_COLUMNS}) VALUES",
-                              lambda columns, revision: encode_windows_native(columns, revision, batch_id, now_s,
-                                                                              rows_w))
+
+                def insert_windows(client: Any) -> None:
+                    insert_native(client, f"INSERT INTO {self.db}.raw_windows ({WINDOW_COLUMNS}) VALUES",
+                                  lambda columns, revision: encode_windows_native(columns, revision, batch_id, now_s,
+                                                                                  rows_w))
+            beside = self._insert_beside(insert_windows) if insert_windows is not None and entries else None
+            if entries:
+                # one Native block made by the core for the columns the server lists
+                try:
+                    insert_native(self.client, f"INSERT INTO {self.db}.ledger_entries ({ENTRY_COLUMNS}) VALUES",
+                                  lambda columns, revision: entries.encode_native(columns, revision, batch_id, now_s))
+                finally:
+                    if beside is not None:
+                        beside.result()  # both inserts end before the record, whichever failed
+            if insert_windows is not None and beside is None:
+                insert_windows(self.client)
             # the commit record; the core adds the entry ids and digests in entry_id order
             record: dict[str, str | int] = {
                 "chain_id": self.chain_id, "seq": seq, "batch_id": batch_id, "prev_hash": prev,
@@ -182,6 +197,14 @@ class ChainWriter:
         if self.on_commit is not None:
             self.on_commit(ChainHead(self.chain_id, seq, b_hash, len(entries), len(windows), energy, gpu_ms))
         return batch_id
+
+    def _insert_beside(self, insert: Callable[[Any], None]) -> Future[None] | None:
+        """``insert`` on the second connection, in the writer's own thread; None if there is none."""
+        if self.windows_client is None:
+            return None
+        if self._beside is None:
+            self._beside = ThreadPoolExecutor(1, thread_name_prefix=f"chain-{self.chain_id}-windows")
+        return self._beside.submit(insert, self.windows_client)
 
     def batch_hash_at(self, seq: int) -> str | None:
         rows = self.client.execute(f"SELECT batch_hash FROM {self.db}.ledger_batches WHERE chain_id = %(c)s "

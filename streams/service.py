@@ -63,7 +63,8 @@ def prepare_stream(settings: StreamSettings, cfg: ConsortiumConfig, digest: str,
                    ch: ClickHouseSettings, say: Callable[[str], None]) -> StreamService:
     client = connect(ch)
     lease = ChainLease(client, ch.database, settings.chain_id, ttl_s=settings.lease_ttl_s)
-    sink = ClickHouseSink(client, ch.database, chain_id=settings.chain_id, lease=lease)
+    # a second connection for the raw windows' insert, beside the entries' (streams/chain_writer.py)
+    sink = ClickHouseSink(client, ch.database, chain_id=settings.chain_id, lease=lease, windows_client=connect(ch))
     key_id, ledger_key, demo_ledger_key = ledger_signer(cfg, settings.ledger_key_file)
     checkpoints = Checkpointer(settings.chain_id, key_id, ledger_key, ledger_verifiers(cfg),
                                KafkaCheckpointLog(settings.kafka_bootstrap, settings.kafka_python_options()),
