@@ -228,3 +228,45 @@ def test_the_clickhouse_dead_letter_writer_takes_any_bytes_and_any_detail(chdb_e
             assert rows and rows[0][0] == data.hex().upper()
 
     write()
+
+
+class _FailingWindows:
+    """A second connection whose raw-windows insert fails (a dropped connection)."""
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+
+    def insert_native(self, query: str, encode: Any) -> None:
+        raise ConnectionResetError(f"connection reset during {query.split()[2]}")
+
+
+def _ledger(engine: Any, name: str) -> list[tuple[Any, ...]]:
+    return engine.execute(f"SELECT entry_id, window_id, member, energy_mj, gpu_ms, cost_eur FROM {name}.ledger "
+                          f"ORDER BY entry_id")
+
+
+def test_raw_windows_inserted_beside_the_entries_commit_the_same_ledger(chdb_engine, config_and_hash) -> None:
+    """With a second connection the windows' insert runs beside the entries'; the ledger,
+    its windows and its chain are those of one connection, and a window insert that
+    fails leaves the batch uncommitted (no record), so the retry books it once."""
+    books = []
+    for beside in (False, True):
+        name = f"bl_beside{next(_n)}"
+        apply_migrations(chdb_engine, name)
+        sink = ClickHouseSink(chdb_engine, name, windows_client=chdb_engine if beside else None)
+        w = LedgerWorker(WindowProcessor(*config_and_hash), sink, clock_ns=lambda: NOW_NS)
+        batch = w.prepare([raw(1), raw(2), raw(3)])
+        if beside:
+            sink.windows_client = _FailingWindows(chdb_engine)
+            with pytest.raises(Exception, match="connection reset during"):
+                w.write(batch)
+            assert chdb_engine.execute(f"SELECT count() FROM {name}.ledger_batches") == [(0,)]
+            assert _ledger(chdb_engine, name) == []
+            sink.windows_client = chdb_engine
+        w.write(batch)
+        windows = chdb_engine.execute(f"SELECT window_id, payload FROM {name}.windows ORDER BY window_id")
+        assert len(windows) == 3
+        report = verify_ledger(chdb_engine, name, *ALL)
+        assert report.ok and report.batches == 1, [p.line() for p in report.problems]
+        books.append((_ledger(chdb_engine, name), windows))
+    assert books[0] == books[1]
