@@ -4,7 +4,8 @@ and digests, a batch's chain summary, the ClickHouse Native block of its insert.
 The rules stay in Python (streams/attribution.py, streams/pricing.py); the core
 does the per-entry mechanics (and, for the raw windows of a batch, their hash
 and their insert's block) that made the worker's Python the bottleneck
-(docs/benchmarks.md). It is a separate package, ``bridgeledger-core``, built from
+(docs/benchmarks.md); and it checks a batch's signatures off the interpreter lock
+(streams/verifier.py). It is a separate package, ``bridgeledger-core``, built from
 native/ with cargo (``make install`` runs ``pip install ./native``); only the
 centre's stream worker and ledger tools import it, never a GPU node's agent.
 """
@@ -15,13 +16,22 @@ from collections.abc import Iterable
 from typing import Any
 
 try:
-    from bridgeledger_core import SOURCE_SHA256, EntryRows, encode_windows_native, entry_id, fixed, windows_hash
+    from bridgeledger_core import (
+        SOURCE_SHA256,
+        EntryRows,
+        encode_windows_native,
+        entry_id,
+        fixed,
+        verify_signed,
+        windows_hash,
+    )
 except ImportError as exc:  # pragma: no cover - a deployment without the core
     raise ImportError(
         "bridgeledger's compiled core is not installed: `pip install ./native` from the repository "
         "(needs Rust's cargo; `make install` does it)") from exc
 
-__all__ = ["SOURCE_SHA256", "EntryRows", "encode_windows_native", "entry_id", "entry_rows", "fixed", "windows_hash"]
+__all__ = ["SOURCE_SHA256", "EntryRows", "encode_windows_native", "entry_id", "entry_rows", "fixed", "verify_signed",
+           "windows_hash"]
 
 
 def entry_rows(rows: Iterable[tuple[Any, ...]]) -> EntryRows:

@@ -27,7 +27,7 @@ from streams.lease import ChainLease, LeaseError
 from streams.processing import WindowProcessor
 from streams.settings import StreamSettings
 from streams.sink import ClickHouseSink
-from streams.verifier import default_processes, verifier_for
+from streams.verifier import default_threads, verifier_for
 from streams.worker import LedgerWorker
 
 __all__ = ["StreamService", "prepare_stream", "run_stream", "start_warnings"]
@@ -89,10 +89,13 @@ def prepare_stream(settings: StreamSettings, cfg: ConsortiumConfig, digest: str,
             time.sleep(delay)
             delay = min(delay * 2, settings.retry_max_s)
     sink.on_commit = checkpoints.committed
-    processes = default_processes() if settings.verify_processes is None else settings.verify_processes
-    verifier = verifier_for(processes)
-    verifier.start()  # the verifying processes before the first batch, not during it
-    say(f"window signatures checked {f'in {processes} verifying process(es)' if processes else 'in the worker'}")
+    threads = default_threads() if settings.verify_threads is None else settings.verify_threads
+    processes = settings.verify_processes
+    verifier = verifier_for(threads, processes)
+    verifier.start()  # the verifying threads or processes before the first batch, not during it
+    where = (f"in {processes} verifying process(es)" if processes else
+             f"on {threads} thread(s) beside the worker" if threads else "in the worker")
+    say(f"window signatures checked {where}")
     worker = LedgerWorker(WindowProcessor(cfg, digest, max_age_ns=int(settings.max_window_age_s * 1e9)), sink,
                           verifier=verifier)
     worker.load_jobs(jobs_known)

@@ -35,9 +35,12 @@ class StreamSettings(BaseSettings):
     max_window_age_s: float = Field(default=7 * 86_400, gt=0)
     # The chain's lease (streams/lease.py): a dead worker's chain is free after this.
     lease_ttl_s: int = Field(default=30, ge=5, le=3600)
-    # Processes that check the windows' signatures beside the worker (streams/verifier.py);
-    # 0 checks them in the worker itself. Unset: one per core beyond the worker's, at most 4.
-    verify_processes: int | None = Field(default=None, ge=0, le=64)
+    # Threads that check the windows' signatures beside the worker, in its process
+    # (streams/verifier.py); 0 checks them in the worker's own thread. Unset: one per
+    # core beyond the worker's, at most 4.
+    verify_threads: int | None = Field(default=None, ge=0, le=64)
+    # Processes that check them instead (a pool of verifying processes); 0: none.
+    verify_processes: int = Field(default=0, ge=0, le=64)
     # The ledger's private key (64 hex digits, mode 600): signs the checkpoints.
     # Unset: only a config listing the public demo ledger key runs (the demo).
     ledger_key_file: Path | None = None

@@ -1,16 +1,19 @@
 """Signature checks of a batch of windows, in the worker or beside it.
 
-Every window's Ed25519 signature is checked (schemas/signing.py); this module
-only decides *where*. :class:`InlineVerifier` checks in the calling thread.
-:class:`PoolVerifier` sends the batch to verifying processes and returns at
-once, so the worker attributes the batch while the other cores check it
-(PyNaCl holds the interpreter lock, so threads would not run it in parallel);
+Every window's Ed25519 signature is checked (schemas/signing.py's format) by
+the compiled core (native/src/verify.rs), whose verdicts are libsodium's, as
+the audit's (PyNaCl) are; tests/unit/streams/test_core_verify.py checks they
+agree. This module only decides *where*. :class:`CoreVerifier`, the default,
+checks a batch on threads of the worker with the interpreter lock released,
+so the worker attributes the batch while other cores check it;
+:class:`InlineVerifier` checks in the calling thread; :class:`PoolVerifier`
+sends the batch to verifying processes.
 :meth:`LedgerWorker.prepare <streams.worker.LedgerWorker.prepare>` books
 nothing of a window before its verdict is in.
 
 A verdict is never skipped nor guessed: if the pool fails (a verifying
-process killed, the pool broken), the batch is checked inline and a new pool
-is started for the next one.
+process killed, the pool broken), or a verifying thread fails, the batch is
+checked inline and a new pool is started for the next one.
 """
 
 from __future__ import annotations
@@ -21,12 +24,12 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Protocol
 
-from schemas.signing import VerifyKey, verify_window
+from streams.core import verify_signed as _core_verify
 
-__all__ = ["InlineVerifier", "PoolVerifier", "SignatureVerifier", "Verdicts", "default_processes",
+__all__ = ["CoreVerifier", "InlineVerifier", "PoolVerifier", "SignatureVerifier", "Verdicts", "default_threads",
            "exit_with_parent", "verify_signed", "verifier_for"]
 
 log = logging.getLogger(__name__)
@@ -35,9 +38,6 @@ log = logging.getLogger(__name__)
 Signed = tuple[bytes, bytes]
 # call it to wait for the verdicts, one per item, in order
 Verdicts = Callable[[], list[bool]]
-
-_KEYS: dict[bytes, VerifyKey] = {}
-
 
 def exit_with_parent(parent: int) -> None:
     """In a pool's process: exit once ``parent`` is gone (a worker killed with SIGKILL
@@ -52,16 +52,8 @@ def exit_with_parent(parent: int) -> None:
 
 
 def verify_signed(items: Sequence[Signed]) -> list[bool]:
-    """True for each message signed, over its exact bytes, by its key."""
-    out = []
-    for raw, public in items:
-        key = _KEYS.get(public)
-        if key is None:
-            if len(_KEYS) > 10_000:  # keys of every config a process saw: bounded anyway
-                _KEYS.clear()
-            key = _KEYS[public] = VerifyKey(public)
-        out.append(verify_window(raw, key))
-    return out
+    """True for each message signed, over its exact bytes, by its key (in the calling thread)."""
+    return _core_verify(list(items), 1)
 
 
 class SignatureVerifier(Protocol):
@@ -84,6 +76,50 @@ class InlineVerifier:
 
     def close(self) -> None:
         pass
+
+
+class CoreVerifier:
+    """Checks a batch on ``threads`` threads of the worker's own process, beside the
+    caller: the core releases the interpreter lock for the whole batch.
+    ``cpu_seconds``: the CPU its checks took (of the thread that runs them, so of all
+    of them with one thread; with more, the others' is in the process's total only)."""
+
+    def __init__(self, threads: int) -> None:
+        if threads < 1:
+            raise ValueError("a verifying stage needs at least one thread")
+        self.threads = threads
+        self.cpu_seconds = 0.0
+        self.failures = 0
+        self._runner = ThreadPoolExecutor(1, thread_name_prefix="verify")
+
+    def start(self) -> None:
+        self._runner.submit(self._check, []).result()
+
+    def _check(self, items: list[Signed]) -> list[bool]:
+        t0 = time.thread_time()
+        try:
+            return _core_verify(items, self.threads)
+        finally:
+            self.cpu_seconds += time.thread_time() - t0
+
+    def submit(self, items: Sequence[Signed]) -> Verdicts:
+        items = list(items)
+        if not items:
+            return list
+        future = self._runner.submit(self._check, items)
+
+        def collect() -> list[bool]:
+            try:
+                return future.result()
+            except Exception as exc:  # never a guess: check here instead
+                self.failures += 1
+                log.error("signature check beside the worker failed (%s: %s); this batch is checked in the "
+                          "worker", type(exc).__name__, exc)
+                return verify_signed(items)
+        return collect
+
+    def close(self) -> None:
+        self._runner.shutdown(wait=True, cancel_futures=True)
 
 
 class PoolVerifier:
@@ -149,11 +185,14 @@ class PoolVerifier:
             self._pool = None
 
 
-def default_processes() -> int:
-    """One verifying process per core beyond the worker's own, at most 4."""
+def default_threads() -> int:
+    """One verifying thread per core beyond the worker's own, at most 4."""
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
-def verifier_for(processes: int) -> SignatureVerifier:
-    """A pool of ``processes`` verifying processes, or inline checks for 0."""
-    return PoolVerifier(processes) if processes > 0 else InlineVerifier()
+def verifier_for(threads: int, processes: int = 0) -> SignatureVerifier:
+    """A pool of ``processes`` verifying processes if any, else ``threads`` verifying
+    threads beside the worker, or inline checks for none."""
+    if processes > 0:
+        return PoolVerifier(processes)
+    return CoreVerifier(threads) if threads > 0 else InlineVerifier()

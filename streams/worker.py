@@ -72,6 +72,7 @@ class WorkerStats:
     sink_failures: int = 0
     sink_seconds: float = 0.0
     process_seconds: float = 0.0
+    verify_cpu_seconds: float = 0.0  # of signature checks on threads beside the worker (streams/verifier.py)
     last_batch_s: float = 0.0
 
     def render(self) -> str:
@@ -84,6 +85,8 @@ class WorkerStats:
             ("sink_seconds_total", "counter", round(self.sink_seconds, 6), "time spent writing batches"),
             ("process_seconds_total", "counter", round(self.process_seconds, 6),
              "time spent decoding, validating and attributing windows"),
+            ("verify_cpu_seconds_total", "counter", round(self.verify_cpu_seconds, 6),
+             "CPU time of the signature checks on threads beside the worker"),
             ("last_batch_seconds", "gauge", round(self.last_batch_s, 6), "latency of the last batch write"),
         ), [("rejected_total", "counter", "reason", self.rejected,
              "messages sent to the dead-letter topic, by reason")])
@@ -181,6 +184,7 @@ class LedgerWorker:
                 log.exception("internal error on one message (dead-lettered)")
         batch = self._decide(raws, screened, spans, rows, verdicts())
         self.stats.process_seconds += time.monotonic() - t_start
+        self.stats.verify_cpu_seconds = getattr(self.verifier, "cpu_seconds", 0.0)
         return batch
 
     @staticmethod

@@ -5,7 +5,8 @@
 //! chain line and digest (the format of schemas/chain.py, pinned by
 //! docs/chain-vectors.json), sums and orders a batch for its commit record and
 //! serialises the insert as a ClickHouse Native block, and its commit record's;
-//! and for the batch's raw windows, their hash and their insert's block.
+//! and for the batch's raw windows, their hash and their insert's block; and
+//! the windows' signatures, checked in batches beside the worker.
 
 use pyo3::prelude::*;
 
@@ -13,6 +14,7 @@ mod batch;
 mod chain;
 mod native;
 mod rows;
+mod verify;
 mod windows;
 
 /// The SHA-256 of the sources this build was made from (build.rs), to tell a stale build.
@@ -41,6 +43,7 @@ fn bridgeledger_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<rows::EntryRows>()?;
     m.add_function(wrap_pyfunction!(fixed, m)?)?;
     m.add_function(wrap_pyfunction!(entry_id, m)?)?;
+    m.add_function(wrap_pyfunction!(verify::verify_signed, m)?)?;
     m.add_function(wrap_pyfunction!(windows::windows_hash, m)?)?;
     m.add_function(wrap_pyfunction!(windows::encode_windows_native, m)?)?;
     Ok(())
