@@ -6,8 +6,8 @@ was the worker's largest cost) and committed after the ledger accepted each
 batch. Job events are read by :class:`streams.job_events_reader.JobEventsReader`:
 all partitions, by every worker, up to the topic's end before each window
 batch is attributed (who pays is the scheduler's word). A failing sink is
-retried with backoff (back-pressure: at most one more window batch is taken
-and prepared meanwhile, none is committed out of order).
+retried with backoff (back-pressure: at most ``batches_ahead`` more window
+batches are taken and prepared meanwhile, none is committed out of order).
 """
 
 from __future__ import annotations

@@ -80,6 +80,9 @@ class ChainWriter:
         self.lease = lease
         # told of every batch once its commit record is in (the checkpointer)
         self.on_commit = on_commit
+        # (next seq, hash) after this writer's last confirmed commit; only under a
+        # lease (no other writer of the chain), forgotten on any failed write
+        self._head: tuple[int, str] | None = None
 
     # -- the chain ------------------------------------------------------------------
     def head(self) -> tuple[int, str]:
@@ -144,7 +147,11 @@ class ChainWriter:
         if self.lease is not None:
             self.lease.renew()  # LeaseError: another worker holds the chain; write nothing
         batch_id = uuid.uuid4().hex
-        seq, prev = self.head()
+        # Under a lease this writer is the chain's only one, so after a confirmed commit
+        # it knows the head without asking; after a failure (the record may have landed
+        # with its acknowledgement lost) and without a lease it reads it.
+        seq, prev = self._head or self.head()
+        self._head = None
         # the entries hash over the digests in entry_id order, the sums, the first and last window start
         e_hash, energy, gpu_ms, first, last = entries.chain_totals()
         # schemas.chain.windows_hash of the payloads' window_digest, by window id, in the core
@@ -194,6 +201,8 @@ class ChainWriter:
             # retry finds the windows booked. The writer deletes nothing.
             log.warning("batch %s of chain %s not confirmed; retried under a new batch id", batch_id, self.chain_id)
             raise
+        if self.lease is not None:
+            self._head = (seq + 1, b_hash)
         if self.on_commit is not None:
             self.on_commit(ChainHead(self.chain_id, seq, b_hash, len(entries), len(windows), energy, gpu_ms))
         return batch_id

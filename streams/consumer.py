@@ -8,9 +8,12 @@ with a plain aiokafka consumer of its own, inside the Faust worker process
 
 Offsets: auto-commit is off. A batch's offsets are committed only after the
 ledger accepted the batch, so the committed offset never passes a window
-that is not in ClickHouse. Two batches at most are in flight: while batch n
-is written (in the sink thread), batch n+1 is decoded and attributed on the
-event loop; writes and offset commits stay in order.
+that is not in ClickHouse. While batch n is written (in the sink thread),
+the next ones are decoded and attributed on the event loop, up to
+``batches_ahead`` of them (``BRIDGELEDGER_BATCHES_AHEAD``); then the consumer
+waits for the write. Writes and offset commits stay in order. More than one
+ahead absorbs the batches whose write or preparation takes longer than the
+others (docs/benchmarks.md); each costs a batch's memory.
 
 Rebalancing: before giving up partitions, the consumer finishes every batch
 it has taken (written and committed), so a partition's next owner starts
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -105,6 +109,8 @@ class WindowConsumer:
             await self._jobs.start()
         await consumer.start()
         timeout_ms, size = int(self.settings.batch_s * 1000), self.settings.batch_size
+        ahead = self.settings.batches_ahead
+        in_flight: deque[asyncio.Future[None]] = deque()
         loop = asyncio.get_running_loop()
         try:
             while True:
@@ -121,12 +127,12 @@ class WindowConsumer:
                         await self._jobs.catch_up()
                     batch = self.worker.prepare([m.value for m in messages], [broker_time_ns(m) for m in messages])
                     offsets = {tp: ms[-1].offset + 1 for tp, ms in records.items()}
-                    previous = self._tail
                     self._tail = asyncio.ensure_future(self._commit(self._tail, batch, offsets))
+                    in_flight.append(self._tail)
                 finally:
                     self._taking.set_result(None)
-                if previous is not None:
-                    await previous  # back-pressure: two batches in flight at most
+                if len(in_flight) > ahead:
+                    await in_flight.popleft()  # back-pressure: the one being written and `ahead` more at most
         finally:
             await self.drain()
             await consumer.stop()

@@ -8,6 +8,7 @@
 //! ENTRY_ROW_FIELDS describes.
 
 use std::collections::HashSet;
+use std::sync::OnceLock;
 
 use pyo3::exceptions::{PyIndexError, PyValueError};
 use pyo3::prelude::*;
@@ -65,6 +66,9 @@ pub struct EntryRows {
     gpus: Vec<Gpu>,
     entries: Vec<Entry>,
     line: Vec<u8>,
+    // the entries' chain order, worked out once per commit (the summary and the
+    // commit record's block both need it); emptied by whatever changes the entries
+    order: OnceLock<Vec<usize>>,
 }
 
 // The ledger_entries columns the block can fill, and the layout each must have.
@@ -159,7 +163,7 @@ impl EntryRows {
 
     fn with_entries(&self, entries: Vec<Entry>) -> EntryRows {
         EntryRows { digests: self.digests, wins: self.wins.clone(), gpus: self.gpus.clone(), entries,
-                    line: Vec::new() }
+                    line: Vec::new(), order: OnceLock::new() }
     }
 
     fn entry_at(&self, i: isize) -> PyResult<&Entry> {
@@ -183,14 +187,21 @@ impl EntryRows {
     }
 
     /// The entries' indices in entry_id order, then digest (ids are unique in a
-    /// batch; the digest only keeps the order total).
-    fn chain_order(&self) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.entries.len()).collect();
-        order.sort_unstable_by(|&a, &b| {
-            let (x, y) = (&self.entries[a], &self.entries[b]);
-            (x.id, x.digest).cmp(&(y.id, y.digest))
-        });
-        order
+    /// batch; the digest only keeps the order total). Sorted once, then remembered
+    /// until the entries change.
+    fn chain_order(&self) -> &[usize] {
+        self.order.get_or_init(|| {
+            let mut order: Vec<usize> = (0..self.entries.len()).collect();
+            order.sort_unstable_by(|&a, &b| {
+                let (x, y) = (&self.entries[a], &self.entries[b]);
+                x.id.cmp(&y.id).then_with(|| x.digest.cmp(&y.digest))
+            });
+            order
+        })
+    }
+
+    fn changed(&mut self) {
+        self.order = OnceLock::new();
     }
 
     fn totals(&self, order: &[usize]) -> (Hex, i128, i128, Option<u64>, Option<u64>) {
@@ -253,7 +264,8 @@ impl EntryRows {
     #[new]
     #[pyo3(signature = (digests = true))]
     fn new(digests: bool) -> Self {
-        EntryRows { digests, wins: Vec::new(), gpus: Vec::new(), entries: Vec::new(), line: Vec::new() }
+        EntryRows { digests, wins: Vec::new(), gpus: Vec::new(), entries: Vec::new(), line: Vec::new(),
+                    order: OnceLock::new() }
     }
 
     /// The window the next entries belong to.
@@ -286,6 +298,7 @@ impl EntryRows {
             e.digest = Some(self.digest_of(&e));
         }
         self.entries.push(e);
+        self.changed();
         Ok(())
     }
 
@@ -324,6 +337,7 @@ impl EntryRows {
             e.digest = Some(digest);
         }
         self.entries.push(e);
+        self.changed();
         Ok(())
     }
 
@@ -369,6 +383,7 @@ impl EntryRows {
     /// Drop every entry from position ``n`` on (a window whose attribution failed part way).
     fn truncate(&mut self, n: usize) {
         self.entries.truncate(n);
+        self.changed();
     }
 
     /// A new batch of the entries in these [start, end) ranges of positions, in their order.
@@ -397,7 +412,7 @@ impl EntryRows {
         self.committable()?;
         let (order, (e_hash, energy, gpu_ms, first, last)) = py.detach(|| {
             let order = self.chain_order();
-            let totals = self.totals(&order);
+            let totals = self.totals(order);
             (order, totals)
         });
         let ids = order.iter().map(|&i| text(&self.entries[i].id).to_owned()).collect();
@@ -411,7 +426,7 @@ impl EntryRows {
     #[allow(clippy::type_complexity)]
     fn chain_totals(&self, py: Python<'_>) -> PyResult<(String, i128, i128, Option<u64>, Option<u64>)> {
         self.committable()?;
-        let (e_hash, energy, gpu_ms, first, last) = py.detach(|| self.totals(&self.chain_order()));
+        let (e_hash, energy, gpu_ms, first, last) = py.detach(|| self.totals(self.chain_order()));
         Ok((text(&e_hash).to_owned(), energy, gpu_ms, first, last))
     }
 

@@ -192,6 +192,49 @@ def test_the_sink_checks_its_lease_before_every_batch(db, config_and_hash) -> No
     assert int(engine.execute(f"SELECT count() FROM {name}.ledger_entries")[0][0]) == 1
 
 
+class CountingHeads(LostAck):
+    """LostAck, counting the writer's reads of its chain's head."""
+
+    heads = 0
+
+    def execute(self, query: str, *args: Any, **kwargs: Any) -> Any:
+        self.heads += "ORDER BY seq DESC LIMIT 1" in query
+        return super().execute(query, *args, **kwargs)
+
+
+def test_under_a_lease_the_writer_knows_its_head_and_reads_it_again_after_a_failure(db, config_and_hash) -> None:
+    """The chain's only writer (it holds the lease) asks for the head once, then chains each
+    batch to the one it committed; after a write whose acknowledgement was lost it asks
+    again (the record did land), so the chain stays unbroken. Without a lease it always asks."""
+    engine, name = db
+    lease = ChainLease(engine, name, "main", holder="remote-host:1:aaaa", ttl_s=30)
+    lease.acquire(wait_s=0)
+    client = CountingHeads(engine)
+    w = LedgerWorker(WindowProcessor(*config_and_hash), ClickHouseSink(client, name, lease=lease),
+                     clock_ns=lambda: NOW_NS)
+    w.handle_windows([raw(1)])
+    w.handle_windows([raw(2)])
+    assert client.heads == 1
+    client.lose_next_commit = True
+    with pytest.raises(Exception, match="connection reset"):
+        w.handle_windows([raw(3)])
+    w.handle_windows([raw(3)])  # the retry: booked already, nothing written
+    w.handle_windows([raw(4)])
+    w.handle_windows([raw(5)])
+    assert client.heads == 2
+    unleased = CountingHeads(engine)
+    w2 = LedgerWorker(WindowProcessor(*config_and_hash), ClickHouseSink(unleased, name, chain_id="other"),
+                      clock_ns=lambda: NOW_NS)
+    w2.handle_windows([raw(6)])
+    w2.handle_windows([raw(7)])
+    assert unleased.heads == 2
+    report = verify_ledger(engine, name, *ALL)
+    assert report.ok, [p.line() for p in report.problems]
+    assert report.batches == 7
+    seqs = engine.execute(f"SELECT chain_id, seq FROM {name}.ledger_batches ORDER BY chain_id, seq")
+    assert seqs == [("main", 0), ("main", 1), ("main", 2), ("main", 3), ("main", 4), ("other", 0), ("other", 1)]
+
+
 def test_a_lease_that_expired_while_nobody_took_it_is_taken_again(db) -> None:
     # ClickHouse unreachable for longer than the TTL: the worker carries on afterwards
     engine, name = db

@@ -46,6 +46,7 @@ class MemoryConsumer:
         self.listener: Any = None
         self.commits: list[dict[TopicPartition, int]] = []
         self.stopped = False
+        self.taken = 0  # fetches that returned records
 
     def subscribe(self, topics: list[str], listener: Any) -> None:
         assert topics == [WINDOWS_TOPIC]
@@ -59,6 +60,7 @@ class MemoryConsumer:
 
     async def getmany(self, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Record]]:
         if self.fetches:
+            self.taken += 1
             return self.fetches.pop(0)
         await asyncio.sleep(timeout_ms / 1000)
         return {}
@@ -69,7 +71,7 @@ class MemoryConsumer:
 
 class Harness(WindowConsumer):
     def __init__(self, worker: LedgerWorker, fetches: list[dict[TopicPartition, list[Record]]],
-                 write_s: list[float], jobs: Any = None) -> None:
+                 write_s: list[float], jobs: Any = None, ahead: int = 1) -> None:
         self.fake = MemoryConsumer(fetches)
         self.events: list[tuple[str, Any]] = []
         self.write_s = write_s
@@ -85,7 +87,7 @@ class Harness(WindowConsumer):
         async def forward(rejections: list[Any]) -> None:
             self.events.append(("dead letters", [r.reason for r in rejections]))
 
-        super().__init__(StreamSettings(batch_s=0.01), worker, write, forward, jobs=jobs)
+        super().__init__(StreamSettings(batch_s=0.01, batches_ahead=ahead), worker, write, forward, jobs=jobs)
 
     def _make_consumer(self) -> Any:
         return self.fake
@@ -373,3 +375,27 @@ def test_a_batch_size_whose_sums_could_overflow_the_commit_record_stops_the_work
     assert StreamSettings(batch_size=MAX_BATCH_SIZE).batch_size == MAX_BATCH_SIZE
     with pytest.raises(ValidationError, match="batch_size"):
         StreamSettings(batch_size=MAX_BATCH_SIZE + 1)
+
+
+@pytest.mark.parametrize("ahead", [1, 2, 3])
+def test_while_a_batch_is_written_at_most_batches_ahead_more_are_taken(worker, ahead) -> None:
+    """Back-pressure (BRIDGELEDGER_BATCHES_AHEAD): while the first batch's write is held up,
+    the consumer takes and prepares ``ahead`` more, then waits; afterwards every batch is
+    written and committed in order."""
+    fetches = [records([(P0, [seq])], first_offset=seq - 1) for seq in range(1, 7)]
+    h = Harness(worker, fetches, write_s=[0.3], ahead=ahead)
+    taken_during_first_write: list[int] = []
+    original = h._write
+
+    async def write(batch: Any) -> list[Any]:
+        out = await original(batch)
+        if not taken_during_first_write:
+            taken_during_first_write.append(h.fake.taken)
+        return out
+
+    h._write = write
+    asyncio.run(run_until(h, lambda: len(h.fake.commits) == 6))
+    # the batch being written, then `ahead` more taken (the one after those waits for the write)
+    assert taken_during_first_write == [1 + ahead]
+    assert [e for e in h.events if e[0] == "written"] == [("written", [s]) for s in range(1, 7)]
+    assert [c[P0] for c in h.fake.commits] == [1, 2, 3, 4, 5, 6]
