@@ -23,6 +23,7 @@ try:
         entry_id,
         fixed,
         verify_signed,
+        verify_signed_cpu,
         windows_hash,
     )
 except ImportError as exc:  # pragma: no cover - a deployment without the core
@@ -31,7 +32,7 @@ except ImportError as exc:  # pragma: no cover - a deployment without the core
         "(needs Rust's cargo; `make install` does it)") from exc
 
 __all__ = ["SOURCE_SHA256", "EntryRows", "encode_windows_native", "entry_id", "entry_rows", "fixed", "verify_signed",
-           "windows_hash"]
+           "verify_signed_cpu", "windows_hash"]
 
 
 def entry_rows(rows: Iterable[tuple[Any, ...]]) -> EntryRows:

@@ -28,6 +28,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Protocol
 
 from streams.core import verify_signed as _core_verify
+from streams.core import verify_signed_cpu as _core_verify_cpu
 
 __all__ = ["CoreVerifier", "InlineVerifier", "PoolVerifier", "SignatureVerifier", "Verdicts", "default_threads",
            "exit_with_parent", "verify_signed", "verifier_for"]
@@ -81,8 +82,7 @@ class InlineVerifier:
 class CoreVerifier:
     """Checks a batch on ``threads`` threads of the worker's own process, beside the
     caller: the core releases the interpreter lock for the whole batch.
-    ``cpu_seconds``: the CPU its checks took (of the thread that runs them, so of all
-    of them with one thread; with more, the others' is in the process's total only)."""
+    ``cpu_seconds``: the CPU its checks took, on all of its threads."""
 
     def __init__(self, threads: int) -> None:
         if threads < 1:
@@ -96,11 +96,9 @@ class CoreVerifier:
         self._runner.submit(self._check, []).result()
 
     def _check(self, items: list[Signed]) -> list[bool]:
-        t0 = time.thread_time()
-        try:
-            return _core_verify(items, self.threads)
-        finally:
-            self.cpu_seconds += time.thread_time() - t0
+        verdicts, cpu_s = _core_verify_cpu(items, self.threads)
+        self.cpu_seconds += cpu_s
+        return verdicts
 
     def submit(self, items: Sequence[Signed]) -> Verdicts:
         items = list(items)

@@ -44,6 +44,7 @@ fn bridgeledger_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fixed, m)?)?;
     m.add_function(wrap_pyfunction!(entry_id, m)?)?;
     m.add_function(wrap_pyfunction!(verify::verify_signed, m)?)?;
+    m.add_function(wrap_pyfunction!(verify::verify_signed_cpu, m)?)?;
     m.add_function(wrap_pyfunction!(windows::windows_hash, m)?)?;
     m.add_function(wrap_pyfunction!(windows::encode_windows_native, m)?)?;
     Ok(())

@@ -140,3 +140,30 @@ def test_an_r_with_a_torsion_component_is_refused_by_both() -> None:
     raw = _message(body, r_twisted, (r + _k(r_twisted, body) * a) % L)
     honest_raw = _message(body, honest[:32], (r + _k(honest[:32], body) * a) % L)
     assert agree([(honest_raw, PUBLIC), (raw, PUBLIC)]) == [True, False]
+
+
+def test_the_checks_cpu_is_counted_on_every_thread_that_ran_them() -> None:
+    """verify_cpu_seconds_total (streams/worker.py) is the CoreVerifier's ``cpu_seconds``: with
+    three threads it is the CPU of all three, about what one thread takes for the same batch,
+    not the calling thread's third of it."""
+    from streams.core import verify_signed_cpu
+    from streams.verifier import CoreVerifier
+
+    items = [(GOOD, PUBLIC)] * 600 + [(GOOD, bytes(OTHER_KEY.verify_key))] * 300
+    cpu = {}
+    for threads in (1, 3):
+        verifier = CoreVerifier(threads)
+        try:
+            verifier.start()
+            runs = []
+            for _ in range(3):
+                before = verifier.cpu_seconds
+                assert verifier.submit(items)() == [True] * 600 + [False] * 300
+                runs.append(verifier.cpu_seconds - before)
+        finally:
+            verifier.close()
+        cpu[threads] = min(runs)
+        verdicts, seconds = verify_signed_cpu(items, threads)
+        assert verdicts == [True] * 600 + [False] * 300 and seconds > 0
+    assert cpu[1] > 0.01  # 900 checks at tens of µs each
+    assert cpu[3] > 0.6 * cpu[1], cpu
