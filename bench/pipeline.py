@@ -337,7 +337,8 @@ def main() -> None:
     cpu = {name: cpu_seconds(pid) - first_cpu.get(name, 0.0) for name, pid in pids.items()}
     steal = steal_seconds() - first_steal
     split = {k: last_metrics.get(k, 0.0) - first_metrics.get(k, 0.0)
-             for k in ("process_seconds_total", "sink_seconds_total", "verify_cpu_seconds_total")}
+             for k in ("process_seconds_total", "sink_seconds_total", "verify_cpu_seconds_total",
+                       "verify_wait_seconds_total")}
     if spy is not None:
         spy.send_signal(2)
         spy.wait(60)
@@ -379,8 +380,10 @@ def main() -> None:
     print(f"ratio pipeline / min(ceilings): {pipe_rate * gpu / min(ceilings.values()):.3f}")
     if pipe_s > 0:
         p_s, s_s = split["process_seconds_total"], split["sink_seconds_total"]
+        wait_s = split["verify_wait_seconds_total"]
         print(f"worker time over the throughput phase ({pipe_s:.1f} s): decode+validate+attribute {p_s:.1f} s "
-              f"({100 * p_s / pipe_s:.0f} %, event loop), ClickHouse sink {s_s:.1f} s "
+              f"({100 * p_s / pipe_s:.0f} %, event loop, of which {wait_s:.1f} s waiting for the signature "
+              f"checks), ClickHouse sink {s_s:.1f} s "
               f"({100 * s_s / pipe_s:.0f} %, sink thread, overlapping the next batch's processing)")
         shares = ", ".join(f"{name} {sec:.1f} s ({100 * sec / pipe_s:.0f} % of a core)" for name, sec in cpu.items())
         print(f"CPU over the throughput phase: {shares}; the machine has {os.cpu_count()} cores, of which the "

@@ -73,6 +73,7 @@ class WorkerStats:
     sink_seconds: float = 0.0
     process_seconds: float = 0.0
     verify_cpu_seconds: float = 0.0  # of signature checks on threads beside the worker (streams/verifier.py)
+    verify_wait_seconds: float = 0.0  # of process_seconds: waiting for the checks after the batch was attributed
     last_batch_s: float = 0.0
 
     def render(self) -> str:
@@ -87,6 +88,8 @@ class WorkerStats:
              "time spent decoding, validating and attributing windows"),
             ("verify_cpu_seconds_total", "counter", round(self.verify_cpu_seconds, 6),
              "CPU time of the signature checks on threads beside the worker"),
+            ("verify_wait_seconds_total", "counter", round(self.verify_wait_seconds, 6),
+             "time the worker waited for a batch's signature checks after attributing it"),
             ("last_batch_seconds", "gauge", round(self.last_batch_s, 6), "latency of the last batch write"),
         ), [("rejected_total", "counter", "reason", self.rejected,
              "messages sent to the dead-letter topic, by reason")])
@@ -182,7 +185,10 @@ class LedgerWorker:
                 rows.truncate(n)
                 spans.append(Rejection.internal(exc, raw))
                 log.exception("internal error on one message (dead-lettered)")
-        batch = self._decide(raws, screened, spans, rows, verdicts())
+        t_wait = time.monotonic()
+        checked = verdicts()
+        self.stats.verify_wait_seconds += time.monotonic() - t_wait
+        batch = self._decide(raws, screened, spans, rows, checked)
         self.stats.process_seconds += time.monotonic() - t_start
         self.stats.verify_cpu_seconds = getattr(self.verifier, "cpu_seconds", 0.0)
         return batch

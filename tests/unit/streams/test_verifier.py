@@ -147,6 +147,27 @@ def test_the_worker_checks_signatures_in_its_verifier(monkeypatch: pytest.Monkey
     assert json.loads(raw)["signature"]
 
 
+def test_the_wait_for_a_batchs_checks_is_measured_apart() -> None:
+    """verify_wait_seconds_total: how long the worker waited for the verdicts after it had
+    attributed the batch (part of process_seconds_total), so a verifying stage that is
+    slower than attribution shows as such."""
+    import time
+
+    class Slow(InlineVerifier):
+        def submit(self, items):  # type: ignore[no-untyped-def]
+            verdicts = super().submit(items)
+            return lambda: (time.sleep(0.3), verdicts())[1]
+
+    w = LedgerWorker(PROCESSOR, MemorySink(), clock_ns=lambda: NOW_NS, verifier=Slow())
+    b = w.prepare([good(seq=4)])
+    assert len(b.accepted) == 1
+    assert 0.3 <= w.stats.verify_wait_seconds <= w.stats.process_seconds
+    fast = LedgerWorker(PROCESSOR, MemorySink(), clock_ns=lambda: NOW_NS, verifier=InlineVerifier())
+    fast.prepare([good(seq=4)])
+    assert fast.stats.verify_wait_seconds < 0.1
+    assert "bridgeledger_stream_verify_wait_seconds_total 0.3" in w.stats.render()
+
+
 def test_a_worker_killed_with_sigkill_leaves_no_verifying_process() -> None:
     import subprocess
     import sys
