@@ -29,10 +29,10 @@ class StreamSettings(BaseSettings):
     # a second than 2,000 on the bench machine, within its run-to-run spread).
     batch_size: int = Field(default=4000, ge=1, le=MAX_BATCH_SIZE)
     batch_s: float = Field(default=0.5, gt=0)
-    # Batches prepared while the sink writes an earlier one, then the consumer waits
-    # (docs/benchmarks.md: 2 booked a median 52.3k GPU-windows/s against 49.0k with 1, in
-    # overlapping ranges over three runs each; each costs a batch's memory)
-    batches_ahead: int = Field(default=2, ge=1, le=8)
+    # Batches prepared while the sink writes an earlier one, then the consumer waits. Each
+    # costs a batch's memory; on the bench machine 2 was not measurably faster than 1
+    # (docs/benchmarks.md: medians 49.7k and 49.0k GPU-windows/s over five and three runs)
+    batches_ahead: int = Field(default=1, ge=1, le=8)
     retry_max_s: float = Field(default=30.0, gt=0)
     session_timeout_s: float = Field(default=10.0, ge=6, le=300)
     # A window older than this when it reaches the broker is dead-lettered (too_old).
