@@ -12,8 +12,9 @@ that is not in ClickHouse. While batch n is written (in the sink thread),
 the next ones are decoded and attributed on the event loop, up to
 ``batches_ahead`` of them (``BRIDGELEDGER_BATCHES_AHEAD``); then the consumer
 waits for the write. Writes and offset commits stay in order. More than one
-ahead absorbs the batches whose write or preparation takes longer than the
-others (docs/benchmarks.md); each costs a batch's memory.
+ahead is meant to absorb batches whose write or preparation takes longer
+than the others; on the bench machine it was not measurably faster
+(docs/benchmarks.md), and each costs a batch's memory.
 
 Rebalancing: before giving up partitions, the consumer finishes every batch
 it has taken (written and committed), so a partition's next owner starts
