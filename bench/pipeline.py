@@ -263,6 +263,8 @@ def main() -> None:
     ap.add_argument("--profile", type=Path, default=None,
                     help="record the worker with py-spy during the throughput phase (collapsed stacks to this "
                          "file) and print the top functions")
+    ap.add_argument("--rules", choices=["compiled", "python"], default="compiled",
+                    help="the worker's BRIDGELEDGER_RULES (python: the baseline before the compiled rules)")
     ap.add_argument("--verify-threads", type=int, default=None,
                     help="BRIDGELEDGER_VERIFY_THREADS of the worker (default: its own, one per core beyond the "
                          "first, at most 4; 0 checks signatures in the worker's own thread)")
@@ -297,6 +299,7 @@ def main() -> None:
     env = {**os.environ, **stack.client_env(), "BRIDGELEDGER_CONSORTIUM_CONFIG": str(CONFIG),
            "BRIDGELEDGER_STATE_DIR": str(state), "BRIDGELEDGER_PORT_OFFSET": "20000",
            "BRIDGELEDGER_METRICS_PORT": str(metrics_port)}
+    env["BRIDGELEDGER_RULES"] = args.rules
     for name, value in (("THREADS", args.verify_threads), ("PROCESSES", args.verify_processes)):
         if value is not None:
             env[f"BRIDGELEDGER_VERIFY_{name}"] = str(value)

@@ -45,8 +45,8 @@ from schemas.ledger import AccountKind, AccountSource
 from schemas.telemetry import GpuReading
 from streams.job_book import JobBook, Jobs, JobSpan, book_jobs
 
-__all__ = ["ConfigMemo", "JobBook", "JobSpan", "Jobs", "Part", "attribute_gpu", "book_jobs", "owner_weights",
-           "split_exact"]
+__all__ = ["ConfigMemo", "JobBook", "JobSpan", "Jobs", "Part", "Tenant", "attribute_gpu", "book_jobs", "idle_tenant",
+           "owner_weights", "procless_tenant", "split_exact", "tenant_for_job"]
 
 # Shares are turned into integer weights at this resolution (parts per million).
 SHARE_SCALE = 1_000_000
@@ -103,7 +103,9 @@ def split_exact(total: int, weights: Sequence[int]) -> list[int]:
 
 
 @dataclass(frozen=True, slots=True)
-class _Tenant:
+class Tenant:
+    """Who a share of a GPU window is booked to, before the owners' split."""
+
     account_kind: AccountKind
     account: str
     project: str
@@ -112,7 +114,7 @@ class _Tenant:
     source: AccountSource
 
 
-def _unresolved(site_id: str, account: str | None, job_id: str | None, memo: ConfigMemo) -> _Tenant:
+def _unresolved(site_id: str, account: str | None, job_id: str | None, memo: ConfigMemo) -> Tenant:
     # Unknown job, a claim nobody vouches for, or an account no project
     # claims: the site carries it, visibly, until a correction moves it. The
     # account text is what was claimed, for whoever corrects it.
@@ -121,7 +123,7 @@ def _unresolved(site_id: str, account: str | None, job_id: str | None, memo: Con
     if tenant is None:
         if len(memo.unresolved) >= MAX_MEMO_TENANTS:
             memo.unresolved.clear()
-        tenant = memo.unresolved[key] = _Tenant("unresolved", account or "", f"unresolved:{site_id}", _NOBODY,
+        tenant = memo.unresolved[key] = Tenant("unresolved", account or "", f"unresolved:{site_id}", _NOBODY,
                                                 job_id, "none")
     return tenant
 
@@ -155,9 +157,9 @@ class ConfigMemo:
     its config, so a new config never meets a stale memo."""
 
     config: ConsortiumConfig
-    tenants: dict[tuple[str, str | None, str, AccountSource], _Tenant] = field(default_factory=dict)
-    unresolved: dict[tuple[str, str | None, str | None], _Tenant] = field(default_factory=dict)
-    idle: dict[str, _Tenant] = field(default_factory=dict)
+    tenants: dict[tuple[str, str | None, str, AccountSource], Tenant] = field(default_factory=dict)
+    unresolved: dict[tuple[str, str | None, str | None], Tenant] = field(default_factory=dict)
+    idle: dict[str, Tenant] = field(default_factory=dict)
     self_declares: dict[str, bool] = field(default_factory=dict)  # by site
     owners: dict[str, tuple[tuple[str, int], ...]] = field(default_factory=dict)
 
@@ -180,23 +182,20 @@ def attribute_gpu(
     procs = gpu.processes
     energy_mj, gpu_ms = gpu.energy_mj, gpu.gpu_ms
     if not procs:
-        holder = _exclusive_holder(site_id, gpu.uuid, book, window)
-        if holder is None:
-            return _owner_parts(_idle(site_id, m), energy_mj, gpu_ms)
-        return _owner_parts(_tenant_for_job(site_id, holder.job_id, holder.account, book, m), energy_mj, gpu_ms)
+        return _owner_parts(procless_tenant(site_id, gpu.uuid, book, window, m)[0], energy_mj, gpu_ms)
     if len(procs) == 1 and "mig" not in gpu.flags:  # one tenant holds the whole window
         proc = procs[0]
-        return _owner_parts(_tenant_for_job(site_id, proc.job_id, proc.account, book, m), energy_mj, gpu_ms)
+        return _owner_parts(tenant_for_job(site_id, proc.job_id, proc.account, book, m), energy_mj, gpu_ms)
 
     weights: dict[tuple[str | None, str | None], int] = {}
     for proc in procs:
         key = (proc.job_id, proc.account)
         weights[key] = weights.get(key, 0) + round(proc.sm_share * SHARE_SCALE)
-    tenants = [_tenant_for_job(site_id, j, a, book, m) for (j, a) in weights]
+    tenants = [tenant_for_job(site_id, j, a, book, m) for (j, a) in weights]
     tenant_weights = list(weights.values())
     unused = SHARE_SCALE - sum(tenant_weights)
     if "mig" in gpu.flags and unused > 0:
-        tenants.append(_idle(site_id, m))
+        tenants.append(idle_tenant(site_id, m))
         tenant_weights.append(unused)
     if len(tenants) == 1:
         return _owner_parts(tenants[0], energy_mj, gpu_ms)
@@ -207,7 +206,19 @@ def attribute_gpu(
     return _merge(parts)
 
 
-def _tenant_for_job(site_id: str, job_id: str | None, claim: str | None, jobs: Jobs, memo: ConfigMemo) -> _Tenant:
+def procless_tenant(site_id: str, gpu_uuid: str, jobs: Jobs, window: tuple[int, int] | None,
+                    memo: ConfigMemo) -> tuple[Tenant, bool]:
+    """The tenant of a GPU window with no process (rule 4), and whether it is the
+    same at any time while ``jobs`` stays as it is (no job holds that GPU
+    exclusively in the book at all: the site's idle account)."""
+    holder = _exclusive_holder(site_id, gpu_uuid, jobs, window)
+    if holder is None:
+        timeless = isinstance(jobs, JobBook) and not jobs.exclusive_on(site_id, gpu_uuid)
+        return idle_tenant(site_id, memo), timeless
+    return tenant_for_job(site_id, holder.job_id, holder.account, jobs, memo), False
+
+
+def tenant_for_job(site_id: str, job_id: str | None, claim: str | None, jobs: Jobs, memo: ConfigMemo) -> Tenant:
     """The tenant a job's usage is booked to. ``claim``: the account the window
     names for the process, if any; the job events decide (rule 1)."""
     if job_id is None:
@@ -233,7 +244,7 @@ def _tenant_for_job(site_id: str, job_id: str | None, claim: str | None, jobs: J
             owners = memo.owners.get(project.id)
             if owners is None:
                 owners = memo.owners[project.id] = owner_weights(project)
-            tenant = _Tenant("job", account, project.id, owners, job_id, source)
+            tenant = Tenant("job", account, project.id, owners, job_id, source)
         memo.tenants[key] = tenant
     return tenant
 
@@ -246,7 +257,7 @@ def _self_declares(site_id: str, memo: ConfigMemo) -> bool:
     return hit
 
 
-def _idle(site_id: str, memo: ConfigMemo) -> _Tenant:
+def idle_tenant(site_id: str, memo: ConfigMemo) -> Tenant:
     """The site's idle account, billed as its idle policy says (rule 4)."""
     tenant = memo.idle.get(site_id)
     if tenant is None:
@@ -258,11 +269,11 @@ def _idle(site_id: str, memo: ConfigMemo) -> _Tenant:
             owners = tuple((m.code, int(m.contribution_share * SHARE_SCALE)) for m in memo.config.members)
         else:
             owners = _NOBODY
-        tenant = memo.idle[site_id] = _Tenant("idle", f"idle:{site_id}", f"idle:{site_id}", owners, None, "none")
+        tenant = memo.idle[site_id] = Tenant("idle", f"idle:{site_id}", f"idle:{site_id}", owners, None, "none")
     return tenant
 
 
-def _owner_parts(tenant: _Tenant, energy_mj: int, gpu_ms: int) -> list[Part]:
+def _owner_parts(tenant: Tenant, energy_mj: int, gpu_ms: int) -> list[Part]:
     """A tenant's part, split among its project's owners (rule 5)."""
     owners = tenant.owners
     if len(owners) == 1:

@@ -1,8 +1,12 @@
 """The stream worker's compiled core (native/, Rust): entry rows, their chain texts
 and digests, a batch's chain summary, the ClickHouse Native block of its insert.
 
-The rules stay in Python (streams/attribution.py, streams/pricing.py); the core
-does the per-entry mechanics (and, for the raw windows of a batch, their hash
+The rules are defined in Python (streams/attribution.py, streams/pricing.py);
+the stream runs them compiled (``Attributor``, native/src/attribute.rs: the
+per-GPU and per-entry work, asking the Python rules for what depends on the
+config and the job book), and ``ledger recompute`` runs the Python definition
+on the stored windows, so the two are compared on every audit as well as by
+tests/unit/streams/test_core_rules.py. The core also does the per-entry mechanics (and, for the raw windows of a batch, their hash
 and their insert's block) that made the worker's Python the bottleneck
 (docs/benchmarks.md); and it checks a batch's signatures off the interpreter lock
 (streams/verifier.py). It is a separate package, ``bridgeledger-core``, built from
@@ -18,6 +22,7 @@ from typing import Any
 try:
     from bridgeledger_core import (
         SOURCE_SHA256,
+        Attributor,
         EntryRows,
         encode_windows_native,
         entry_id,
@@ -31,8 +36,8 @@ except ImportError as exc:  # pragma: no cover - a deployment without the core
         "bridgeledger's compiled core is not installed: `pip install ./native` from the repository "
         "(needs Rust's cargo; `make install` does it)") from exc
 
-__all__ = ["SOURCE_SHA256", "EntryRows", "encode_windows_native", "entry_id", "entry_rows", "fixed", "verify_signed",
-           "verify_signed_cpu", "windows_hash"]
+__all__ = ["SOURCE_SHA256", "Attributor", "EntryRows", "encode_windows_native", "entry_id", "entry_rows", "fixed",
+           "verify_signed", "verify_signed_cpu", "windows_hash"]
 
 
 def entry_rows(rows: Iterable[tuple[Any, ...]]) -> EntryRows:

@@ -37,15 +37,19 @@ class JobBook(dict[tuple[str, str], JobSpan]):
     Also indexes exclusive allocations by (site, GPU), so that a GPU window
     with no process finds its holder without scanning every job. Change it
     only by item assignment and ``del`` (what :func:`book_jobs` and the
-    worker's pruning do): those keep the index right."""
+    worker's pruning do): those keep the index right, and count the changes
+    in ``generation`` (the compiled rules forget what they worked out from
+    the book when it moves)."""
 
     def __init__(self, spans: Jobs | None = None) -> None:
         super().__init__()
+        self.generation = 0
         self._exclusive: dict[tuple[str, str], set[tuple[str, str]]] = {}
         for key, span in (spans or {}).items():
             self[key] = span
 
     def __setitem__(self, key: tuple[str, str], span: JobSpan) -> None:
+        self.generation += 1
         if key in self:
             self._unindex(key)
         super().__setitem__(key, span)
@@ -54,6 +58,7 @@ class JobBook(dict[tuple[str, str], JobSpan]):
                 self._exclusive.setdefault((key[0], gpu), set()).add(key)
 
     def __delitem__(self, key: tuple[str, str]) -> None:
+        self.generation += 1
         self._unindex(key)
         super().__delitem__(key)
 

@@ -16,10 +16,10 @@ from schemas.consortium import GpuModel, Site
 from schemas.ledger import entry_from_row
 from schemas.signing import VerifyKey, verifier, verify_window
 from schemas.telemetry import Window, decode_window_fast
-from streams.attribution import ConfigMemo, attribute_gpu
-from streams.core import EntryRows
+from streams.attribution import ConfigMemo, Tenant, attribute_gpu, idle_tenant, procless_tenant, tenant_for_job
+from streams.core import Attributor, EntryRows
 from streams.core import entry_id as _entry_id
-from streams.job_book import Jobs
+from streams.job_book import JobBook, Jobs
 from streams.pricing import Tariff
 
 __all__ = ["Outcome", "Rejection", "Screened", "WindowProcessor", "bad_signature", "conflicting_duplicate", "entry_id"]
@@ -120,9 +120,18 @@ class WindowProcessor:
     :meth:`check` then :meth:`attribute_rows` (entries into the compiled core's
     :class:`~streams.core.EntryRows`, read back as the tuples schemas/ledger.py
     ``ENTRY_ROW_FIELDS`` describes). Both run the same code.
+
+    ``compiled_rules`` (the default, the stream's): attribute_rows runs the
+    rules compiled in the core (native/src/attribute.rs), which give the same
+    entries as streams/attribution.py and streams/pricing.py
+    (tests/unit/streams/test_core_rules.py) and leave to them any window they
+    cannot take exactly. False: the Python rules alone, the definition, which
+    ``ledger recompute`` runs so that an audit compares the stream's booking
+    with it.
     """
 
-    def __init__(self, config: ConsortiumConfig, config_hash: str, max_age_ns: int = DEFAULT_MAX_AGE_NS) -> None:
+    def __init__(self, config: ConsortiumConfig, config_hash: str, max_age_ns: int = DEFAULT_MAX_AGE_NS,
+                 compiled_rules: bool = True) -> None:
         self.config = config
         self.config_hash = config_hash
         # (site, key id) -> public key: a key verifies only its own site's windows
@@ -135,6 +144,9 @@ class WindowProcessor:
         self._hourly: dict[tuple[str, str, Decimal], Tariff] = {}
         self._memo = ConfigMemo(config)
         self._models: dict[str, GpuModel] = {}  # by NVML name, the config's models found so far
+        # the rules compiled in the core, for the stream; without (``ledger recompute``), the Python rules
+        self._rules = _RulesForCore(self) if compiled_rules else None
+        self._core = Attributor(self._rules) if self._rules is not None else None
 
     def process(self, raw: bytes | None, jobs: Jobs | None = None, now_ns: int | None = None) -> Outcome:
         """One message to its entries or its rejection; never raises on content."""
@@ -287,6 +299,13 @@ class WindowProcessor:
         # the hour the window starts in prices its carbon, where the config has an hourly series
         gco2 = self._grid.at(site_id, start) if self._grid is not None else None
         rows.window(config_hash, w.window_id, w.agent_id, w.boot_id, w.seq, site_id, w.node, start, w.window_end_ns)
+        core, rules = self._core, self._rules
+        if core is not None and rules is not None:
+            rules.use(jobs, core)
+            if core.attribute(w.gpus, site_id, start, w.window_end_ns, None if gco2 is None else (str(gco2), gco2),
+                              rows):
+                return
+            # a window the compiled rules leave to these (a figure beyond 64 bits): the same rules, in Python
         add, on_gpu = rows.add, rows.gpu
         for g in w.gpus:
             model_key, tariff = tariffs.get((g.model, site_id)) or self._tariff(g.model, site_id)
@@ -297,3 +316,51 @@ class WindowProcessor:
             for kind, account, project, member, job, energy_mj, gpu_ms, source in attribute_gpu(
                     site_id, g, config, jobs, span, memo):
                 add(kind, account, project, member, job or "", energy_mj, gpu_ms, *price(energy_mj, gpu_ms), source)
+
+
+_NO_JOBS = JobBook()  # what attribution sees where no job book is given; never changed
+
+
+def _tenant(t: Tenant) -> tuple[str, str, str, tuple[tuple[str, int], ...], str | None, str]:
+    return t.account_kind, t.account, t.project, t.owners, t.job_id, t.source
+
+
+class _RulesForCore:
+    """What the compiled rules (native/src/attribute.rs) ask of the Python rules:
+    what depends on the config and the job book, worked out by the very functions
+    :func:`~streams.attribution.attribute_gpu` calls. The core remembers the
+    answers; it forgets those that depend on the job book when the book changes
+    (:meth:`on`: another book, or a :class:`JobBook` whose ``generation`` moved;
+    a plain mapping is never trusted to stay the same)."""
+
+    __slots__ = ("generation", "jobs", "processor")
+
+    def __init__(self, processor: WindowProcessor) -> None:
+        self.processor = processor
+        self.jobs: Jobs = _NO_JOBS
+        self.generation: int | None = _NO_JOBS.generation
+
+    def use(self, jobs: Jobs | None, core: Attributor) -> None:
+        """Before the core attributes a window with ``jobs``."""
+        book = _NO_JOBS if jobs is None else jobs
+        generation = book.generation if isinstance(book, JobBook) else None
+        if book is not self.jobs or generation is None or generation != self.generation:
+            core.forget_jobs()
+            self.jobs, self.generation = book, generation
+
+    def tenant(self, site_id: str, job_id: str | None, claim: str | None) -> tuple[object, ...]:
+        return _tenant(tenant_for_job(site_id, job_id, claim, self.jobs, self.processor._memo))
+
+    def procless(self, site_id: str, gpu_uuid: str, start_ns: int, end_ns: int) -> tuple[tuple[object, ...], bool]:
+        tenant, timeless = procless_tenant(site_id, gpu_uuid, self.jobs, (start_ns, end_ns), self.processor._memo)
+        return _tenant(tenant), timeless
+
+    def idle(self, site_id: str) -> tuple[object, ...]:
+        return _tenant(idle_tenant(site_id, self.processor._memo))
+
+    def tariff(self, model_name: str, site_id: str, gco2: Decimal | None) -> tuple[object, ...]:
+        """(model key, den, hours_g, gpu_cost_per_ms, energy_cost_per_mj, carbon_e): a Tariff's ratios."""
+        model_key, t = self.processor._tariff(model_name, site_id)
+        if gco2 is not None:
+            t = self.processor._hourly_tariff(model_name, site_id, gco2)
+        return model_key, t.den, t.hours_g, t.gpu_cost_per_ms, t.energy_cost_per_mj, t.carbon_e

@@ -96,8 +96,9 @@ def prepare_stream(settings: StreamSettings, cfg: ConsortiumConfig, digest: str,
     where = (f"in {processes} verifying process(es)" if processes else
              f"on {threads} thread(s) beside the worker" if threads else "in the worker")
     say(f"window signatures checked {where}")
-    worker = LedgerWorker(WindowProcessor(cfg, digest, max_age_ns=int(settings.max_window_age_s * 1e9)), sink,
-                          verifier=verifier)
+    say(f"attribution and pricing by the {settings.rules} rules")
+    worker = LedgerWorker(WindowProcessor(cfg, digest, max_age_ns=int(settings.max_window_age_s * 1e9),
+                                          compiled_rules=settings.rules == "compiled"), sink, verifier=verifier)
     worker.load_jobs(jobs_known)
     return StreamService(settings, worker, checkpoints, interrupted, start_warnings(cfg, demo_ledger_key))
 

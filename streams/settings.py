@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +34,12 @@ class StreamSettings(BaseSettings):
     # costs a batch's memory; on the bench machine 2 was not measurably faster than 1
     # (docs/benchmarks.md: medians 49.7k and 49.0k GPU-windows/s over five and three runs)
     batches_ahead: int = Field(default=1, ge=1, le=8)
+    # Which implementation of the attribution and pricing rules books the windows:
+    # "compiled" (native/src/attribute.rs) or "python" (streams/attribution.py and
+    # streams/pricing.py, the definition, which `ledger recompute` runs). The same
+    # entries either way (docs/attribution.md); "python" costs about 8 µs of CPU more
+    # a GPU-window on the bench machine (docs/benchmarks.md).
+    rules: Literal["compiled", "python"] = "compiled"
     retry_max_s: float = Field(default=30.0, gt=0)
     session_timeout_s: float = Field(default=10.0, ge=6, le=300)
     # A window older than this when it reaches the broker is dead-lettered (too_old).

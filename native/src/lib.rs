@@ -1,7 +1,9 @@
 //! bridgeledger's compiled core: the stream worker's per-entry mechanics.
 //!
-//! The rules (who pays, how much) stay in Python (streams/attribution.py,
-//! streams/pricing.py), defined once; this core gives each entry its id, its
+//! The rules (who pays, how much) are defined in Python (streams/attribution.py,
+//! streams/pricing.py); the stream runs them compiled here (attribute.rs, checked
+//! against the Python definition by the tests and by `ledger recompute`, which
+//! runs the Python rules on the stored windows). This core also gives each entry its id, its
 //! chain line and digest (the format of schemas/chain.py, pinned by
 //! docs/chain-vectors.json), sums and orders a batch for its commit record and
 //! serialises the insert as a ClickHouse Native block, and its commit record's;
@@ -10,6 +12,7 @@
 
 use pyo3::prelude::*;
 
+mod attribute;
 mod batch;
 mod chain;
 mod native;
@@ -41,6 +44,7 @@ fn entry_id(window_id: &str, gpu_uuid: &str, account_kind: &str, account: &str, 
 fn bridgeledger_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SOURCE_SHA256", SOURCE_SHA256)?;
     m.add_class::<rows::EntryRows>()?;
+    m.add_class::<attribute::Attributor>()?;
     m.add_function(wrap_pyfunction!(fixed, m)?)?;
     m.add_function(wrap_pyfunction!(entry_id, m)?)?;
     m.add_function(wrap_pyfunction!(verify::verify_signed, m)?)?;

@@ -278,7 +278,7 @@ impl EntryRows {
     }
 
     /// The GPU (UUID, the config's model key) the next entries belong to.
-    fn gpu(&mut self, uuid: &str, model: &str) {
+    pub(crate) fn gpu(&mut self, uuid: &str, model: &str) {
         self.gpus.push(Gpu { uuid: uuid.into(), model: model.into() });
     }
 
@@ -286,7 +286,7 @@ impl EntryRows {
     /// account, job and member) and, unless made without, its chain digest.
     /// Decimals are integer units of their stored scale.
     #[allow(clippy::too_many_arguments)]
-    fn add(&mut self, account_kind: &str, account: &str, project: &str, member: &str, job_id: &str,
+    pub(crate) fn add(&mut self, account_kind: &str, account: &str, project: &str, member: &str, job_id: &str,
            energy_mj: i64, gpu_ms: i64, hours: i64, cost: i64, carbon: i64, account_source: &str) -> PyResult<()> {
         let (win, gpu) = self.current()?;
         let id = chain::entry_id(&self.wins[win].window_id, &self.gpus[gpu].uuid, account_kind, account, job_id,

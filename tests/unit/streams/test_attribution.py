@@ -3,6 +3,10 @@
 Totals adding up is not enough: each case pins the exact parts, including
 which account, project and member pays and where the account came from.
 The rules are in docs/attribution.md; the worked arithmetic is in the comments.
+
+Every case runs twice: on the Python rules (the definition, what ``ledger
+recompute`` runs) and on the rules compiled in the core (native/src/attribute.rs,
+what the stream runs), the GPU attributed through WindowProcessor.attribute_rows.
 """
 
 from __future__ import annotations
@@ -14,12 +18,46 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas import GpuWindow, JobEvent, ProcessShare
-from streams.attribution import ConfigMemo, JobBook, Part, attribute_gpu, book_jobs, split_exact
+from schemas import ConsortiumConfig, GpuWindow, JobEvent, ProcessShare
+from streams import attribution
+from streams.attribution import ConfigMemo, JobBook, Jobs, Part, attribute_gpu, book_jobs, split_exact
+from streams.core import EntryRows
+from streams.processing import WindowProcessor
 
 SITE = "kr-daejeon"
 H100 = "NVIDIA H100 80GB HBM3"
 IDLE = Part("idle", f"idle:{SITE}", f"idle:{SITE}", "", None, 0, 0, "none")
+
+
+_COMPILED: dict[int, tuple[ConsortiumConfig, WindowProcessor]] = {}
+
+
+def compiled_attribute_gpu(site_id: str, g: GpuWindow, config: ConsortiumConfig, jobs: Jobs | None = None,
+                           window: tuple[int, int] | None = None, memo: ConfigMemo | None = None) -> list[Part]:
+    """attribute_gpu's answer from the compiled rules: the GPU alone in a window, through the stream's path."""
+    hit = _COMPILED.get(id(config))
+    if hit is None or hit[0] is not config:
+        hit = _COMPILED[id(config)] = (config, WindowProcessor(config, "0" * 64))
+    processor = hit[1]
+    assert processor._core is not None
+    start, end = window if window is not None else (0, 2**63)  # no window: any time (end > every event here)
+    rows = EntryRows(digests=False)
+    rows.window("0" * 64, "w", "a", "b", 0, site_id, "n", start, end)
+    gco2 = None if processor._grid is None else processor._grid.at(site_id, start)
+    assert processor._rules is not None
+    processor._rules.use(jobs, processor._core)
+    taken = processor._core.attribute([g], site_id, start, end, None if gco2 is None else (str(gco2), gco2), rows)
+    assert taken, "the compiled rules left a GPU of these tests to the Python rules"
+    return [Part(r[12], r[13], r[14], r[15], r[11] or None, r[16], r[17], r[23]) for r in rows]
+
+
+@pytest.fixture(scope="module", autouse=True, params=["python", "compiled"])
+def rules(request: pytest.FixtureRequest) -> object:
+    """Each test on each implementation of the rules (the name attribute_gpu is looked up when called)."""
+    if request.param == "compiled":
+        globals()["attribute_gpu"] = compiled_attribute_gpu
+    yield request.param
+    globals()["attribute_gpu"] = attribution.attribute_gpu
 
 
 def gpu(energy: int, procs: list[tuple[str | None, str | None, float]], seconds: float = 10.0,
