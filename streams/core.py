@@ -1,17 +1,18 @@
-"""The stream worker's compiled core (native/, Rust): entry rows, their chain texts
-and digests, a batch's chain summary, the ClickHouse Native block of its insert.
+"""The stream worker's compiled core (native/, Rust): entry rows, their chain texts and
+digests, a batch's chain summary, the ClickHouse Native block of its insert.
 
-The rules are defined in Python (streams/attribution.py, streams/pricing.py);
-the stream runs them compiled (``Attributor``, native/src/attribute.rs: the
-per-GPU and per-entry work, asking the Python rules for what depends on the
-config and the job book), and ``ledger recompute`` runs the Python definition
-on the stored windows, so the two are compared on every audit as well as by
-tests/unit/streams/test_core_rules.py. The core also does the per-entry mechanics (and, for the raw windows of a batch, their hash
-and their insert's block) that made the worker's Python the bottleneck
-(docs/benchmarks.md); and it checks a batch's signatures off the interpreter lock
-(streams/verifier.py). It is a separate package, ``bridgeledger-core``, built from
-native/ with cargo (``make install`` runs ``pip install ./native``); only the
-centre's stream worker and ledger tools import it, never a GPU node's agent.
+The rules are defined in Python (streams/attribution.py, streams/pricing.py); the
+stream runs them compiled (``Attributor``, native/src/attribute.rs: the per-GPU and
+per-entry work, asking the Python rules for what depends on the config and the job
+book), and ``ledger recompute`` runs the Python definition on the stored windows, so
+the two are compared on every audit as well as by
+tests/unit/streams/test_core_rules.py. The core also does the per-entry mechanics
+(and, for the raw windows of a batch, their hash and their insert's block) that made
+the worker's Python the bottleneck (docs/benchmarks.md); and it checks a batch's
+signatures off the interpreter lock (streams/verifier.py). It is a separate package,
+``bridgeledger-core``, built from native/ with cargo (``make install`` runs ``pip
+install ./native``); only the centre's stream worker and ledger tools import it,
+never a GPU node's agent.
 """
 
 from __future__ import annotations
