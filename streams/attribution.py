@@ -1,7 +1,10 @@
 """Attribution: who used a GPU window. Pure functions, no Faust, no I/O.
 
-The stream worker and the offline ``bridgeledger attribute`` / ``ledger
-recompute`` commands call the same functions, so they cannot disagree.
+These functions are the definition, which ``ledger recompute`` runs. The stream
+worker and ``bridgeledger attribute`` run them compiled (native/src/attribute.rs,
+through streams/processing.py), which asks them for every tenant and tariff and
+gives the same entries (tests/unit/streams/test_core_rules.py); every recompute
+of the stored windows checks the stream's entries against them.
 
 Rules (docs/attribution.md has the worked examples):
 

@@ -1,8 +1,9 @@
 """From wire bytes to ledger entries: validate, attribute, price. Pure.
 
-``WindowProcessor.process`` is what the Faust agent calls per message and
-what ``bridgeledger attribute`` calls per line, so the live ledger and any
-offline recomputation run the very same code.
+``WindowProcessor`` is what the stream worker calls per message and what
+``bridgeledger attribute`` calls per line: the same validation, and the same
+rules, which the stream runs compiled in the core (``compiled_rules``) and
+``ledger recompute`` runs as defined in Python, so an audit compares the two.
 """
 
 from __future__ import annotations
@@ -302,8 +303,16 @@ class WindowProcessor:
         core, rules = self._core, self._rules
         if core is not None and rules is not None:
             rules.use(jobs, core)
-            if core.attribute(w.gpus, site_id, start, w.window_end_ns, None if gco2 is None else (str(gco2), gco2),
-                              rows):
+            try:
+                taken = core.attribute(w.gpus, site_id, start, w.window_end_ns,
+                                       None if gco2 is None else (str(gco2), gco2), rows)
+            except Exception:
+                raise
+            except BaseException as exc:  # a panic in the core is a BaseException (pyo3's PanicException)
+                if type(exc).__name__ != "PanicException":
+                    raise
+                raise RuntimeError(f"the compiled rules failed: {exc}") from exc  # one window, not the worker
+            if taken:
                 return
             # a window the compiled rules leave to these (a figure beyond 64 bits): the same rules, in Python
         add, on_gpu = rows.add, rows.gpu

@@ -226,8 +226,9 @@ impl Attributor {
         let value = gco2.as_ref().map(|g| g.1.clone());
         let (model_key, den, hours_g, gpu_cost, energy_cost, carbon): TariffTuple<'_> =
             self.rules.bind(py).call_method1("tariff", (model, site, value))?.extract()?;
-        // each coefficient within 64 bits: then no product or sum of two overflows 128
-        let fit = |v: &Bound<'_, PyAny>| v.extract::<i64>().ok().map(i128::from);
+        // each coefficient within 0..2^63 (and the figures too, below): then no product, nor
+        // the sum of two, overflows 128 bits
+        let fit = |v: &Bound<'_, PyAny>| v.extract::<i64>().ok().filter(|&c| c >= 0).map(i128::from);
         let t = match (fit(&den), fit(&hours_g), fit(&gpu_cost), fit(&energy_cost), fit(&carbon)) {
             (Some(den), Some(hours_g), Some(gpu_cost_per_ms), Some(energy_cost_per_mj), Some(carbon_e)) if den > 0 =>
                 Some((model_key, Tariff { den, hours_g, gpu_cost_per_ms, energy_cost_per_mj, carbon_e })),
@@ -341,7 +342,7 @@ impl Attributor {
                 return Ok(false);
             };
             let ms = (seconds * 1000.0).round_ties_even();
-            if !(0.0..=1e15).contains(&ms) {
+            if energy_mj < 0 || !(0.0..=1e15).contains(&ms) {
                 return Ok(false);
             }
             let gpu_ms = ms as i64;

@@ -183,3 +183,37 @@ def test_a_price_beyond_64_bits_is_left_to_the_python_rules(config_and_hash) -> 
     assert len(rows) == 0
     compiled, python = both(cfg, [(doc("kr-daejeon", [{"pid": 1, "job_id": "7", "sm_share": 0.5}]), [])])
     assert list(compiled) == list(python) and len(compiled) == 1
+
+
+class PanicException(BaseException):  # what pyo3 raises for a panic in the core: not an Exception
+    pass
+
+
+def test_a_panic_in_the_compiled_rules_costs_one_window_not_the_worker(config_and_hash) -> None:
+    from streams.sink import MemorySink
+    from streams.worker import LedgerWorker
+    from tests.builders import good
+
+    cfg, digest = config_and_hash
+    p = WindowProcessor(cfg, digest)
+    real = p._core
+    assert real is not None
+
+    class Panicking:
+        calls = 0
+
+        def forget_jobs(self) -> None:
+            real.forget_jobs()
+
+        def attribute(self, gpus: Any, *args: Any) -> bool:
+            Panicking.calls += 1
+            if Panicking.calls == 2:
+                raise PanicException("index out of bounds")
+            return real.attribute(gpus, *args)
+
+    p._core = Panicking()  # type: ignore[assignment]
+    w = LedgerWorker(p, MemorySink(), clock_ns=lambda: 10**18 + 60 * 10**9)
+    batch = w.prepare([good(1), good(2), good(3)])
+    assert [r.reason for r in batch.rejections] == ["internal_error"]
+    assert "the compiled rules failed: index out of bounds" in batch.rejections[0].detail
+    assert len(batch.accepted) == 2
