@@ -286,6 +286,14 @@ class WindowProcessor:
             hit = self._hourly[(model_name, site_id, gco2)] = Tariff.of(model, site, self.config.pricing, gco2)
         return hit
 
+    def _tariff_at(self, model_name: str, site_id: str, gco2: Decimal | None) -> tuple[str, Tariff]:
+        """(model key, tariff) of a GPU model at a site, with the hour's grid intensity
+        ``gco2`` where the config has a series."""
+        model_key, tariff = self._tariffs.get((model_name, site_id)) or self._tariff(model_name, site_id)
+        if gco2 is not None:
+            tariff = self._hourly_tariff(model_name, site_id, gco2)
+        return model_key, tariff
+
     def attribute_rows(self, w: Window, jobs: Jobs | None, rows: EntryRows) -> None:
         """Add the window's ledger entries to ``rows`` (a validated window): the rules
         decide each entry's account, member and figures; ``rows`` gives it its id and
@@ -295,7 +303,6 @@ class WindowProcessor:
         site_id = w.site_id
         start = w.window_start_ns
         span = (start, w.window_end_ns)
-        tariffs = self._tariffs
         config, memo = self.config, self._memo
         # the hour the window starts in prices its carbon, where the config has an hourly series
         gco2 = self._grid.at(site_id, start) if self._grid is not None else None
@@ -317,9 +324,7 @@ class WindowProcessor:
             # a window the compiled rules leave to these (a figure beyond 64 bits): the same rules, in Python
         add, on_gpu = rows.add, rows.gpu
         for g in w.gpus:
-            model_key, tariff = tariffs.get((g.model, site_id)) or self._tariff(g.model, site_id)
-            if gco2 is not None:
-                tariff = self._hourly_tariff(g.model, site_id, gco2)
+            model_key, tariff = self._tariff_at(g.model, site_id, gco2)
             on_gpu(g.uuid, model_key)
             price = tariff.price
             for kind, account, project, member, job, energy_mj, gpu_ms, source in attribute_gpu(
@@ -339,7 +344,7 @@ class _RulesForCore:
     what depends on the config and the job book, worked out by the very functions
     :func:`~streams.attribution.attribute_gpu` calls. The core remembers the
     answers; it forgets those that depend on the job book when the book changes
-    (:meth:`on`: another book, or a :class:`JobBook` whose ``generation`` moved;
+    (:meth:`use`: another book, or a :class:`JobBook` whose ``generation`` moved;
     a plain mapping is never trusted to stay the same)."""
 
     __slots__ = ("generation", "jobs", "processor")
@@ -369,7 +374,5 @@ class _RulesForCore:
 
     def tariff(self, model_name: str, site_id: str, gco2: Decimal | None) -> tuple[object, ...]:
         """(model key, den, hours_g, gpu_cost_per_ms, energy_cost_per_mj, carbon_e): a Tariff's ratios."""
-        model_key, t = self.processor._tariff(model_name, site_id)
-        if gco2 is not None:
-            t = self.processor._hourly_tariff(model_name, site_id, gco2)
+        model_key, t = self.processor._tariff_at(model_name, site_id, gco2)
         return model_key, t.den, t.hours_g, t.gpu_cost_per_ms, t.energy_cost_per_mj, t.carbon_e

@@ -240,14 +240,15 @@ impl Attributor {
     }
 
     /// attribution.attribute_gpu; None where the Python rules must take the window.
-    fn gpu_parts(&mut self, py: Python<'_>, site: &str, g: &Bound<'_, PyAny>, energy_mj: i64, gpu_ms: i64,
-                 span: (u64, u64)) -> PyResult<Option<Vec<Part>>> {
+    #[allow(clippy::too_many_arguments)]
+    fn gpu_parts(&mut self, py: Python<'_>, site: &str, g: &Bound<'_, PyAny>, uuid: &str, energy_mj: i64,
+                 gpu_ms: i64, span: (u64, u64)) -> PyResult<Option<Vec<Part>>> {
         let procs = g.getattr("processes")?;
         let Ok(procs) = procs.cast::<PyList>() else {
             return Ok(None);
         };
         if procs.is_empty() {
-            let t = self.procless_tenant(py, site, &g.getattr("uuid")?.extract::<String>()?, span.0, span.1)?;
+            let t = self.procless_tenant(py, site, uuid, span.0, span.1)?;
             return Ok(owner_parts(&t, energy_mj, gpu_ms));
         }
         let mut mig = false;
@@ -346,11 +347,12 @@ impl Attributor {
                 return Ok(false);
             }
             let gpu_ms = ms as i64;
+            let uuid: String = g.getattr("uuid")?.extract()?;
             let model: String = g.getattr("model")?.extract()?;
             let Some((model_key, tariff)) = self.tariff(py, &model, site_id, &gco2)? else {
                 return Ok(false);
             };
-            let Some(parts) = self.gpu_parts(py, site_id, &g, energy_mj, gpu_ms, (start_ns, end_ns))? else {
+            let Some(parts) = self.gpu_parts(py, site_id, &g, &uuid, energy_mj, gpu_ms, (start_ns, end_ns))? else {
                 return Ok(false);
             };
             let mut priced = Vec::with_capacity(parts.len());
@@ -360,7 +362,7 @@ impl Attributor {
                 };
                 priced.push((p, price));
             }
-            planned.push((g.getattr("uuid")?.extract()?, model_key, priced));
+            planned.push((uuid, model_key, priced));
         }
         for (uuid, model_key, priced) in planned {
             rows.gpu(&uuid, &model_key);
