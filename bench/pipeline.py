@@ -298,8 +298,7 @@ def main() -> None:
     metrics_port = stack.ports.clickhouse_tcp + 7
     env = {**os.environ, **stack.client_env(), "BRIDGELEDGER_CONSORTIUM_CONFIG": str(CONFIG),
            "BRIDGELEDGER_STATE_DIR": str(state), "BRIDGELEDGER_PORT_OFFSET": "20000",
-           "BRIDGELEDGER_METRICS_PORT": str(metrics_port)}
-    env["BRIDGELEDGER_RULES"] = args.rules
+           "BRIDGELEDGER_METRICS_PORT": str(metrics_port), "BRIDGELEDGER_RULES": args.rules}
     for name, value in (("THREADS", args.verify_threads), ("PROCESSES", args.verify_processes)):
         if value is not None:
             env[f"BRIDGELEDGER_VERIFY_{name}"] = str(value)
